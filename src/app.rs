@@ -1,0 +1,167 @@
+//! Wiring: from a [`Config`] to a running server, and back down.
+//!
+//! Start-up resolves the secret, opens the history, connects to Docker,
+//! closes the books on deployments a previous run left open, then serves
+//! until the shutdown signal. Shutdown stops accepting requests first and
+//! lets queued deployments finish, so a restart of dockhook never leaves a
+//! container half-replaced.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::deploy::{Queue, Updater};
+use crate::engine::{self, DockerEngine, EngineError};
+use crate::server::{router, AppState};
+use crate::store::{State, Store, StoreError};
+use crate::targets::TargetRules;
+
+/// Why dockhook could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Path of the Docker Hub hook for `token`.
+pub fn dockerhub_hook_path(token: &str) -> String {
+    format!("/hooks/dockerhub/{token}")
+}
+
+/// Runs dockhook until `shutdown` resolves, then drains the queue.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let (token, generated) = config.resolve_token()?;
+    if generated {
+        tracing::info!(
+            "generated a secret token and kept it in {}; set this as the Docker Hub webhook URL: {}{}",
+            config.token_path().display(),
+            config.base_url(),
+            dockerhub_hook_path(token.expose()),
+        );
+    } else {
+        tracing::info!(
+            "Docker Hub webhook URL: {}{} (run `dockhook check-config --show-token` to see it whole)",
+            config.base_url(),
+            dockerhub_hook_path(&token.masked()),
+        );
+    }
+
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = Arc::new(Store::open(&config.database_path())?);
+    let engine = Arc::new(DockerEngine::connect(&config.docker_host).await?);
+    tracing::info!(api = %engine.api_version(), host = %config.docker_host, "connected to Docker");
+    close_interrupted(&store)?;
+
+    let own_container_id = engine::own_container_id();
+    if let Some(id) = &own_container_id {
+        tracing::info!(container = %&id[..12], "running in a container; it will never update itself");
+    }
+    let updater = Arc::new(Updater::new(engine.clone(), store.clone(), config.grace));
+    let queue = Queue::new(updater, store.clone());
+    let state = Arc::new(AppState {
+        token,
+        owners: config.owners.clone(),
+        dockerhub_registry: config.dockerhub_registry.clone(),
+        rules: TargetRules {
+            label_enable: config.label_enable,
+            own_container_id,
+        },
+        max_body: config.max_body,
+        engine,
+        store,
+        queue: queue.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!("listening on {addr}");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!("stopped accepting requests; waiting for deployments in progress");
+    queue.drain().await;
+    tracing::info!("all deployments finished; bye");
+    Ok(())
+}
+
+/// Marks deployments a previous run left unfinished, so history never shows
+/// a deployment as forever in progress.
+fn close_interrupted(store: &Store) -> Result<(), StoreError> {
+    for deployment in store.unfinished()? {
+        let note = format!(
+            "dockhook stopped during this deployment (at step {}); check container {}",
+            deployment.state.as_str(),
+            deployment.target
+        );
+        tracing::warn!(deployment = deployment.id, %note, "closing interrupted deployment");
+        store.transition(deployment.id, State::Failed, Some(&note))?;
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (what `docker stop` sends).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}
+
+/// Asks a running dockhook's `/healthz` (for Docker's `HEALTHCHECK` in an
+/// image with no shell or curl). Returns whether it answered 200.
+pub async fn probe_health(addr: SocketAddr) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}

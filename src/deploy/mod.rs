@@ -1,0 +1,9 @@
+//! Deployments: planning a replacement, running it step by step, and the
+//! queue that serialises updates per container.
+
+pub mod plan;
+pub mod queue;
+pub mod update;
+
+pub use queue::{Queue, Request};
+pub use update::{Job, Outcome, Updater};

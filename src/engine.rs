@@ -1,0 +1,342 @@
+//! The Docker Engine: the only module that talks to Docker.
+//!
+//! [`Engine`] is the small set of operations an update needs, in the
+//! vocabulary of the domain; [`DockerEngine`] implements it over the Engine
+//! API with bollard, negotiating the API version so the same binary drives
+//! Docker 20.10 (API 1.41) and current engines. Deploy logic is written
+//! against the trait, so unit tests can run it on an in-memory fake; every
+//! claim about real behaviour is proven by the end-to-end tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
+    NetworkConnectRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::TryStreamExt;
+
+use crate::image_ref::ImageRef;
+
+/// A running container, as target selection needs to see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    /// Name without Docker's leading `/`.
+    pub name: String,
+    /// The image reference the container was created from, as written then.
+    pub image: String,
+    /// The ID of the image it runs.
+    pub image_id: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// What removing an image did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRemoval {
+    Removed,
+    /// Another container, or another tag, still uses it; it was kept.
+    InUse,
+}
+
+/// An Engine API call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<bollard::errors::Error> for EngineError {
+    fn from(error: bollard::errors::Error) -> Self {
+        use bollard::errors::Error;
+        match error {
+            Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => EngineError::NotFound(message),
+            Error::DockerResponseServerError {
+                status_code: 409,
+                message,
+            } => EngineError::Conflict(message),
+            Error::DockerResponseServerError {
+                status_code,
+                message,
+            } => EngineError::Other(format!("Docker answered {status_code}: {message}")),
+            other => EngineError::Other(other.to_string()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// The operations dockhook needs from a container engine.
+pub trait Engine: Send + Sync + 'static {
+    /// Whether the engine answers.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// The running containers.
+    fn list_running(&self) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;
+    fn inspect_container(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<ContainerInspectResponse>> + Send;
+    fn inspect_image(&self, reference: &str) -> impl Future<Output = Result<ImageInspect>> + Send;
+    /// Pulls `image` (repository and tag) from its registry.
+    fn pull(&self, image: &ImageRef) -> impl Future<Output = Result<()>> + Send;
+    /// Creates a container and returns its ID.
+    fn create_container(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn start_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Stops with the container's own stop signal; `timeout` overrides its
+    /// stop timeout, in seconds.
+    fn stop_container(
+        &self,
+        id: &str,
+        timeout: Option<i32>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn rename_container(&self, id: &str, new_name: &str)
+        -> impl Future<Output = Result<()>> + Send;
+    /// Removes a container, killing it first if it runs.
+    fn remove_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Removes an image unless something still uses it.
+    fn remove_image(&self, id: &str) -> impl Future<Output = Result<ImageRemoval>> + Send;
+}
+
+/// [`Engine`] over the Docker Engine API.
+#[derive(Clone)]
+pub struct DockerEngine {
+    docker: Docker,
+}
+
+/// Requests may take this long; a pull of a large image is the slowest.
+const REQUEST_TIMEOUT_SECS: u64 = 900;
+
+impl DockerEngine {
+    /// Connects to `host` (`unix:///…` or `tcp://…`) and negotiates the API
+    /// version with the engine, so it must answer.
+    pub async fn connect(host: &str) -> Result<Self> {
+        let version = bollard::API_DEFAULT_VERSION;
+        let docker = if host.starts_with("unix://") {
+            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, version)
+        } else {
+            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
+        }
+        .map_err(|e| EngineError::Other(format!("cannot use Docker at {host}: {e}")))?;
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            EngineError::Other(format!(
+                "Docker does not answer at {host}: {e}. Is the engine running, and is its \
+                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+            ))
+        })?;
+        Ok(Self { docker })
+    }
+
+    /// The API version agreed with the engine.
+    pub fn api_version(&self) -> String {
+        let v = self.docker.client_version();
+        format!("{}.{}", v.major_version, v.minor_version)
+    }
+
+    async fn configured_image(&self, id: &str, listed: String) -> Result<String> {
+        // Once a tag moves to a newer image, Docker lists the containers still
+        // on the old one by image ID; their configuration keeps the name.
+        if !looks_like_image_id(&listed) {
+            return Ok(listed);
+        }
+        let inspect = self.docker.inspect_container(id, None).await?;
+        Ok(inspect.config.and_then(|c| c.image).unwrap_or(listed))
+    }
+}
+
+fn looks_like_image_id(image: &str) -> bool {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    (hex.len() == 12 || hex.len() == 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl Engine for DockerEngine {
+    async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(drop).map_err(Into::into)
+    }
+
+    async fn list_running(&self) -> Result<Vec<ContainerInfo>> {
+        let options = ListContainersOptionsBuilder::default().all(false).build();
+        let summaries = self.docker.list_containers(Some(options)).await?;
+        let mut containers = Vec::with_capacity(summaries.len());
+        for summary in summaries {
+            let (Some(id), Some(image)) = (summary.id, summary.image) else {
+                continue;
+            };
+            let name = summary
+                .names
+                .and_then(|names| names.into_iter().next())
+                .map(|n| n.trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            let image = match self.configured_image(&id, image).await {
+                Ok(image) => image,
+                // It went away between the list and the inspect.
+                Err(EngineError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            containers.push(ContainerInfo {
+                id,
+                name,
+                image,
+                image_id: summary.image_id.unwrap_or_default(),
+                labels: summary.labels.unwrap_or_default(),
+            });
+        }
+        Ok(containers)
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
+        Ok(self.docker.inspect_container(id, None).await?)
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageInspect> {
+        Ok(self.docker.inspect_image(reference).await?)
+    }
+
+    async fn pull(&self, image: &ImageRef) -> Result<()> {
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(&image.name())
+            .tag(&image.tag)
+            .build();
+        self.docker
+            .create_image(Some(options), None, None)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+            .map_err(|e| match EngineError::from(e) {
+                EngineError::Other(message) => {
+                    EngineError::Other(format!("pulling {image} failed: {message}"))
+                }
+                other => other,
+            })
+    }
+
+    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let options = CreateContainerOptionsBuilder::default().name(name).build();
+        Ok(self.docker.create_container(Some(options), body).await?.id)
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        endpoint: EndpointSettings,
+    ) -> Result<()> {
+        let request = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(endpoint),
+        };
+        Ok(self.docker.connect_network(network, request).await?)
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        Ok(self.docker.start_container(id, None).await?)
+    }
+
+    async fn stop_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
+        let mut options = StopContainerOptionsBuilder::default();
+        if let Some(timeout) = timeout {
+            options = options.t(timeout);
+        }
+        match self.docker.stop_container(id, Some(options.build())).await {
+            // 304: it was not running, which is what we wanted.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
+        let options = RenameContainerOptionsBuilder::default()
+            .name(new_name)
+            .build();
+        Ok(self.docker.rename_container(id, options).await?)
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(false)
+            .build();
+        Ok(self.docker.remove_container(id, Some(options)).await?)
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<ImageRemoval> {
+        let options = RemoveImageOptionsBuilder::default()
+            .force(false)
+            .noprune(false)
+            .build();
+        match self.docker.remove_image(id, Some(options), None).await {
+            Ok(_) => Ok(ImageRemoval::Removed),
+            Err(e) => match EngineError::from(e) {
+                EngineError::Conflict(_) => Ok(ImageRemoval::InUse),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// The ID of the container this process runs in, if it runs in one: the
+/// engine bind-mounts `/etc/hosts` and friends from
+/// `…/containers/<id>/`, which shows in the mount table whatever the
+/// cgroup version.
+pub fn own_container_id() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    container_id_from_mountinfo(&mounts)
+}
+
+fn container_id_from_mountinfo(mounts: &str) -> Option<String> {
+    mounts.lines().find_map(|line| {
+        let (_, rest) = line.split_once("/containers/")?;
+        let id = rest.split('/').next()?;
+        (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_image_ids() {
+        assert!(looks_like_image_id(&format!("sha256:{}", "ab".repeat(32))));
+        assert!(looks_like_image_id("0123456789ab"));
+        assert!(!looks_like_image_id("alice/site:latest"));
+        assert!(!looks_like_image_id("127.0.0.1:5000/site"));
+    }
+
+    #[test]
+    fn finds_own_container_id_in_mountinfo() {
+        let id = "3f1c".repeat(16);
+        let mounts = format!(
+            "583 560 0:52 / / rw,relatime - overlay overlay rw\n\
+             601 583 254:1 /var/lib/docker/containers/{id}/hosts /etc/hosts rw - ext4 /dev/vda rw\n"
+        );
+        assert_eq!(container_id_from_mountinfo(&mounts), Some(id));
+        assert_eq!(
+            container_id_from_mountinfo("1 0 0:1 / / rw - ext4 /dev/vda rw\n"),
+            None
+        );
+    }
+}

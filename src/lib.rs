@@ -1,0 +1,44 @@
+//! # dockhook
+//!
+//! Keeps Docker containers up to date the moment a registry says a new image
+//! is out. A registry POSTs a webhook; dockhook authenticates it, finds the
+//! running containers configured with that repository and tag, pulls the
+//! image, and replaces each container with an identical one on the new
+//! image, rolling back if the new one does not stay up.
+//!
+//! ## The flow
+//!
+//! ```text
+//! HTTP request ─► source parser ─► ImageEvent ─► gate (token, owner)
+//!     ─► targets (which containers) ─► deploy queue ─► engine (Docker API)
+//!     ─► store (history)
+//! ```
+//!
+//! Data flows one way; nothing downstream reaches back upstream.
+//!
+//! ## The modules
+//!
+//! - [`config`]: the one typed configuration (file, then environment); the
+//!   only module that reads the environment.
+//! - [`image_ref`]: parsing and normalising image references. Pure.
+//! - [`event`]: [`event::ImageEvent`], what every source produces.
+//! - [`sources`]: one module per webhook format; parse and gate, no Docker.
+//! - [`server`]: the axum router, limits and JSON errors.
+//! - [`targets`]: which running containers an event selects. Pure.
+//! - [`deploy`]: the per-container queue, the plan (inspected container to
+//!   create options, pure) and the update step machine with rollback.
+//! - [`engine`]: the only module that talks to Docker (bollard), behind a
+//!   small trait.
+//! - [`store`]: the only module with SQL: deployments and their steps.
+//! - [`app`]: wiring, start-up and graceful shutdown.
+
+pub mod app;
+pub mod config;
+pub mod deploy;
+pub mod engine;
+pub mod event;
+pub mod image_ref;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod targets;

@@ -1,0 +1,107 @@
+//! The `dockhook` command: parse arguments, load the configuration, call the
+//! library. Everything else lives in the `dockhook` crate.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dockhook::app;
+use dockhook::config::Config;
+
+/// Keeps Docker containers up to date the moment a registry says a new image is out.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file (also DOCKHOOK_CONFIG); environment variables win over it.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the webhook server (the default).
+    Serve,
+    /// Print the resolved settings, secrets masked, and exit non-zero on any error.
+    CheckConfig {
+        /// Print the token and the webhook URL in full.
+        #[arg(long)]
+        show_token: bool,
+    },
+    /// Exit 0 when the local dockhook answers /healthz with 200 (for Docker's HEALTHCHECK).
+    Healthcheck,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("dockhook: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+                .with_context(|| format!("log = {:?} is not a valid log filter", config.log))?;
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .init();
+            runtime.block_on(app::serve(config, app::shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { show_token } => {
+            check_config(&config, show_token)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck => {
+            let healthy = runtime
+                .block_on(app::probe_health(config.listen))
+                .unwrap_or(false);
+            Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
+    println!("dockhook configuration: OK");
+    for (key, value) in config.entries() {
+        println!("  {key:<20} {value}");
+    }
+    let stored = config.token_path();
+    let token = match &config.token {
+        Some(token) => Some(token.clone()),
+        // Read, never create: checking must not change anything.
+        None if stored.exists() => Some(config.resolve_token()?.0),
+        None => None,
+    };
+    let shown = match &token {
+        Some(token) if show_token => token.expose().to_string(),
+        Some(token) => token.masked(),
+        None => "<generated on first start>".to_string(),
+    };
+    println!(
+        "\nDocker Hub webhook URL:\n  {}{}",
+        config.base_url(),
+        app::dockerhub_hook_path(&shown)
+    );
+    if token.is_some() && !show_token {
+        println!("  (run with --show-token to print it whole)");
+    }
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! The HTTP server: routes, limits and JSON errors.
+//!
+//! Thin by design: a request is authenticated, its body read within the size
+//! limit and handed to its source for parsing, the selected targets go to
+//! the deploy queue, and the response says what was queued. Nothing here
+//! waits for a deployment.
+//!
+//! | route                        | auth                  |
+//! |------------------------------|-----------------------|
+//! | `POST /hooks/dockerhub/{token}` | token in the path  |
+//! | `GET /healthz`               | none                  |
+//! | `GET /api/deployments`       | `Authorization: Bearer` |
+//! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::deploy::{Queue, Request as DeployRequest};
+use crate::engine::Engine;
+use crate::event::ImageEvent;
+use crate::sources::{self, SourceError};
+use crate::store::Store;
+use crate::targets::{self, TargetRules};
+
+/// What the handlers share.
+pub struct AppState<E> {
+    pub token: Secret,
+    pub owners: Vec<String>,
+    pub dockerhub_registry: String,
+    pub rules: TargetRules,
+    pub max_body: usize,
+    pub engine: Arc<E>,
+    pub store: Arc<Store>,
+    pub queue: Queue<E>,
+}
+
+type Shared<E> = State<Arc<AppState<E>>>;
+
+/// The router with every route and limit.
+pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
+    Router::new()
+        .route("/hooks/dockerhub/{token}", post(dockerhub_hook::<E>))
+        .route("/healthz", get(healthz::<E>))
+        .route("/api/deployments", get(list_deployments::<E>))
+        .route("/api/deployments/{id}", get(get_deployment::<E>))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// An error response: a status and a JSON body a person can act on.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "status": "error", "error": self.message }));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+        }
+        response
+    }
+}
+
+impl From<SourceError> for ApiError {
+    fn from(error: SourceError) -> Self {
+        match error {
+            SourceError::Malformed(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            SourceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
+        }
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(error: crate::store::StoreError) -> Self {
+        tracing::error!(%error, "history database");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the history database failed; see dockhook's log",
+        )
+    }
+}
+
+fn token_matches(expected: &Secret, given: &str) -> bool {
+    bool::from(expected.expose().as_bytes().ct_eq(given.as_bytes()))
+}
+
+fn require_bearer(expected: &Secret, headers: &HeaderMap) -> Result<(), ApiError> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if token_matches(expected, given.trim()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the {limit}-byte limit (max_body)"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+            }
+        })
+}
+
+async fn dockerhub_hook<E: Engine>(
+    State(state): Shared<E>,
+    Path(token): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    if !token_matches(&state.token, &token) {
+        return Err(ApiError::unauthorized());
+    }
+    let body = read_body(request, state.max_body).await?;
+    let event = sources::dockerhub::parse(&body, &state.dockerhub_registry, &state.owners)?;
+    dispatch(&state, event).await
+}
+
+/// Queues an update for every container the event selects.
+async fn dispatch<E: Engine>(state: &AppState<E>, event: ImageEvent) -> Result<Response, ApiError> {
+    let containers = state.engine.list_running().await.map_err(|e| {
+        tracing::error!(error = %e, "cannot list containers");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Docker engine does not answer; the event was not processed, send it again later",
+        )
+    })?;
+    let (selected, excluded) = targets::select(&containers, &event.image, &state.rules);
+    if selected.is_empty() {
+        let mut reason = format!("no running container uses {}", event.image);
+        if !excluded.is_empty() {
+            let names: Vec<_> = excluded
+                .iter()
+                .map(|(c, why)| format!("{} ({why})", c.name))
+                .collect();
+            reason = format!(
+                "{reason} that dockhook may update; excluded: {}",
+                names.join(", ")
+            );
+        }
+        tracing::info!(image = %event.image, %reason, "event ignored");
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "ignored", "reason": reason })),
+        )
+            .into_response());
+    }
+    let mut deployments = Vec::with_capacity(selected.len());
+    for container in selected {
+        let id = state.queue.submit(&DeployRequest {
+            target: &container.name,
+            container_id: &container.id,
+            image: &event.image,
+            source: event.source,
+            pusher: event.pusher.as_deref(),
+        })?;
+        tracing::info!(deployment = id, target = %container.name, image = %event.image, "update queued");
+        deployments.push(id);
+    }
+    deployments.dedup();
+    let body = json!({ "status": "accepted", "image": event.image.to_string(), "deployments": deployments });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+async fn healthz<E: Engine>(State(state): Shared<E>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(3), state.engine.ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ok", "docker": "ok" })).into_response(),
+        Ok(Err(e)) => unhealthy(e.to_string()),
+        Err(_) => unhealthy("the Docker engine did not answer within 3 s".to_string()),
+    }
+}
+
+fn unhealthy(error: String) -> Response {
+    let body = json!({ "status": "unavailable", "docker": "unavailable", "error": error });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list_deployments<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let deployments = state.store.list(limit)?;
+    Ok(Json(json!({ "deployments": deployments })).into_response())
+}
+
+async fn get_deployment<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    let Path(id) =
+        id.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "deployment id must be a number"))?;
+    match state.store.get(id)? {
+        Some((deployment, steps)) => {
+            let mut body = serde_json::to_value(deployment).expect("deployments serialise");
+            body["steps"] = serde_json::to_value(steps).expect("steps serialise");
+            Ok(Json(body).into_response())
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no deployment {id}"),
+        )),
+    }
+}

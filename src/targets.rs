@@ -1,0 +1,184 @@
+//! Target selection: which running containers an event updates.
+//!
+//! A container is a target when its configured image is the event's
+//! repository and tag, it does not pin a digest, its labels allow it, and it
+//! is not dockhook itself. Pure: the caller lists the containers.
+
+use crate::engine::ContainerInfo;
+use crate::image_ref::ImageRef;
+
+/// Label that opts a container in (`true`) or out (`false`).
+pub const ENABLE_LABEL: &str = "dockhook.enable";
+
+/// Marker in the names of the containers dockhook parks during an update.
+pub const PARKED_MARKER: &str = "-dockhook-";
+
+/// The rules that do not come from the event.
+#[derive(Debug, Clone, Default)]
+pub struct TargetRules {
+    /// Only containers labelled `dockhook.enable=true` are eligible.
+    pub label_enable: bool,
+    /// The container dockhook runs in, never a target.
+    pub own_container_id: Option<String>,
+}
+
+/// Why a container using the image was not selected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exclusion {
+    PinnedDigest,
+    DisabledByLabel,
+    NotEnabledByLabel,
+    Dockhook,
+    Parked,
+}
+
+impl std::fmt::Display for Exclusion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Exclusion::PinnedDigest => "pins a digest",
+            Exclusion::DisabledByLabel => "labelled dockhook.enable=false",
+            Exclusion::NotEnabledByLabel => "not labelled dockhook.enable=true",
+            Exclusion::Dockhook => "dockhook itself",
+            Exclusion::Parked => "parked by an update in progress",
+        })
+    }
+}
+
+/// The containers `image` selects, and those that use it but were excluded.
+pub fn select<'a>(
+    containers: &'a [ContainerInfo],
+    image: &ImageRef,
+    rules: &TargetRules,
+) -> (Vec<&'a ContainerInfo>, Vec<(&'a ContainerInfo, Exclusion)>) {
+    let mut selected = Vec::new();
+    let mut excluded = Vec::new();
+    for container in containers {
+        let Ok(configured) = ImageRef::parse(&container.image) else {
+            continue;
+        };
+        if !configured.same_repository_and_tag(image) {
+            continue;
+        }
+        match exclusion(container, &configured, rules) {
+            None => selected.push(container),
+            Some(reason) => excluded.push((container, reason)),
+        }
+    }
+    (selected, excluded)
+}
+
+fn exclusion(
+    container: &ContainerInfo,
+    configured: &ImageRef,
+    rules: &TargetRules,
+) -> Option<Exclusion> {
+    let is_self = rules
+        .own_container_id
+        .as_deref()
+        .is_some_and(|own| !own.is_empty() && container.id.starts_with(own));
+    let label = container
+        .labels
+        .get(ENABLE_LABEL)
+        .map(|v| v.trim().to_ascii_lowercase());
+    if is_self {
+        Some(Exclusion::Dockhook)
+    } else if container.name.contains(PARKED_MARKER) {
+        Some(Exclusion::Parked)
+    } else if configured.digest.is_some() {
+        Some(Exclusion::PinnedDigest)
+    } else if label.as_deref() == Some("false") {
+        Some(Exclusion::DisabledByLabel)
+    } else if rules.label_enable && label.as_deref() != Some("true") {
+        Some(Exclusion::NotEnabledByLabel)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn container(name: &str, image: &str, labels: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            id: format!("{name:0<64}").replace(|c: char| !c.is_ascii_hexdigit(), "a"),
+            name: name.to_string(),
+            image: image.to_string(),
+            image_id: "sha256:old".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+        }
+    }
+
+    fn names(selected: &[&ContainerInfo]) -> Vec<String> {
+        selected.iter().map(|c| c.name.clone()).collect()
+    }
+
+    #[test]
+    fn selects_containers_on_the_same_repository_and_tag() {
+        let digest = format!("sha256:{}", "1".repeat(64));
+        let containers = vec![
+            container("short", "alice/site", &[]),
+            container("full", "docker.io/alice/site:latest", &[]),
+            container("other-tag", "alice/site:v2", &[]),
+            container("other-repo", "alice/blog", &[]),
+            container("other-registry", "127.0.0.1:5000/alice/site", &[]),
+            container("pinned", &format!("alice/site@{digest}"), &[]),
+        ];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, excluded) = select(&containers, &image, &TargetRules::default());
+        assert_eq!(names(&selected), ["short", "full"]);
+        assert_eq!(excluded.len(), 1);
+        assert_eq!(excluded[0].0.name, "pinned");
+        assert_eq!(excluded[0].1, Exclusion::PinnedDigest);
+    }
+
+    #[test]
+    fn labels_opt_out_and_opt_in() {
+        let containers = vec![
+            container("plain", "alice/site", &[]),
+            container("off", "alice/site", &[(ENABLE_LABEL, "false")]),
+            container("on", "alice/site", &[(ENABLE_LABEL, "true")]),
+        ];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, _) = select(&containers, &image, &TargetRules::default());
+        assert_eq!(names(&selected), ["plain", "on"]);
+        let rules = TargetRules {
+            label_enable: true,
+            ..Default::default()
+        };
+        let (selected, excluded) = select(&containers, &image, &rules);
+        assert_eq!(names(&selected), ["on"]);
+        let reasons: Vec<_> = excluded.iter().map(|(_, r)| *r).collect();
+        assert_eq!(
+            reasons,
+            [Exclusion::NotEnabledByLabel, Exclusion::DisabledByLabel]
+        );
+    }
+
+    #[test]
+    fn never_selects_itself_or_parked_containers() {
+        let me = container("dockhook", "alice/site", &[]);
+        let rules = TargetRules {
+            own_container_id: Some(me.id.clone()),
+            ..Default::default()
+        };
+        let containers = vec![me, container("site-dockhook-old-7", "alice/site", &[])];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, excluded) = select(&containers, &image, &rules);
+        assert!(selected.is_empty());
+        let reasons: Vec<_> = excluded.iter().map(|(_, r)| *r).collect();
+        assert_eq!(reasons, [Exclusion::Dockhook, Exclusion::Parked]);
+    }
+
+    #[test]
+    fn unparsable_configured_images_are_ignored() {
+        let containers = vec![container("weird", "sha256:abc", &[])];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, excluded) = select(&containers, &image, &TargetRules::default());
+        assert!(selected.is_empty() && excluded.is_empty());
+    }
+}
