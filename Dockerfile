@@ -1,0 +1,18 @@
+# dockhook in a FROM scratch image: one static binary, nothing else.
+#
+# The binary is built on the host, so no Rust base image is needed:
+#
+#   RUSTFLAGS='-C target-feature=+crt-static' \
+#     cargo build --release --target x86_64-unknown-linux-gnu
+#   docker build -t dockhook .
+#
+# (scripts/build-image.sh does both.)
+FROM scratch
+COPY target/x86_64-unknown-linux-gnu/release/dockhook /dockhook
+ENV DOCKHOOK_LISTEN=0.0.0.0:8080 \
+    DOCKHOOK_DATA_DIR=/data
+VOLUME /data
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["/dockhook", "healthcheck"]
+ENTRYPOINT ["/dockhook"]
+CMD ["serve"]
