@@ -5,5 +5,10 @@ pub mod plan;
 pub mod queue;
 pub mod update;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
 pub use queue::{Queue, Request};
 pub use update::{Job, Outcome, Updater};

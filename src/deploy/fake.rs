@@ -1,0 +1,265 @@
+//! An in-memory [`Engine`] for unit tests of the deploy logic: a few
+//! containers and images, a registry that says what a pull brings, and
+//! switches to make steps fail. It models just enough of Docker to follow an
+//! update; the end-to-end tests prove the real behaviour.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use bollard::models::{
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerState,
+    EndpointSettings, ImageInspect,
+};
+
+use crate::engine::{ContainerInfo, Engine, EngineError, ImageRemoval};
+use crate::image_ref::ImageRef;
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+#[derive(Debug, Clone)]
+pub struct FakeContainer {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub image_id: String,
+    pub running: bool,
+    pub exit_code: i64,
+}
+
+#[derive(Default)]
+pub struct World {
+    pub containers: Vec<FakeContainer>,
+    /// Local images: ID → tags.
+    pub images: HashMap<String, Vec<String>>,
+    /// What pulling a reference (as `ImageRef` prints it) yields.
+    pub registry: HashMap<String, String>,
+    pub fail_pull: bool,
+    pub fail_start_of_new: bool,
+    /// New containers exit right after starting.
+    pub new_exits: bool,
+    pub next_id: u32,
+    /// Every mutating call, in order.
+    pub calls: Vec<String>,
+}
+
+#[derive(Default)]
+pub struct FakeEngine {
+    pub world: Mutex<World>,
+}
+
+impl FakeEngine {
+    /// A host running `name` from `image` as image `old`, and a registry
+    /// where that image is now `new`.
+    pub fn with_container(name: &str, image: &str, old: &str, new: &str) -> Self {
+        let engine = Self::default();
+        {
+            let mut world = engine.world.lock().unwrap();
+            world.containers.push(FakeContainer {
+                id: format!("{name}-id"),
+                name: name.into(),
+                image: image.into(),
+                image_id: old.into(),
+                running: true,
+                exit_code: 0,
+            });
+            world.images.insert(old.into(), vec![image.into()]);
+            let normalised = ImageRef::parse(image).unwrap().to_string();
+            world.registry.insert(normalised, new.into());
+        }
+        engine
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    /// The container now called `name`.
+    pub fn named(&self, name: &str) -> Option<FakeContainer> {
+        self.lock()
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
+    }
+}
+
+impl World {
+    fn find(&mut self, id_or_name: &str) -> Result<&mut FakeContainer> {
+        self.containers
+            .iter_mut()
+            .find(|c| c.id == id_or_name || c.name == id_or_name)
+            .ok_or_else(|| EngineError::NotFound(format!("no such container: {id_or_name}")))
+    }
+
+    fn image_id(&self, reference: &str) -> Option<String> {
+        if self.images.contains_key(reference) {
+            return Some(reference.to_string());
+        }
+        let wanted = ImageRef::parse(reference).ok()?;
+        self.images.iter().find_map(|(id, tags)| {
+            tags.iter()
+                .any(|t| ImageRef::parse(t).is_ok_and(|t| t.same_repository_and_tag(&wanted)))
+                .then(|| id.clone())
+        })
+    }
+}
+
+impl Engine for FakeEngine {
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn list_running(&self) -> Result<Vec<ContainerInfo>> {
+        Ok(self
+            .lock()
+            .containers
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| ContainerInfo {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_id: c.image_id.clone(),
+                labels: HashMap::new(),
+            })
+            .collect())
+    }
+
+    async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
+        let mut world = self.lock();
+        let c = world.find(id)?;
+        Ok(ContainerInspectResponse {
+            id: Some(c.id.clone()),
+            name: Some(format!("/{}", c.name)),
+            image: Some(c.image_id.clone()),
+            config: Some(ContainerConfig {
+                image: Some(c.image.clone()),
+                ..Default::default()
+            }),
+            state: Some(ContainerState {
+                running: Some(c.running),
+                exit_code: Some(c.exit_code),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    async fn inspect_image(&self, reference: &str) -> Result<ImageInspect> {
+        let world = self.lock();
+        let id = world
+            .image_id(reference)
+            .ok_or_else(|| EngineError::NotFound(format!("no such image: {reference}")))?;
+        Ok(ImageInspect {
+            repo_tags: Some(world.images[&id].clone()),
+            id: Some(id),
+            ..Default::default()
+        })
+    }
+
+    async fn pull(&self, image: &ImageRef) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("pull {image}"));
+        if world.fail_pull {
+            return Err(EngineError::Other("manifest unknown".into()));
+        }
+        let id = world
+            .registry
+            .get(&image.to_string())
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("{image} is not in the registry")))?;
+        let tag = image.to_string();
+        for tags in world.images.values_mut() {
+            tags.retain(|t| ImageRef::parse(t).map_or(true, |t| !t.same_repository_and_tag(image)));
+        }
+        world.images.entry(id).or_default().push(tag);
+        Ok(())
+    }
+
+    async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let mut world = self.lock();
+        world.calls.push(format!("create {name}"));
+        if world.containers.iter().any(|c| c.name == name) {
+            return Err(EngineError::Conflict(format!("name {name} is in use")));
+        }
+        let image = body.image.unwrap_or_default();
+        let image_id = world
+            .image_id(&image)
+            .ok_or_else(|| EngineError::NotFound(format!("no such image: {image}")))?;
+        world.next_id += 1;
+        let id = format!("new-{}", world.next_id);
+        world.containers.push(FakeContainer {
+            id: id.clone(),
+            name: name.into(),
+            image,
+            image_id,
+            running: false,
+            exit_code: 0,
+        });
+        Ok(id)
+    }
+
+    async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        _: EndpointSettings,
+    ) -> Result<()> {
+        self.lock()
+            .calls
+            .push(format!("connect {container} {network}"));
+        Ok(())
+    }
+
+    async fn start_container(&self, id: &str) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("start {id}"));
+        let (fail, exits) = (world.fail_start_of_new, world.new_exits);
+        let c = world.find(id)?;
+        let is_new = c.id.starts_with("new-");
+        if is_new && fail {
+            return Err(EngineError::Other("OCI runtime create failed".into()));
+        }
+        c.running = !(is_new && exits);
+        c.exit_code = if c.running { 0 } else { 1 };
+        Ok(())
+    }
+
+    async fn stop_container(&self, id: &str, _: Option<i32>) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("stop {id}"));
+        world.find(id)?.running = false;
+        Ok(())
+    }
+
+    async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("rename {id} {new_name}"));
+        if world.containers.iter().any(|c| c.name == new_name) {
+            return Err(EngineError::Conflict(format!("name {new_name} is in use")));
+        }
+        world.find(id)?.name = new_name.into();
+        Ok(())
+    }
+
+    async fn remove_container(&self, id: &str) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("remove {id}"));
+        let before = world.containers.len();
+        world.containers.retain(|c| c.id != id && c.name != id);
+        if world.containers.len() == before {
+            return Err(EngineError::NotFound(id.into()));
+        }
+        Ok(())
+    }
+
+    async fn remove_image(&self, id: &str) -> Result<ImageRemoval> {
+        let mut world = self.lock();
+        world.calls.push(format!("rmi {id}"));
+        if world.containers.iter().any(|c| c.image_id == id) {
+            return Ok(ImageRemoval::InUse);
+        }
+        world.images.remove(id);
+        Ok(ImageRemoval::Removed)
+    }
+}

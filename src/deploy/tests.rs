@@ -1,0 +1,191 @@
+//! The update step machine and the queue, run against the in-memory fake.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fake::FakeEngine;
+use super::{Job, Outcome, Queue, Request, Updater};
+use crate::image_ref::ImageRef;
+use crate::store::{NewDeployment, State, Store};
+
+const IMAGE: &str = "127.0.0.1:5000/alice/site:latest";
+
+struct Rig {
+    engine: Arc<FakeEngine>,
+    store: Arc<Store>,
+    updater: Arc<Updater<FakeEngine>>,
+}
+
+fn rig(old: &str, new: &str) -> Rig {
+    let engine = Arc::new(FakeEngine::with_container("site", IMAGE, old, new));
+    let store = Arc::new(Store::in_memory().unwrap());
+    let updater = Arc::new(Updater::new(engine.clone(), store.clone(), Duration::ZERO));
+    Rig {
+        engine,
+        store,
+        updater,
+    }
+}
+
+impl Rig {
+    async fn run(&self) -> Outcome {
+        let image = ImageRef::parse(IMAGE).unwrap();
+        let deployment = self
+            .store
+            .create(&NewDeployment {
+                target: "site",
+                container_id: "site-id",
+                image: IMAGE,
+                source: "test",
+                pusher: None,
+            })
+            .unwrap();
+        self.updater
+            .run(&Job {
+                deployment,
+                target: "site".into(),
+                image,
+            })
+            .await
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.engine.lock().calls.clone()
+    }
+}
+
+fn request(image: &ImageRef) -> Request<'_> {
+    Request {
+        target: "site",
+        container_id: "site-id",
+        image,
+        source: "test",
+        pusher: None,
+    }
+}
+
+#[tokio::test]
+async fn new_image_replaces_the_container_and_cleans_up() {
+    let rig = rig("sha256:old", "sha256:new");
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref s) if s.contains("removed old image")),
+        "{outcome:?}"
+    );
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!(site.image_id, "sha256:new");
+    assert!(site.running);
+    let world = rig.engine.lock();
+    assert_eq!(world.containers.len(), 1, "old container removed");
+    assert!(
+        !world.images.contains_key("sha256:old"),
+        "old image removed"
+    );
+    drop(world);
+    // Pull and create happen before the stop.
+    let calls = rig.calls();
+    let position = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix)).unwrap();
+    assert!(position("pull") < position("create"));
+    assert!(position("create") < position("stop"));
+    assert!(position("stop") < position("start"));
+}
+
+#[tokio::test]
+async fn unchanged_image_is_skipped_without_restart() {
+    let rig = rig("sha256:same", "sha256:same");
+    let outcome = rig.run().await;
+    assert!(matches!(outcome, Outcome::Skipped(_)), "{outcome:?}");
+    assert_eq!(rig.calls(), ["pull 127.0.0.1:5000/alice/site:latest"]);
+    assert_eq!(rig.engine.named("site").unwrap().id, "site-id");
+}
+
+#[tokio::test]
+async fn failed_pull_changes_nothing() {
+    let rig = rig("sha256:old", "sha256:new");
+    rig.engine.lock().fail_pull = true;
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Failed(ref s) if s.contains("keeps running")),
+        "{outcome:?}"
+    );
+    let site = rig.engine.named("site").unwrap();
+    assert!(site.running && site.id == "site-id");
+    let (deployment, _) = rig.store.get(1).unwrap().unwrap();
+    assert_eq!(deployment.state, State::Failed);
+    assert!(deployment.error.unwrap().contains("manifest unknown"));
+}
+
+#[tokio::test]
+async fn start_failure_rolls_back_to_the_old_container() {
+    let rig = rig("sha256:old", "sha256:new");
+    rig.engine.lock().fail_start_of_new = true;
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack(ref s) if s.contains("did not start")),
+        "{outcome:?}"
+    );
+    assert_rolled_back(&rig);
+}
+
+#[tokio::test]
+async fn exit_during_grace_rolls_back() {
+    let rig = rig("sha256:old", "sha256:new");
+    rig.engine.lock().new_exits = true;
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack(ref s) if s.contains("exited with code 1")),
+        "{outcome:?}"
+    );
+    assert_rolled_back(&rig);
+    let (deployment, steps) = rig.store.get(1).unwrap().unwrap();
+    assert_eq!(deployment.state, State::RolledBack);
+    assert_eq!(steps.last().unwrap().state, State::RolledBack);
+}
+
+fn assert_rolled_back(rig: &Rig) {
+    let world = rig.engine.lock();
+    assert_eq!(
+        world.containers.len(),
+        1,
+        "the new container is gone: {:?}",
+        world.containers
+    );
+    let site = &world.containers[0];
+    assert_eq!((site.id.as_str(), site.name.as_str()), ("site-id", "site"));
+    assert!(site.running);
+    assert!(world.images.contains_key("sha256:old"), "old image kept");
+}
+
+#[tokio::test]
+async fn vanished_target_fails_cleanly() {
+    let rig = rig("sha256:old", "sha256:new");
+    rig.engine.lock().containers.clear();
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Failed(ref s) if s.contains("no longer exists")),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn burst_of_submissions_runs_one_update_then_one_check() {
+    let rig = rig("sha256:old", "sha256:new");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let ids: Vec<i64> = (0..10)
+        .map(|_| queue.submit(&request(&image)).unwrap())
+        .collect();
+    // The first starts at once; the other nine fold into one waiting job.
+    assert_eq!(ids[0], 1);
+    assert!(ids[1..].iter().all(|&id| id == 2), "{ids:?}");
+    queue.drain().await;
+    let creates = rig
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1);
+    assert_eq!(rig.store.get(1).unwrap().unwrap().0.state, State::Succeeded);
+    assert_eq!(rig.store.get(2).unwrap().unwrap().0.state, State::Skipped);
+    assert_eq!(rig.store.list(10).unwrap().len(), 2);
+}
