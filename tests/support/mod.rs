@@ -1,0 +1,47 @@
+//! End-to-end test support: the real world a dockhook test runs against.
+//!
+//! Included from each integration test file with `mod support;`. It owns the
+//! setup that tests share, and nothing about dockhook's own logic:
+//!
+//! - [`docker`]: the docker CLI (tests may shell out; the product never does),
+//!   container inspection, published ports, [`require_docker`].
+//! - [`registry`]: a real, throwaway `docker-registry` on a loopback port.
+//! - [`image`]: tiny `FROM scratch` busybox web-site images, one per version.
+//! - [`dockhook`]: the product binary under test, with its logs captured.
+//! - [`cleanup`]: a Drop guard that removes what a test created, even when it
+//!   panics.
+//! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
+//! - [`webhook`]: registry webhook payloads to post to dockhook.
+//! - [`util`]: unique names, free ports, polling.
+//!
+//! Every test names its containers, images and networks with [`unique`] and
+//! registers them with a [`Cleanup`] before creating them. Everything the
+//! support creates carries the [`TEST_LABEL`] label so a CI run can sweep
+//! leftovers of a killed run.
+//!
+//! Traffic stays on loopback: containers are reached through ports published
+//! on 127.0.0.1 ([`published_port`]), never through their bridge addresses.
+
+// Each test binary uses only part of this module.
+#![allow(dead_code, unused_imports)]
+
+pub mod cleanup;
+pub mod docker;
+pub mod dockhook;
+pub mod http;
+pub mod image;
+pub mod registry;
+pub mod util;
+pub mod webhook;
+
+pub use cleanup::Cleanup;
+pub use docker::{
+    container_inspect, docker, docker_ok, docker_stdout, image_id, published_port, pull, push,
+    remove_image, require_docker, run_container, TEST_LABEL,
+};
+pub use dockhook::{Dockhook, OWNER, TOKEN};
+pub use http::{http_get, post_json, request, Response};
+pub use image::{build_site_image, SiteImage, SITE_PORT};
+pub use registry::Registry;
+pub use util::{free_port, unique, wait_for, wait_until};
+pub use webhook::dockerhub_payload;

@@ -1,0 +1,135 @@
+//! A real, throwaway image registry: Debian's `docker-registry` (distribution
+//! 2.8) on a free 127.0.0.1 port, storing into its own temporary directory.
+//!
+//! Plain HTTP and no auth: the engine treats 127.0.0.0/8 as an insecure
+//! registry, so `docker push` and pulls by dockhook just work. Dropping the
+//! [`Registry`] kills the process and removes its storage.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::http::http_get;
+use super::util::{free_port, wait_until};
+
+const BINARY: &str = "/usr/bin/docker-registry";
+/// A port that was free can be taken before the registry binds it; try again.
+const START_ATTEMPTS: usize = 5;
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A running registry; see the module doc.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Registry {
+    /// Starts a registry and waits until `GET /v2/` answers.
+    /// Panics, with the registry's log, if it cannot be started.
+    pub fn start() -> Registry {
+        assert!(
+            Path::new(BINARY).exists(),
+            "{BINARY} is missing: install Debian's docker-registry package (.ci/run does)"
+        );
+        for _ in 0..START_ATTEMPTS {
+            if let Some(registry) = Self::try_start(free_port()) {
+                return registry;
+            }
+        }
+        panic!("docker-registry did not start after {START_ATTEMPTS} attempts (see its log above)");
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of image references.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT`, for talking to the registry API directly.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// `127.0.0.1:PORT/REPOSITORY:TAG`, e.g. `image("dockhooktest/site", "v1")`.
+    pub fn image(&self, repository: &str, tag: &str) -> String {
+        format!("{}/{repository}:{tag}", self.host())
+    }
+
+    /// Everything the registry has logged so far (warnings and errors only).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// One attempt on one port: `None` if the process died or never answered.
+    fn try_start(port: u16) -> Option<Registry> {
+        let dir = tempfile::Builder::new()
+            .prefix("dockhook-registry-")
+            .tempdir()
+            .expect("cannot create a temporary directory for the registry");
+        let config = dir.path().join("config.yml");
+        fs::write(&config, config_yaml(&dir.path().join("storage"), port))
+            .expect("cannot write the registry config");
+        let log = File::create(dir.path().join("registry.log")).expect("cannot create log file");
+
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("cannot clone log file handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {BINARY}: {err}"));
+        let mut registry = Registry { child, port, dir };
+
+        let probe = format!("{}/v2/", registry.url());
+        let ready = wait_until(READY_TIMEOUT, || {
+            http_get(&probe).is_some() || !registry.is_running()
+        }) && registry.is_running();
+        if ready {
+            Some(registry)
+        } else {
+            eprintln!("docker-registry on port {port} failed:\n{}", registry.log());
+            None // Drop kills it and removes the directory.
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- registry {} log ---\n{}", self.host(), self.log());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Filesystem storage, deletes allowed, no auth, quiet logs. The fixed secret
+/// only silences the registry's warning about generating one.
+fn config_yaml(storage: &Path, port: u16) -> String {
+    format!(
+        "\
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {storage}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+  secret: dockhook-test-registry
+",
+        storage = storage.display()
+    )
+}
