@@ -12,6 +12,7 @@
 //!   panics.
 //! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
+//! - [`scenario`]: a registry with a site repository, webhooks, deployments.
 //! - [`util`]: unique names, free ports, polling.
 //!
 //! Every test names its containers, images and networks with [`unique`] and
@@ -31,6 +32,7 @@ pub mod dockhook;
 pub mod http;
 pub mod image;
 pub mod registry;
+pub mod scenario;
 pub mod util;
 pub mod webhook;
 

@@ -1,0 +1,127 @@
+//! The usual end-to-end setting: a registry holding `OWNER/NAME:latest` at
+//! version v1, and helpers to push new versions, send Docker Hub webhooks
+//! and wait for dockhook's verdict.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::cleanup::Cleanup;
+use super::dockhook::{Dockhook, OWNER, TOKEN};
+use super::http::{post_json, request};
+use super::image::SiteImage;
+use super::registry::Registry;
+use super::util::{unique, wait_for};
+use super::webhook::dockerhub_payload;
+
+/// How long a test waits for a deployment to end.
+pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A registry with one repository of the test owner. Declared after the
+/// test's `Cleanup`, so it is dropped (the registry stopped) before it.
+pub struct Site {
+    pub registry: Registry,
+    /// `OWNER/NAME`, as Docker Hub names it.
+    pub repo: String,
+    /// Short name of the repository, unique per test.
+    pub name: String,
+}
+
+impl Site {
+    /// Starts a registry and pushes v1 of a new repository to it as
+    /// `latest`; returns the site and v1's image ID.
+    pub fn new(cleanup: &mut Cleanup, prefix: &str) -> (Site, String) {
+        let registry = Registry::start();
+        let name = unique(prefix);
+        let repo = format!("{OWNER}/{name}");
+        cleanup.repository(&format!("{}/{repo}", registry.host()));
+        let site = Site {
+            registry,
+            repo,
+            name,
+        };
+        let v1 = site.push(cleanup, "latest", SiteImage::new("v1"));
+        (site, v1)
+    }
+
+    /// `HOST/OWNER/NAME:tag`.
+    pub fn image(&self, tag: &str) -> String {
+        self.registry.image(&self.repo, tag)
+    }
+
+    /// Builds `image` as `tag`, pushes it, then removes the local tag so that
+    /// only a pull brings it back (as on a real server, where images are
+    /// built elsewhere). Returns its image ID.
+    pub fn push(&self, cleanup: &mut Cleanup, tag: &str, image: SiteImage) -> String {
+        let reference = self.image(tag);
+        let id = image.build_and_push(&reference);
+        cleanup.image(&id);
+        super::docker::docker(["rmi", &reference]);
+        id
+    }
+
+    /// POSTs a Docker Hub push webhook for `tag` of this repository.
+    pub fn hook(&self, dockhook: &Dockhook, tag: &str) -> (u16, Value) {
+        let body = dockerhub_payload(OWNER, &self.name, tag).to_string();
+        let (status, body) = post_json(&dockhook.url(&hook_path()), &body, &[]);
+        let json = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("webhook answer is not JSON ({e}): {body}"));
+        (status, json)
+    }
+
+    /// Sends the webhook, expects it accepted with exactly one deployment,
+    /// and waits for that deployment to end.
+    pub fn deploy(&self, dockhook: &Dockhook, tag: &str) -> Value {
+        let (status, answer) = self.hook(dockhook, tag);
+        assert_eq!(status, 202, "webhook not accepted: {answer}");
+        let ids = answer["deployments"].as_array().expect("deployment ids");
+        assert_eq!(ids.len(), 1, "{answer}");
+        wait_deployment(dockhook, ids[0].as_i64().unwrap())
+    }
+}
+
+/// The Docker Hub hook path with the test token.
+pub fn hook_path() -> String {
+    format!("/hooks/dockerhub/{TOKEN}")
+}
+
+/// GETs an API path with the bearer token; returns `(status, json)`.
+pub fn api(dockhook: &Dockhook, path: &str) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let response = request("GET", &dockhook.url(path), &[("Authorization", &auth)], b"")
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let json = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, json)
+}
+
+/// Waits until deployment `id` is in a final state and returns it.
+pub fn wait_deployment(dockhook: &Dockhook, id: i64) -> Value {
+    wait_for(DEPLOY_TIMEOUT, || {
+        let (status, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
+        assert_eq!(status, 200, "{deployment}");
+        let state = deployment["state"].as_str().unwrap_or_default();
+        ["succeeded", "skipped", "failed", "rolled_back"]
+            .contains(&state)
+            .then_some(deployment)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "deployment {id} did not end within {DEPLOY_TIMEOUT:?}; log:\n{}",
+            dockhook.log_text()
+        )
+    })
+}
+
+/// The containers (running or not) whose name starts with `prefix`.
+pub fn containers_named(prefix: &str) -> Vec<String> {
+    let filter = format!("name=^/{prefix}");
+    super::docker::docker_stdout(["ps", "-a", "--format", "{{.Names}}", "--filter", &filter])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the engine still has image `id`.
+pub fn image_exists(id: &str) -> bool {
+    super::docker::docker_ok(["image", "inspect", id])
+}
