@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
-use crate::engine::{self, DockerEngine, EngineError};
+use crate::engine::{self, DockerEngine, Engine};
 use crate::server::{router, AppState};
 use crate::store::{State, Store, StoreError};
 use crate::targets::TargetRules;
@@ -24,8 +24,6 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Engine(#[from] EngineError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -66,8 +64,10 @@ pub async fn serve(
         source,
     })?;
     let store = Arc::new(Store::open(&config.database_path())?);
-    let engine = Arc::new(DockerEngine::connect(&config.docker_host).await?);
-    tracing::info!(api = %engine.api_version(), host = %config.docker_host, "connected to Docker");
+    let engine = Arc::new(DockerEngine::new(&config.docker_host));
+    if let Err(e) = engine.ping().await {
+        tracing::warn!("{e}; serving anyway, /healthz answers 503 until it does");
+    }
     close_interrupted(&store)?;
 
     let own_container_id = engine::own_container_id();

@@ -121,38 +121,51 @@ pub trait Engine: Send + Sync + 'static {
 }
 
 /// [`Engine`] over the Docker Engine API.
-#[derive(Clone)]
+///
+/// The API version is negotiated on first contact, not at start-up, so
+/// dockhook can start before the engine does (at boot, say): until the
+/// engine answers, calls fail and `/healthz` says so.
 pub struct DockerEngine {
-    docker: Docker,
+    host: String,
+    client: tokio::sync::OnceCell<Docker>,
 }
 
 /// Requests may take this long; a pull of a large image is the slowest.
 const REQUEST_TIMEOUT_SECS: u64 = 900;
 
 impl DockerEngine {
-    /// Connects to `host` (`unix:///…` or `tcp://…`) and negotiates the API
-    /// version with the engine, so it must answer.
-    pub async fn connect(host: &str) -> Result<Self> {
+    /// A client for `host` (`unix:///…` or `tcp://…`); nothing is sent yet.
+    pub fn new(host: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The client, with the API version agreed with the engine.
+    async fn docker(&self) -> Result<&Docker> {
+        self.client.get_or_try_init(|| self.connect()).await
+    }
+
+    async fn connect(&self) -> Result<Docker> {
+        let host = &self.host;
+        let unreachable = |e: bollard::errors::Error| {
+            EngineError::Other(format!(
+                "Docker does not answer at {host}: {e}. Is the engine running, and is its \
+                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+            ))
+        };
         let version = bollard::API_DEFAULT_VERSION;
         let docker = if host.starts_with("unix://") {
             Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, version)
         } else {
             Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
         }
-        .map_err(|e| EngineError::Other(format!("cannot use Docker at {host}: {e}")))?;
-        let docker = docker.negotiate_version().await.map_err(|e| {
-            EngineError::Other(format!(
-                "Docker does not answer at {host}: {e}. Is the engine running, and is its \
-                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
-            ))
-        })?;
-        Ok(Self { docker })
-    }
-
-    /// The API version agreed with the engine.
-    pub fn api_version(&self) -> String {
-        let v = self.docker.client_version();
-        format!("{}.{}", v.major_version, v.minor_version)
+        .map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let v = docker.client_version();
+        tracing::info!(api = %format!("{}.{}", v.major_version, v.minor_version), %host, "connected to Docker");
+        Ok(docker)
     }
 
     async fn configured_image(&self, id: &str, listed: String) -> Result<String> {
@@ -161,7 +174,7 @@ impl DockerEngine {
         if !looks_like_image_id(&listed) {
             return Ok(listed);
         }
-        let inspect = self.docker.inspect_container(id, None).await?;
+        let inspect = self.docker().await?.inspect_container(id, None).await?;
         Ok(inspect.config.and_then(|c| c.image).unwrap_or(listed))
     }
 }
@@ -173,12 +186,17 @@ fn looks_like_image_id(image: &str) -> bool {
 
 impl Engine for DockerEngine {
     async fn ping(&self) -> Result<()> {
-        self.docker.ping().await.map(drop).map_err(Into::into)
+        self.docker()
+            .await?
+            .ping()
+            .await
+            .map(drop)
+            .map_err(Into::into)
     }
 
     async fn list_running(&self) -> Result<Vec<ContainerInfo>> {
         let options = ListContainersOptionsBuilder::default().all(false).build();
-        let summaries = self.docker.list_containers(Some(options)).await?;
+        let summaries = self.docker().await?.list_containers(Some(options)).await?;
         let mut containers = Vec::with_capacity(summaries.len());
         for summary in summaries {
             let (Some(id), Some(image)) = (summary.id, summary.image) else {
@@ -207,11 +225,11 @@ impl Engine for DockerEngine {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
-        Ok(self.docker.inspect_container(id, None).await?)
+        Ok(self.docker().await?.inspect_container(id, None).await?)
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageInspect> {
-        Ok(self.docker.inspect_image(reference).await?)
+        Ok(self.docker().await?.inspect_image(reference).await?)
     }
 
     async fn pull(&self, image: &ImageRef) -> Result<()> {
@@ -219,21 +237,24 @@ impl Engine for DockerEngine {
             .from_image(&image.name())
             .tag(&image.tag)
             .build();
-        self.docker
+        self.docker()
+            .await?
             .create_image(Some(options), None, None)
             .try_for_each(|_| async { Ok(()) })
             .await
-            .map_err(|e| match EngineError::from(e) {
-                EngineError::Other(message) => {
-                    EngineError::Other(format!("pulling {image} failed: {message}"))
-                }
-                other => other,
+            .map_err(|e| {
+                EngineError::Other(format!("pulling {image} failed: {}", EngineError::from(e)))
             })
     }
 
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        Ok(self.docker.create_container(Some(options), body).await?.id)
+        Ok(self
+            .docker()
+            .await?
+            .create_container(Some(options), body)
+            .await?
+            .id)
     }
 
     async fn connect_network(
@@ -246,11 +267,15 @@ impl Engine for DockerEngine {
             container: container.to_string(),
             endpoint_config: Some(endpoint),
         };
-        Ok(self.docker.connect_network(network, request).await?)
+        Ok(self
+            .docker()
+            .await?
+            .connect_network(network, request)
+            .await?)
     }
 
     async fn start_container(&self, id: &str) -> Result<()> {
-        Ok(self.docker.start_container(id, None).await?)
+        Ok(self.docker().await?.start_container(id, None).await?)
     }
 
     async fn stop_container(&self, id: &str, timeout: Option<i32>) -> Result<()> {
@@ -258,7 +283,12 @@ impl Engine for DockerEngine {
         if let Some(timeout) = timeout {
             options = options.t(timeout);
         }
-        match self.docker.stop_container(id, Some(options.build())).await {
+        match self
+            .docker()
+            .await?
+            .stop_container(id, Some(options.build()))
+            .await
+        {
             // 304: it was not running, which is what we wanted.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
@@ -271,7 +301,7 @@ impl Engine for DockerEngine {
         let options = RenameContainerOptionsBuilder::default()
             .name(new_name)
             .build();
-        Ok(self.docker.rename_container(id, options).await?)
+        Ok(self.docker().await?.rename_container(id, options).await?)
     }
 
     async fn remove_container(&self, id: &str) -> Result<()> {
@@ -279,7 +309,11 @@ impl Engine for DockerEngine {
             .force(true)
             .v(false)
             .build();
-        Ok(self.docker.remove_container(id, Some(options)).await?)
+        Ok(self
+            .docker()
+            .await?
+            .remove_container(id, Some(options))
+            .await?)
     }
 
     async fn remove_image(&self, id: &str) -> Result<ImageRemoval> {
@@ -287,7 +321,12 @@ impl Engine for DockerEngine {
             .force(false)
             .noprune(false)
             .build();
-        match self.docker.remove_image(id, Some(options), None).await {
+        match self
+            .docker()
+            .await?
+            .remove_image(id, Some(options), None)
+            .await
+        {
             Ok(_) => Ok(ImageRemoval::Removed),
             Err(e) => match EngineError::from(e) {
                 EngineError::Conflict(_) => Ok(ImageRemoval::InUse),

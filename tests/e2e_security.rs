@@ -1,0 +1,332 @@
+//! End to end: requests that must be refused are refused with the right
+//! status and a JSON reason, and change nothing on the host; the API needs
+//! the token; configuration errors stop dockhook before it serves.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::Value;
+use support::scenario::{api, hook_path, Site};
+use support::*;
+
+fn post(dockhook: &Dockhook, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    let response = request("POST", &dockhook.url(path), &all, body).expect("an HTTP answer");
+    let json = serde_json::from_str(&response.body).unwrap_or_else(|e| {
+        panic!(
+            "{} body is not JSON ({e}): {}",
+            response.status, response.body
+        )
+    });
+    (response.status, json)
+}
+
+#[test]
+fn forged_malformed_and_oversized_webhooks_change_nothing() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "attack");
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    // A victim that a forged payload could name, and a newer image that a
+    // forged push could make it run.
+    let victim = cleanup.container(&format!("{name}-victim"));
+    run_container(&name, &site.image("latest"), &[]);
+    run_container(&victim, &site.image("latest"), &["--label", "role=victim"]);
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let before = (
+        container_inspect(&name)["Id"].clone(),
+        container_inspect(&victim)["Id"].clone(),
+    );
+    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_MAX_BODY", "8KiB")]);
+
+    let genuine = dockerhub_payload(OWNER, &site.name, "latest").to_string();
+    let foreign = dockerhub_payload("mallory", &site.name, "latest").to_string();
+    let big = format!(
+        "{{\"pad\":\"{}\",\"repository\":{{\"repo_name\":\"{}\"}}}}",
+        "x".repeat(9000),
+        site.repo
+    );
+    let hostile = |repo: &str, tag: &str| {
+        serde_json::json!({"repository": {"repo_name": repo}, "push_data": {"tag": tag}})
+            .to_string()
+    };
+    let wrong_token = "/hooks/dockerhub/dockhook-test-tokeX";
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        (
+            "wrong token",
+            wrong_token.into(),
+            genuine.clone().into(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "token prefix",
+            "/hooks/dockerhub/dockhook".into(),
+            genuine.clone().into(),
+            401,
+            "unauthorized",
+        ),
+        (
+            "no token",
+            "/hooks/dockerhub/".into(),
+            genuine.clone().into(),
+            404,
+            "no such route",
+        ),
+        (
+            "foreign namespace",
+            hook_path(),
+            foreign.into(),
+            403,
+            "not an allowed owner",
+        ),
+        (
+            "not JSON",
+            hook_path(),
+            b"{not json".to_vec(),
+            400,
+            "not a Docker Hub webhook",
+        ),
+        (
+            "no repo_name",
+            hook_path(),
+            br#"{"repository":{}}"#.to_vec(),
+            400,
+            "repo_name",
+        ),
+        ("oversized", hook_path(), big.into(), 413, "limit"),
+        (
+            "hostile name",
+            hook_path(),
+            hostile(&format!("{OWNER}/../../etc"), "latest").into(),
+            400,
+            "invalid image",
+        ),
+        (
+            "hostile tag",
+            hook_path(),
+            hostile(&site.repo, "latest; docker rm -f x").into(),
+            400,
+            "invalid tag",
+        ),
+        (
+            "container named in payload",
+            hook_path(),
+            hostile(&format!("{OWNER}/{victim}"), "latest").into(),
+            200,
+            "no running container",
+        ),
+    ];
+    for (what, path, body, status, needle) in cases {
+        let (got, answer) = post(&dockhook, &path, &body, &[]);
+        assert_eq!(got, status, "{what}: {answer}");
+        let text = answer.to_string();
+        assert!(text.contains(needle), "{what}: {text} lacks {needle:?}");
+        if status == 401 {
+            assert!(
+                !text.contains(OWNER) && !text.contains(&site.name),
+                "{what}: 401 gives no detail"
+            );
+        }
+    }
+    // A GET on the hook is not a webhook either.
+    let response = request("GET", &dockhook.url(&hook_path()), &[], b"").unwrap();
+    assert_eq!(response.status, 405);
+
+    let (status, history) = api(&dockhook, "/api/deployments");
+    assert_eq!(status, 200);
+    assert_eq!(
+        history["deployments"],
+        serde_json::json!([]),
+        "nothing was queued"
+    );
+    assert_eq!(container_inspect(&name)["Id"], before.0);
+    assert_eq!(container_inspect(&victim)["Id"], before.1);
+    assert_eq!(container_inspect(&name)["Image"], v1.as_str());
+}
+
+#[test]
+fn history_api_needs_the_token_and_healthz_reports_docker() {
+    require_docker();
+    let registry = Registry::start();
+    let dockhook = Dockhook::start(&registry.host(), &[]);
+    for auth in [
+        None,
+        Some("Bearer wrong-token-of-some-length"),
+        Some("Basic ZG9ja2hvb2s6"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", *a)).collect();
+        for path in ["/api/deployments", "/api/deployments/1"] {
+            let response = request("GET", &dockhook.url(path), &headers, b"").unwrap();
+            assert_eq!(response.status, 401, "{path} with {auth:?}");
+            assert_eq!(response.header("www-authenticate"), Some("Bearer"));
+        }
+    }
+    let (status, body) = api(&dockhook, "/api/deployments/999");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("no deployment 999"))
+    );
+    let (status, _) = api(&dockhook, "/api/deployments/abc");
+    assert_eq!(status, 400);
+    let (status, _) = api(&dockhook, "/api/deployments?limit=0");
+    assert_eq!(status, 400);
+
+    let response = request("GET", &dockhook.url("/healthz"), &[], b"").unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.body.contains("\"docker\":\"ok\""));
+}
+
+#[test]
+fn without_docker_healthz_is_503_and_webhooks_are_refused() {
+    let registry_host = "127.0.0.1:9";
+    let dockhook = Dockhook::start(
+        registry_host,
+        &[("DOCKHOOK_DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert!(
+        dockhook.log_text().contains("Docker does not answer"),
+        "{}",
+        dockhook.log_text()
+    );
+    let response = request("GET", &dockhook.url("/healthz"), &[], b"").unwrap();
+    assert_eq!(response.status, 503);
+    assert!(
+        response.body.contains("/nonexistent/docker.sock"),
+        "{}",
+        response.body
+    );
+
+    let body = dockerhub_payload(OWNER, "site", "latest").to_string();
+    let (status, answer) = post_json(&dockhook.url(&hook_path()), &body, &[]);
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("send it again later"), "{answer}");
+    let (status, history) = api(&dockhook, "/api/deployments");
+    assert_eq!(
+        (status, &history["deployments"]),
+        (200, &serde_json::json!([]))
+    );
+}
+
+fn dockhook_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut command = Command::new(Dockhook::BINARY);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("DOCKHOOK_") || key == "OWNER" {
+            command.env_remove(key);
+        }
+    }
+    let output = command
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn empty_owner_stops_start_up_with_advice() {
+    for owner in ["", " , "] {
+        let (ok, text) = dockhook_cli(&["serve"], &[("OWNER", owner)]);
+        assert!(!ok);
+        assert!(
+            text.contains("OWNER is empty") && text.contains("set OWNER"),
+            "{text}"
+        );
+        let (ok, text) = dockhook_cli(&["check-config"], &[("OWNER", owner)]);
+        assert!(!ok, "{text}");
+    }
+}
+
+#[test]
+fn check_config_masks_secrets_and_prints_the_hook_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dockhook.toml");
+    std::fs::write(&config, "owner = [\"alice\", \"bob\"]\ngrace = \"3s\"\n").unwrap();
+    let token = "abcdefSECRETSECRETSECRET";
+    let env = [
+        ("DOCKHOOK_TOKEN", token),
+        ("DOCKHOOK_PUBLIC_URL", "https://hooks.example.com"),
+        ("DOCKHOOK_GRACE", "2s"),
+    ];
+    let config_arg = config.to_string_lossy().to_string();
+    let (ok, text) = dockhook_cli(&["check-config", "--config", &config_arg], &env);
+    assert!(ok, "{text}");
+    assert!(!text.contains("SECRET"), "{text}");
+    assert!(
+        text.contains("alice,bob") && text.contains("2s"),
+        "env wins over the file: {text}"
+    );
+    assert!(
+        text.contains("https://hooks.example.com/hooks/dockerhub/abcd…"),
+        "{text}"
+    );
+    let (ok, text) = dockhook_cli(
+        &["check-config", "--config", &config_arg, "--show-token"],
+        &env,
+    );
+    assert!(ok);
+    assert!(
+        text.contains(&format!(
+            "https://hooks.example.com/hooks/dockerhub/{token}"
+        )),
+        "{text}"
+    );
+
+    std::fs::write(&config, "owner = \"alice\"\ngrase = \"3s\"\n").unwrap();
+    let (ok, text) = dockhook_cli(&["check-config", "--config", &config_arg], &[]);
+    assert!(!ok);
+    assert!(text.contains("unknown key `grase`"), "{text}");
+    let (ok, text) = dockhook_cli(
+        &["check-config"],
+        &[("OWNER", "alice"), ("DOCKHOOK_GRACE", "soon")],
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("DOCKHOOK_GRACE") || text.contains("grace"),
+        "{text}"
+    );
+}
+
+#[test]
+fn generated_token_is_logged_once_and_survives_restarts() {
+    require_docker();
+    let registry = Registry::start();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let env = [
+        ("DOCKHOOK_TOKEN", ""),
+        ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+    ];
+    let mut first = Dockhook::start(&registry.host(), &env);
+    let line = first
+        .wait_for_log("/hooks/dockerhub/", std::time::Duration::from_secs(5))
+        .expect("the hook URL is logged");
+    let token = line
+        .rsplit("/hooks/dockerhub/")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(token.len(), 64, "{line}");
+    let stored = std::fs::read_to_string(data.path().join("token")).unwrap();
+    assert_eq!(stored.trim(), token);
+    first.terminate(std::time::Duration::from_secs(10));
+
+    let second = Dockhook::start(&registry.host(), &env);
+    assert!(
+        !second.log_text().contains(&token),
+        "the full token is logged only when generated"
+    );
+    let path = format!("/hooks/dockerhub/{token}");
+    let body = dockerhub_payload(OWNER, "nothing-runs-this", "latest").to_string();
+    let (status, _) = post_json(&second.url(&path), &body, &[]);
+    assert_eq!(status, 200, "the stored token still works after a restart");
+}
