@@ -17,6 +17,24 @@ use super::webhook::dockerhub_payload;
 /// How long a test waits for a deployment to end.
 pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// A running dockhook the test talks to: a process or a container.
+pub trait Endpoint {
+    /// `http://127.0.0.1:PORT{path}`.
+    fn url(&self, path: &str) -> String;
+    /// Its log so far, for failure messages.
+    fn log_text(&self) -> String;
+}
+
+impl Endpoint for Dockhook {
+    fn url(&self, path: &str) -> String {
+        Dockhook::url(self, path)
+    }
+
+    fn log_text(&self) -> String {
+        Dockhook::log_text(self)
+    }
+}
+
 /// A registry with one repository of the test owner. Declared after the
 /// test's `Cleanup`, so it is dropped (the registry stopped) before it.
 pub struct Site {
@@ -61,7 +79,7 @@ impl Site {
     }
 
     /// POSTs a Docker Hub push webhook for `tag` of this repository.
-    pub fn hook(&self, dockhook: &Dockhook, tag: &str) -> (u16, Value) {
+    pub fn hook(&self, dockhook: &impl Endpoint, tag: &str) -> (u16, Value) {
         let body = dockerhub_payload(OWNER, &self.name, tag).to_string();
         let (status, body) = post_json(&dockhook.url(&hook_path()), &body, &[]);
         let json = serde_json::from_str(&body)
@@ -71,7 +89,7 @@ impl Site {
 
     /// Sends the webhook, expects it accepted with exactly one deployment,
     /// and waits for that deployment to end.
-    pub fn deploy(&self, dockhook: &Dockhook, tag: &str) -> Value {
+    pub fn deploy(&self, dockhook: &impl Endpoint, tag: &str) -> Value {
         let (status, answer) = self.hook(dockhook, tag);
         assert_eq!(status, 202, "webhook not accepted: {answer}");
         let ids = answer["deployments"].as_array().expect("deployment ids");
@@ -86,7 +104,7 @@ pub fn hook_path() -> String {
 }
 
 /// GETs an API path with the bearer token; returns `(status, json)`.
-pub fn api(dockhook: &Dockhook, path: &str) -> (u16, Value) {
+pub fn api(dockhook: &impl Endpoint, path: &str) -> (u16, Value) {
     let auth = format!("Bearer {TOKEN}");
     let response = request("GET", &dockhook.url(path), &[("Authorization", &auth)], b"")
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
@@ -95,7 +113,7 @@ pub fn api(dockhook: &Dockhook, path: &str) -> (u16, Value) {
 }
 
 /// Waits until deployment `id` is in a final state and returns it.
-pub fn wait_deployment(dockhook: &Dockhook, id: i64) -> Value {
+pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
     wait_for(DEPLOY_TIMEOUT, || {
         let (status, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
         assert_eq!(status, 200, "{deployment}");
