@@ -48,6 +48,15 @@ pub enum ImageRefError {
 
 impl ImageRef {
     /// Parses a reference as `docker run` understands it and normalises it.
+    ///
+    /// ```
+    /// use dockhook::image_ref::ImageRef;
+    ///
+    /// let image = ImageRef::parse("alice/site").unwrap();
+    /// assert_eq!(image.to_string(), "docker.io/alice/site:latest");
+    /// assert!(image.same_repository_and_tag(&ImageRef::parse("docker.io/alice/site:latest").unwrap()));
+    /// assert!(ImageRef::parse("Alice/site; rm -rf /").is_err());
+    /// ```
     pub fn parse(reference: &str) -> Result<Self, ImageRefError> {
         if reference.is_empty() {
             return Err(ImageRefError::Empty);
