@@ -14,7 +14,7 @@ use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::server::{router, AppState};
-use crate::store::{State, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::targets::TargetRules;
 
 /// Why dockhook could not start or keep serving.
@@ -68,13 +68,17 @@ pub async fn serve(
     if let Err(e) = engine.ping().await {
         tracing::warn!("{e}; serving anyway, /healthz answers 503 until it does");
     }
-    close_interrupted(&store)?;
 
     let own_container_id = engine::own_container_id();
     if let Some(id) = &own_container_id {
         tracing::info!(container = %&id[..12], "running in a container; it will never update itself");
     }
-    let updater = Arc::new(Updater::new(engine.clone(), store.clone(), config.grace));
+    let updater = Arc::new(Updater::new(
+        engine.clone(),
+        store.clone(),
+        config.update_settings(),
+    ));
+    recover_interrupted(&store, &updater).await?;
     let queue = Queue::new(updater, store.clone());
     let state = Arc::new(AppState {
         token,
@@ -108,17 +112,20 @@ pub async fn serve(
     Ok(())
 }
 
-/// Marks deployments a previous run left unfinished, so history never shows
-/// a deployment as forever in progress.
-fn close_interrupted(store: &Store) -> Result<(), StoreError> {
+/// Finishes or undoes the deployments a previous run left under way (a
+/// crash, a `kill -9`, a host reboot), before any new one starts.
+async fn recover_interrupted(
+    store: &Store,
+    updater: &Updater<DockerEngine>,
+) -> Result<(), StoreError> {
     for deployment in store.unfinished()? {
-        let note = format!(
-            "dockhook stopped during this deployment (at step {}); check container {}",
-            deployment.state.as_str(),
-            deployment.target
+        tracing::warn!(
+            deployment = deployment.id,
+            target = %deployment.target,
+            step = deployment.state.as_str(),
+            "recovering a deployment interrupted by a restart"
         );
-        tracing::warn!(deployment = deployment.id, %note, "closing interrupted deployment");
-        store.transition(deployment.id, State::Failed, Some(&note))?;
+        updater.recover(&deployment).await;
     }
     Ok(())
 }

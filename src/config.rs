@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::deploy::{Settings, StrategySetting};
 use crate::image_ref::ImageRef;
+use crate::store::State;
 
 /// Every setting, with its default and what it means, in the order
 /// `check-config` prints them.
@@ -32,7 +34,19 @@ const KEYS: &[(&str, &str)] = &[
         "label_enable",
         "only update containers labelled dockhook.enable=true",
     ),
-    ("grace", "how long a new container must keep running"),
+    (
+        "grace",
+        "how long a new container without healthcheck must keep running",
+    ),
+    (
+        "health_timeout",
+        "how long a new container with a healthcheck may take to become healthy",
+    ),
+    ("strategy", "auto, start-first or stop-first"),
+    (
+        "hook_timeout",
+        "how long a pre-update or post-update hook may run",
+    ),
     (
         "data_dir",
         "directory for the history database and the token",
@@ -41,6 +55,10 @@ const KEYS: &[(&str, &str)] = &[
     ("docker_host", "Docker Engine API endpoint"),
     ("public_url", "base URL the registry reaches dockhook at"),
     ("log", "log filter (tracing syntax)"),
+    (
+        "fault_abort_at",
+        "testing only: abort right after recording this deployment step",
+    ),
 ];
 
 /// The resolved settings.
@@ -54,11 +72,16 @@ pub struct Config {
     pub dockerhub_registry: String,
     pub label_enable: bool,
     pub grace: Duration,
+    pub health_timeout: Duration,
+    pub strategy: StrategySetting,
+    pub hook_timeout: Duration,
     pub data_dir: PathBuf,
     pub max_body: usize,
     pub docker_host: String,
     pub public_url: Option<String>,
     pub log: String,
+    /// Fault injection for crash-safety tests; see [`Settings::abort_at`].
+    pub fault_abort_at: Option<State>,
 }
 
 /// A secret string that never appears whole in `Debug` output or logs.
@@ -201,8 +224,28 @@ impl Config {
             Some(other) => return Err(invalid("label_enable", other, "expected true or false")),
         };
 
-        let grace = get("grace").unwrap_or("5s");
-        let grace = parse_duration(grace).map_err(|reason| invalid("grace", grace, reason))?;
+        let duration = |key: &str, default: &str| {
+            let text = get(key).unwrap_or(default);
+            parse_duration(text).map_err(|reason| invalid(key, text, reason))
+        };
+        let grace = duration("grace", "5s")?;
+        let health_timeout = duration("health_timeout", "60s")?;
+        let hook_timeout = duration("hook_timeout", "60s")?;
+        let strategy = get("strategy").unwrap_or("auto");
+        let strategy = strategy
+            .parse()
+            .map_err(|reason: String| invalid("strategy", strategy, &reason))?;
+        let fault_abort_at = get("fault_abort_at")
+            .map(|step| {
+                State::parse(step).filter(|s| !s.is_final()).ok_or_else(|| {
+                    invalid(
+                        "fault_abort_at",
+                        step,
+                        "expected a deployment step such as creating",
+                    )
+                })
+            })
+            .transpose()?;
 
         let data_dir = PathBuf::from(get("data_dir").unwrap_or("/var/lib/dockhook"));
 
@@ -242,11 +285,15 @@ impl Config {
             dockerhub_registry,
             label_enable,
             grace,
+            health_timeout,
+            strategy,
+            hook_timeout,
             data_dir,
             max_body,
             docker_host,
             public_url,
             log: get("log").unwrap_or("info").to_string(),
+            fault_abort_at,
         })
     }
 
@@ -274,6 +321,17 @@ impl Config {
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, &token).map_err(data_dir_error)?;
         Ok((Secret(token), true))
+    }
+
+    /// What the updater needs.
+    pub fn update_settings(&self) -> Settings {
+        Settings {
+            grace: self.grace,
+            health_timeout: self.health_timeout,
+            strategy: self.strategy,
+            hook_timeout: self.hook_timeout,
+            abort_at: self.fault_abort_at,
+        }
     }
 
     /// The token kept across restarts when none is configured.
@@ -312,11 +370,18 @@ impl Config {
                     "dockerhub_registry" => self.dockerhub_registry.clone(),
                     "label_enable" => self.label_enable.to_string(),
                     "grace" => format!("{}s", self.grace.as_secs_f64()),
+                    "health_timeout" => format!("{}s", self.health_timeout.as_secs_f64()),
+                    "strategy" => self.strategy.to_string(),
+                    "hook_timeout" => format!("{}s", self.hook_timeout.as_secs_f64()),
                     "data_dir" => self.data_dir.display().to_string(),
                     "max_body" => format!("{} bytes", self.max_body),
                     "docker_host" => self.docker_host.clone(),
                     "public_url" => self.public_url.clone().unwrap_or_else(|| "(unset)".into()),
                     "log" => self.log.clone(),
+                    "fault_abort_at" => self
+                        .fault_abort_at
+                        .map_or("(unset)", |s| s.as_str())
+                        .to_string(),
                     _ => unreachable!("every key in KEYS has a display"),
                 };
                 (*key, value)
@@ -495,6 +560,9 @@ mod tests {
         assert!(!config.label_enable);
         assert_eq!(config.token, None);
         assert_eq!(config.docker_host, "unix:///var/run/docker.sock");
+        assert_eq!(config.strategy, StrategySetting::Auto);
+        assert_eq!(config.health_timeout, Duration::from_secs(60));
+        assert_eq!(config.fault_abort_at, None);
     }
 
     #[test]
@@ -579,6 +647,9 @@ mod tests {
             ("DOCKHOOK_DOCKERHUB_REGISTRY", "bad host", "registry"),
             ("DOCKHOOK_DOCKER_HOST", "/var/run/docker.sock", "unix://"),
             ("DOCKHOOK_PUBLIC_URL", "example.com", "http"),
+            ("DOCKHOOK_STRATEGY", "rolling", "start-first"),
+            ("DOCKHOOK_HEALTH_TIMEOUT", "1y", "duration"),
+            ("DOCKHOOK_FAULT_ABORT_AT", "succeeded", "deployment step"),
         ] {
             let err = load(None, &[("OWNER", "alice"), (key, value)]).unwrap_err();
             assert!(err.to_string().contains(needle), "{key}={value}: {err}");

@@ -10,14 +10,16 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use bollard::container::LogOutput;
+use bollard::exec::StartExecResults;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ImageInspect,
-    NetworkConnectRequest,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ExecConfig, ImageInspect,
+    NetworkConnectRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder, RenameContainerOptionsBuilder,
-    StopContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
+    RenameContainerOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::TryStreamExt;
@@ -118,6 +120,25 @@ pub trait Engine: Send + Sync + 'static {
     fn remove_container(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
     /// Removes an image unless something still uses it.
     fn remove_image(&self, id: &str) -> impl Future<Output = Result<ImageRemoval>> + Send;
+    /// Points `image`'s tag at image `id` (to put a rolled-back image back).
+    fn tag_image(&self, id: &str, image: &ImageRef) -> impl Future<Output = Result<()>> + Send;
+    fn disconnect_network(
+        &self,
+        network: &str,
+        container: &str,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The last `lines` lines the container wrote to stdout and stderr.
+    fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = Result<String>> + Send;
+    /// Runs `cmd` inside a running container and waits for it.
+    fn exec(&self, id: &str, cmd: Vec<String>) -> impl Future<Output = Result<ExecOutcome>> + Send;
+}
+
+/// What a command run in a container did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub exit_code: i64,
+    /// Its stdout and stderr, interleaved, possibly cut short.
+    pub output: String,
 }
 
 /// [`Engine`] over the Docker Engine API.
@@ -334,6 +355,77 @@ impl Engine for DockerEngine {
             },
         }
     }
+
+    async fn tag_image(&self, id: &str, image: &ImageRef) -> Result<()> {
+        let options = TagImageOptionsBuilder::default()
+            .repo(&image.name())
+            .tag(&image.tag)
+            .build();
+        Ok(self.docker().await?.tag_image(id, Some(options)).await?)
+    }
+
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let request = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        Ok(self
+            .docker()
+            .await?
+            .disconnect_network(network, request)
+            .await?)
+    }
+
+    async fn logs_tail(&self, id: &str, lines: usize) -> Result<String> {
+        let options = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        collect_output(self.docker().await?.logs(id, Some(options))).await
+    }
+
+    async fn exec(&self, id: &str, cmd: Vec<String>) -> Result<ExecOutcome> {
+        let docker = self.docker().await?;
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd),
+            ..Default::default()
+        };
+        let exec = docker.create_exec(id, config).await?;
+        let output = match docker.start_exec(&exec.id, None).await? {
+            StartExecResults::Attached { output, .. } => collect_output(output).await?,
+            StartExecResults::Detached => String::new(),
+        };
+        let inspect = docker.inspect_exec(&exec.id).await?;
+        Ok(ExecOutcome {
+            exit_code: inspect.exit_code.unwrap_or(-1),
+            output,
+        })
+    }
+}
+
+/// How much of a command's or a log's output is kept for the history.
+const OUTPUT_LIMIT: usize = 4096;
+
+/// Collects a Docker output stream as text, keeping its end when it is long.
+async fn collect_output(
+    stream: impl futures_util::Stream<Item = std::result::Result<LogOutput, bollard::errors::Error>>,
+) -> Result<String> {
+    let chunks: Vec<LogOutput> = stream.try_collect().await?;
+    let mut text = String::new();
+    for chunk in chunks {
+        text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+    }
+    if text.len() > OUTPUT_LIMIT {
+        let mut cut = text.len() - OUTPUT_LIMIT;
+        while !text.is_char_boundary(cut) {
+            cut += 1;
+        }
+        text = format!("…{}", &text[cut..]);
+    }
+    Ok(text)
 }
 
 /// The ID of the container this process runs in, if it runs in one: the

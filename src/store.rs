@@ -17,11 +17,13 @@ use serde::Serialize;
 pub enum State {
     Queued,
     Pulling,
+    PreUpdate,
     Creating,
     Stopping,
     Starting,
     Verifying,
     CleaningUp,
+    PostUpdate,
     Succeeded,
     Skipped,
     Failed,
@@ -29,14 +31,16 @@ pub enum State {
 }
 
 impl State {
-    const ALL: [State; 11] = [
+    const ALL: [State; 13] = [
         State::Queued,
         State::Pulling,
+        State::PreUpdate,
         State::Creating,
         State::Stopping,
         State::Starting,
         State::Verifying,
         State::CleaningUp,
+        State::PostUpdate,
         State::Succeeded,
         State::Skipped,
         State::Failed,
@@ -47,11 +51,13 @@ impl State {
         match self {
             State::Queued => "queued",
             State::Pulling => "pulling",
+            State::PreUpdate => "pre_update",
             State::Creating => "creating",
             State::Stopping => "stopping",
             State::Starting => "starting",
             State::Verifying => "verifying",
             State::CleaningUp => "cleaning_up",
+            State::PostUpdate => "post_update",
             State::Succeeded => "succeeded",
             State::Skipped => "skipped",
             State::Failed => "failed",
@@ -59,7 +65,7 @@ impl State {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|s| s.as_str() == text)
     }
 

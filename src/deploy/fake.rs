@@ -11,7 +11,7 @@ use bollard::models::{
     EndpointSettings, ImageInspect,
 };
 
-use crate::engine::{ContainerInfo, Engine, EngineError, ImageRemoval};
+use crate::engine::{ContainerInfo, Engine, EngineError, ExecOutcome, ImageRemoval};
 use crate::image_ref::ImageRef;
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -24,6 +24,7 @@ pub struct FakeContainer {
     pub image_id: String,
     pub running: bool,
     pub exit_code: i64,
+    pub labels: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -34,6 +35,8 @@ pub struct World {
     /// What pulling a reference (as `ImageRef` prints it) yields.
     pub registry: HashMap<String, String>,
     pub fail_pull: bool,
+    /// Exit code of commands run with `exec`.
+    pub exec_exit_code: i64,
     pub fail_start_of_new: bool,
     /// New containers exit right after starting.
     pub new_exits: bool,
@@ -61,6 +64,7 @@ impl FakeEngine {
                 image_id: old.into(),
                 running: true,
                 exit_code: 0,
+                labels: HashMap::new(),
             });
             world.images.insert(old.into(), vec![image.into()]);
             let normalised = ImageRef::parse(image).unwrap().to_string();
@@ -134,6 +138,7 @@ impl Engine for FakeEngine {
             image: Some(c.image_id.clone()),
             config: Some(ContainerConfig {
                 image: Some(c.image.clone()),
+                labels: Some(c.labels.clone()),
                 ..Default::default()
             }),
             state: Some(ContainerState {
@@ -195,6 +200,7 @@ impl Engine for FakeEngine {
             image_id,
             running: false,
             exit_code: 0,
+            labels: body.labels.unwrap_or_default(),
         });
         Ok(id)
     }
@@ -261,5 +267,39 @@ impl Engine for FakeEngine {
         }
         world.images.remove(id);
         Ok(ImageRemoval::Removed)
+    }
+
+    async fn tag_image(&self, id: &str, image: &ImageRef) -> Result<()> {
+        let mut world = self.lock();
+        world.calls.push(format!("tag {id} {image}"));
+        for tags in world.images.values_mut() {
+            tags.retain(|t| ImageRef::parse(t).map_or(true, |t| !t.same_repository_and_tag(image)));
+        }
+        world
+            .images
+            .entry(id.to_string())
+            .or_default()
+            .push(image.to_string());
+        Ok(())
+    }
+
+    async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        self.lock()
+            .calls
+            .push(format!("disconnect {container} {network}"));
+        Ok(())
+    }
+
+    async fn logs_tail(&self, id: &str, _: usize) -> Result<String> {
+        Ok(format!("log of {id}"))
+    }
+
+    async fn exec(&self, id: &str, cmd: Vec<String>) -> Result<ExecOutcome> {
+        let mut world = self.lock();
+        world.calls.push(format!("exec {id} {}", cmd.join(" ")));
+        Ok(ExecOutcome {
+            exit_code: world.exec_exit_code,
+            output: "hook output".into(),
+        })
     }
 }

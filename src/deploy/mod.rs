@@ -1,7 +1,9 @@
-//! Deployments: planning a replacement, running it step by step, and the
-//! queue that serialises updates per container.
+//! Deployments: the policy for each container, planning its replacement,
+//! running the update step by step (and recovering an interrupted one), and
+//! the queue that serialises updates per container.
 
 pub mod plan;
+pub mod policy;
 pub mod queue;
 pub mod update;
 
@@ -10,5 +12,6 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
+pub use policy::{Strategy, StrategySetting};
 pub use queue::{Queue, Request};
-pub use update::{Job, Outcome, Updater};
+pub use update::{Job, Outcome, Settings, Updater};

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::fake::FakeEngine;
-use super::{Job, Outcome, Queue, Request, Updater};
+use super::{Job, Outcome, Queue, Request, Settings, Strategy, StrategySetting, Updater};
 use crate::image_ref::ImageRef;
 use crate::store::{NewDeployment, State, Store};
 
@@ -17,9 +17,22 @@ struct Rig {
 }
 
 fn rig(old: &str, new: &str) -> Rig {
+    rig_with(old, new, Strategy::StopFirst, &[])
+}
+
+fn rig_with(old: &str, new: &str, strategy: Strategy, labels: &[(&str, &str)]) -> Rig {
     let engine = Arc::new(FakeEngine::with_container("site", IMAGE, old, new));
+    engine.lock().containers[0].labels = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let store = Arc::new(Store::in_memory().unwrap());
-    let updater = Arc::new(Updater::new(engine.clone(), store.clone(), Duration::ZERO));
+    let settings = Settings {
+        grace: Duration::ZERO,
+        strategy: StrategySetting::Fixed(strategy),
+        ..Settings::default()
+    };
+    let updater = Arc::new(Updater::new(engine.clone(), store.clone(), settings));
     Rig {
         engine,
         store,
@@ -91,6 +104,106 @@ async fn new_image_replaces_the_container_and_cleans_up() {
 }
 
 #[tokio::test]
+async fn start_first_starts_the_new_container_before_stopping_the_old() {
+    let rig = rig_with("sha256:old", "sha256:new", Strategy::StartFirst, &[]);
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref s) if s.starts_with("start-first")),
+        "{outcome:?}"
+    );
+    let calls = rig.calls();
+    let position = |prefix: &str| calls.iter().position(|c| c.starts_with(prefix)).unwrap();
+    assert!(
+        position("start new") < position("stop site-id"),
+        "{calls:?}"
+    );
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!((site.image_id.as_str(), site.running), ("sha256:new", true));
+    assert_eq!(rig.engine.lock().containers.len(), 1);
+}
+
+#[tokio::test]
+async fn start_first_failure_never_stops_the_old_container() {
+    let rig = rig_with("sha256:old", "sha256:new", Strategy::StartFirst, &[]);
+    rig.engine.lock().new_exits = true;
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack(ref s) if s.contains("log of new-1")),
+        "{outcome:?}"
+    );
+    assert!(
+        !rig.calls().iter().any(|c| c.starts_with("stop")),
+        "{:?}",
+        rig.calls()
+    );
+    assert_rolled_back(&rig);
+}
+
+#[tokio::test]
+async fn hooks_run_inside_the_containers() {
+    let rig = rig_with(
+        "sha256:old",
+        "sha256:new",
+        Strategy::StopFirst,
+        &[
+            ("dockhook.pre-update", "echo bye"),
+            ("dockhook.post-update", r#"["warm","up"]"#),
+        ],
+    );
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref s) if s.contains("post-update hook succeeded")),
+        "{outcome:?}"
+    );
+    let calls = rig.calls();
+    assert!(
+        calls.contains(&"exec site-id /bin/sh -c echo bye".to_string()),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&"exec new-1 warm up".to_string()),
+        "{calls:?}"
+    );
+    let steps: Vec<State> = rig
+        .store
+        .get(1)
+        .unwrap()
+        .unwrap()
+        .1
+        .iter()
+        .map(|s| s.state)
+        .collect();
+    assert!(
+        steps.contains(&State::PreUpdate) && steps.contains(&State::PostUpdate),
+        "{steps:?}"
+    );
+}
+
+#[tokio::test]
+async fn failing_pre_update_hook_aborts_before_any_change() {
+    let rig = rig_with(
+        "sha256:old",
+        "sha256:new",
+        Strategy::StopFirst,
+        &[("dockhook.pre-update", "exit 3")],
+    );
+    rig.engine.lock().exec_exit_code = 3;
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Failed(ref s) if s.contains("pre-update hook failed") && s.contains("code 3")),
+        "{outcome:?}"
+    );
+    assert!(!rig
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("create") || c.starts_with("stop")));
+    let site = rig.engine.named("site").unwrap();
+    assert!(site.running && site.id == "site-id");
+    // The tag points at what runs again.
+    assert!(rig.engine.lock().images["sha256:old"].contains(&IMAGE.to_string()));
+}
+
+#[tokio::test]
 async fn unchanged_image_is_skipped_without_restart() {
     let rig = rig("sha256:same", "sha256:same");
     let outcome = rig.run().await;
@@ -153,7 +266,14 @@ fn assert_rolled_back(rig: &Rig) {
     let site = &world.containers[0];
     assert_eq!((site.id.as_str(), site.name.as_str()), ("site-id", "site"));
     assert!(site.running);
-    assert!(world.images.contains_key("sha256:old"), "old image kept");
+    assert!(
+        world.images["sha256:old"].contains(&IMAGE.to_string()),
+        "tag back on the old image"
+    );
+    assert!(
+        world.images.contains_key("sha256:new"),
+        "failed image kept for inspection"
+    );
 }
 
 #[tokio::test]

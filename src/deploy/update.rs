@@ -1,31 +1,43 @@
 //! The update of one container, step by step.
 //!
-//! Order matters for uptime and safety:
-//!
 //! 1. **pull** while the old container still serves; a failed pull changes
 //!    nothing, and an unchanged image ID ends the deployment as `skipped`;
-//! 2. **create** the successor under a temporary name, on every network, so
-//!    nothing slow is left for the moment the old one is down;
-//! 3. **stop** the old container with its own signal and timeout, park it
-//!    under another name, and give the successor its name;
-//! 4. **start** the successor and **verify** it keeps running for the grace
-//!    period;
-//! 5. **clean up**: remove the parked container, then the old image when
-//!    nothing uses or names it any more.
+//! 2. run the **pre-update** hook in the old container, if it has one; its
+//!    failure aborts the update;
+//! 3. **create** the successor under a temporary name, on every network;
+//! 4. then, by [`Strategy`]:
+//!    - *start-first*: **start** it beside the old one and pass its
+//!      **health gate**; only then take the old one off its networks,
+//!      **stop** it and give the successor its name;
+//!    - *stop-first*: **stop** the old one (its own signal and timeout),
+//!      give the successor its name, **start** it and pass the gate;
+//! 5. **clean up**: remove the old container, the old image when nothing
+//!    uses or names it, recreate containers that share the old one's
+//!    network stack, restart those linked to it, run the **post-update**
+//!    hook.
 //!
-//! Any failure from step 3 on puts the old container back under its name,
-//! running, and the deployment ends `rolled_back` with the reason.
+//! The health gate waits for Docker's `healthy` when the new container has a
+//! healthcheck, and otherwise for it to keep running through the grace
+//! period. Any failure before the old container is retired puts it back
+//! under its name, running, points the tag back at the old image, keeps the
+//! failed image for inspection, and ends the deployment `rolled_back` with
+//! the reason and the new container's last log lines.
+//!
+//! Every step is written to the store before it is taken, and container
+//! names are derived from the deployment, so [`Updater::recover`] can finish
+//! or undo a deployment that a crash interrupted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::ContainerState;
+use bollard::models::{ContainerInspectResponse, ContainerState, HealthStatusEnum};
 use tokio::time::Instant;
 
 use super::plan::plan;
+use super::policy::{policy, Policy, Strategy, StrategySetting};
 use crate::engine::{Engine, EngineError, ImageRemoval};
 use crate::image_ref::ImageRef;
-use crate::store::{State, Store};
+use crate::store::{Deployment, State, Store};
 use crate::targets::PARKED_MARKER;
 
 /// One queued deployment: update container `target` to the newest `image`.
@@ -35,6 +47,18 @@ pub struct Job {
     /// Container name; stable across updates, unlike its ID.
     pub target: String,
     pub image: ImageRef,
+}
+
+impl Job {
+    /// The name the successor has until it takes over.
+    fn new_name(&self) -> String {
+        format!("{}{PARKED_MARKER}new-{}", self.target, self.deployment)
+    }
+
+    /// The name the old container has once it made way.
+    fn parked_name(&self) -> String {
+        format!("{}{PARKED_MARKER}old-{}", self.target, self.deployment)
+    }
 }
 
 /// How a deployment ended; the text says why, for people.
@@ -68,30 +92,68 @@ impl Outcome {
     }
 }
 
+/// What the updater takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a container without healthcheck must keep running.
+    pub grace: Duration,
+    /// How long a container with a healthcheck may take to become healthy.
+    pub health_timeout: Duration,
+    pub strategy: StrategySetting,
+    /// How long a lifecycle hook may run.
+    pub hook_timeout: Duration,
+    /// Fault injection for tests: abort the process right after this step
+    /// is recorded, as a crash would.
+    pub abort_at: Option<State>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            health_timeout: Duration::from_secs(60),
+            strategy: StrategySetting::Auto,
+            hook_timeout: Duration::from_secs(60),
+            abort_at: None,
+        }
+    }
+}
+
 /// Runs jobs against an engine and records every step.
 pub struct Updater<E> {
     engine: Arc<E>,
     store: Arc<Store>,
-    grace: Duration,
+    settings: Settings,
 }
 
 /// How often a starting container is looked at.
 const POLL: Duration = Duration::from_millis(200);
+/// How long a retired container stays reachable after it left the
+/// networks, for requests already sent to it.
+const DRAIN: Duration = Duration::from_millis(500);
+/// How long undoing an update keeps retrying while Docker does not answer.
+const UNDO_PATIENCE: Duration = Duration::from_secs(120);
+/// Log lines of a failed container kept with the reason.
+const LOG_LINES: usize = 20;
 
 /// What has been done to the host so far, to undo it.
-struct Swap<'a> {
-    target: &'a str,
+#[derive(Debug, Clone)]
+struct Swap {
+    target: String,
+    image: ImageRef,
     old_id: String,
+    old_image_id: String,
     new_id: Option<String>,
+    /// The old container no longer has the target's name.
     old_parked: bool,
 }
 
 impl<E: Engine> Updater<E> {
-    pub fn new(engine: Arc<E>, store: Arc<Store>, grace: Duration) -> Self {
+    pub fn new(engine: Arc<E>, store: Arc<Store>, settings: Settings) -> Self {
         Self {
             engine,
             store,
-            grace,
+            settings,
         }
     }
 
@@ -100,21 +162,32 @@ impl<E: Engine> Updater<E> {
         let outcome = match self.update(job).await {
             Ok(outcome) | Err(outcome) => outcome,
         };
+        self.finish(job.deployment, &job.target, outcome)
+    }
+
+    fn finish(&self, deployment: i64, target: &str, outcome: Outcome) -> Outcome {
         match &outcome {
             Outcome::Succeeded(_) | Outcome::Skipped(_) => {
-                tracing::info!(deployment = job.deployment, target = %job.target, outcome = ?outcome, "deployment ended")
+                tracing::info!(deployment, %target, ?outcome, "deployment ended")
             }
-            _ => {
-                tracing::warn!(deployment = job.deployment, target = %job.target, outcome = ?outcome, "deployment ended")
-            }
+            _ => tracing::warn!(deployment, %target, ?outcome, "deployment ended"),
         }
-        self.record(job, outcome.state(), Some(outcome.detail()));
+        self.record(deployment, outcome.state(), Some(outcome.detail()));
         outcome
     }
 
-    fn record(&self, job: &Job, state: State, detail: Option<&str>) {
-        if let Err(e) = self.store.transition(job.deployment, state, detail) {
-            tracing::error!(deployment = job.deployment, error = %e, "cannot record step");
+    /// Writes a step to the store; it is taken only after this returns.
+    fn record(&self, deployment: i64, state: State, detail: Option<&str>) {
+        if let Err(e) = self.store.transition(deployment, state, detail) {
+            tracing::error!(deployment, error = %e, "cannot record step");
+        }
+        if self.settings.abort_at == Some(state) && !state.is_final() {
+            tracing::error!(
+                deployment,
+                state = state.as_str(),
+                "fault injection: aborting"
+            );
+            std::process::abort();
         }
     }
 
@@ -126,7 +199,7 @@ impl<E: Engine> Updater<E> {
 
     async fn update(&self, job: &Job) -> Result<Outcome, Outcome> {
         let target = job.target.as_str();
-        self.record(job, State::Pulling, None);
+        self.record(job.deployment, State::Pulling, None);
         let old = match self.engine.inspect_container(target).await {
             Ok(old) => old,
             Err(EngineError::NotFound(_)) => {
@@ -152,6 +225,8 @@ impl<E: Engine> Updater<E> {
                 job.image
             )));
         }
+        let policy = policy(&old, self.settings.strategy, self.settings.health_timeout)
+            .map_err(Outcome::Failed)?;
         self.note(self.store.set_old_image(job.deployment, &old_image_id));
 
         self.engine.pull(&job.image).await.map_err(|e| {
@@ -171,26 +246,41 @@ impl<E: Engine> Updater<E> {
                 short(&new_image_id)
             )));
         }
+        let mut swap = Swap {
+            target: target.to_string(),
+            image: job.image.clone(),
+            old_id,
+            old_image_id,
+            new_id: None,
+            old_parked: false,
+        };
 
-        self.record(job, State::Creating, None);
-        let old_image = self.engine.inspect_image(&old_image_id).await.ok();
+        if let Some(command) = &policy.pre_update {
+            self.record(job.deployment, State::PreUpdate, Some(&command.join(" ")));
+            if let Err(reason) = self.hook(&swap.old_id, command).await {
+                let reason = format!("pre-update hook failed: {reason}; nothing was changed");
+                return Err(self.roll_back(&swap, reason).await);
+            }
+        }
+
+        self.record(job.deployment, State::Creating, None);
+        let old_image = self.engine.inspect_image(&swap.old_image_id).await.ok();
         let create = plan(
             &old,
             old_image.as_ref().and_then(|i| i.config.as_ref()),
             &configured,
         );
-        let mut swap = Swap {
-            target,
-            old_id,
-            new_id: None,
-            old_parked: false,
-        };
-        let new_name = format!("{target}{PARKED_MARKER}new-{}", job.deployment);
-        let new_id = self
+        let new_id = match self
             .engine
-            .create_container(&new_name, create.body)
+            .create_container(&job.new_name(), create.body)
             .await
-            .map_err(|e| Outcome::Failed(format!("cannot create the new container: {e}")))?;
+        {
+            Ok(id) => id,
+            Err(e) => {
+                let reason = format!("cannot create the new container: {e}");
+                return Err(self.roll_back(&swap, reason).await);
+            }
+        };
         swap.new_id = Some(new_id.clone());
         self.note(self.store.set_new_container(job.deployment, &new_id));
         for (network, endpoint) in create.extra_networks {
@@ -204,131 +294,516 @@ impl<E: Engine> Updater<E> {
             }
         }
 
-        self.record(job, State::Stopping, Some(&short(&swap.old_id)));
-        let parked = format!("{target}{PARKED_MARKER}old-{}", job.deployment);
-        if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
-            return Err(self
-                .roll_back(&swap, format!("cannot stop {target}: {e}"))
-                .await);
-        }
-        if let Err(e) = self.engine.rename_container(&swap.old_id, &parked).await {
-            return Err(self
-                .roll_back(&swap, format!("cannot rename {target}: {e}"))
-                .await);
-        }
-        swap.old_parked = true;
-        if let Err(e) = self.engine.rename_container(&new_id, target).await {
-            let reason = format!("cannot give the new container the name {target}: {e}");
+        let result = match policy.strategy {
+            Strategy::StartFirst => self.start_first(job, &mut swap, &old, &policy).await,
+            Strategy::StopFirst => self.stop_first(job, &mut swap, &policy).await,
+        };
+        if let Err(reason) = result {
             return Err(self.roll_back(&swap, reason).await);
         }
 
-        self.record(job, State::Starting, Some(&short(&new_id)));
-        if let Err(e) = self.engine.start_container(&new_id).await {
-            let reason = format!("the new container did not start: {e}");
-            return Err(self.roll_back(&swap, reason).await);
+        self.record(job.deployment, State::CleaningUp, None);
+        let mut notes = vec![format!(
+            "{} replaced container {}",
+            strategy_name(policy.strategy),
+            short(&swap.old_id)
+        )];
+        notes.extend(self.clean_up(&swap).await);
+        if let Some(command) = &policy.post_update {
+            self.record(job.deployment, State::PostUpdate, Some(&command.join(" ")));
+            match self.hook(&new_id, command).await {
+                Ok(()) => notes.push("post-update hook succeeded".into()),
+                Err(reason) => notes.push(format!("post-update hook failed: {reason}")),
+            }
         }
-        self.record(job, State::Verifying, None);
-        if let Err(reason) = self.verify(&new_id).await {
-            return Err(self.roll_back(&swap, reason).await);
-        }
-
-        self.record(job, State::CleaningUp, None);
-        Ok(Outcome::Succeeded(
-            self.clean_up(&swap.old_id, &old_image_id).await,
-        ))
+        Ok(Outcome::Succeeded(notes.join("; ")))
     }
 
-    /// Waits out the grace period, failing as soon as the container stops
-    /// or restarts.
-    async fn verify(&self, id: &str) -> Result<(), String> {
-        let deadline = Instant::now() + self.grace;
+    /// The new container starts beside the old one, which is retired only
+    /// once the new one passed its gate.
+    async fn start_first(
+        &self,
+        job: &Job,
+        swap: &mut Swap,
+        old: &ContainerInspectResponse,
+        policy: &Policy,
+    ) -> Result<(), String> {
+        let new_id = swap.new_id.clone().unwrap_or_default();
+        self.record(job.deployment, State::Starting, Some(&short(&new_id)));
+        self.engine
+            .start_container(&new_id)
+            .await
+            .map_err(|e| format!("the new container did not start: {e}"))?;
+        self.record(job.deployment, State::Verifying, None);
+        self.gate(&new_id, policy).await?;
+
+        // The commit point: from here on the new container serves.
+        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
+        let networks = old
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref())
+            .map(|n| n.keys().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let mut left_a_network = false;
+        for network in networks
+            .iter()
+            .filter(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
+        {
+            // Off the network first, so name lookups stop returning it while
+            // it still answers the requests already on their way.
+            match self.engine.disconnect_network(network, &swap.old_id).await {
+                Ok(()) => left_a_network = true,
+                Err(e) => {
+                    tracing::warn!(%network, error = %e, "cannot take the old container off a network")
+                }
+            }
+        }
+        if left_a_network {
+            tokio::time::sleep(DRAIN).await;
+        }
+        if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
+            tracing::warn!(error = %e, "cannot stop the old container; it will be removed");
+        }
+        self.engine
+            .rename_container(&swap.old_id, &job.parked_name())
+            .await
+            .map_err(|e| format!("cannot rename the old container: {e}"))?;
+        swap.old_parked = true;
+        self.engine
+            .rename_container(&new_id, &job.target)
+            .await
+            .map_err(|e| format!("cannot give the new container the name {}: {e}", job.target))
+    }
+
+    /// The old container stops, then the new one starts at once under its
+    /// name and must pass its gate.
+    async fn stop_first(&self, job: &Job, swap: &mut Swap, policy: &Policy) -> Result<(), String> {
+        let new_id = swap.new_id.clone().unwrap_or_default();
+        let target = &job.target;
+        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
+        self.engine
+            .stop_container(&swap.old_id, None)
+            .await
+            .map_err(|e| format!("cannot stop {target}: {e}"))?;
+        self.engine
+            .rename_container(&swap.old_id, &job.parked_name())
+            .await
+            .map_err(|e| format!("cannot rename {target}: {e}"))?;
+        swap.old_parked = true;
+        self.engine
+            .rename_container(&new_id, target)
+            .await
+            .map_err(|e| format!("cannot give the new container the name {target}: {e}"))?;
+        self.record(job.deployment, State::Starting, Some(&short(&new_id)));
+        self.engine
+            .start_container(&new_id)
+            .await
+            .map_err(|e| format!("the new container did not start: {e}"))?;
+        self.record(job.deployment, State::Verifying, None);
+        self.gate(&new_id, policy).await
+    }
+
+    /// Waits until the new container is healthy (when it has a healthcheck)
+    /// or has kept running through the grace period (when it has not).
+    async fn gate(&self, id: &str, policy: &Policy) -> Result<(), String> {
+        let inspect = self.inspect_new(id).await?;
+        let has_healthcheck = inspect
+            .config
+            .as_ref()
+            .and_then(|c| c.healthcheck.as_ref())
+            .and_then(|h| h.test.as_ref())
+            .is_some_and(|test| !test.is_empty() && test[0] != "NONE");
+        let (wait, what) = if has_healthcheck {
+            (policy.health_timeout, "became healthy")
+        } else {
+            (self.settings.grace, "")
+        };
+        let deadline = Instant::now() + wait;
+        let mut inspect = inspect;
         loop {
-            let inspect = self
-                .engine
-                .inspect_container(id)
-                .await
-                .map_err(|e| format!("cannot inspect the new container: {e}"))?;
-            let state = inspect.state.unwrap_or_default();
+            let state = inspect.state.clone().unwrap_or_default();
             if let Some(problem) = not_running(&state, inspect.restart_count.unwrap_or(0)) {
                 return Err(problem);
             }
+            let health = state.health.as_ref();
+            match health.and_then(|h| h.status) {
+                Some(HealthStatusEnum::HEALTHY) if has_healthcheck => return Ok(()),
+                Some(HealthStatusEnum::UNHEALTHY) if has_healthcheck => {
+                    let last = health
+                        .and_then(|h| h.log.as_ref())
+                        .and_then(|log| log.last())
+                        .map(|r| {
+                            format!(
+                                " (last check exited {}: {})",
+                                r.exit_code.unwrap_or(-1),
+                                r.output.as_deref().unwrap_or("").trim()
+                            )
+                        })
+                        .unwrap_or_default();
+                    return Err(format!("the new container is unhealthy{last}"));
+                }
+                _ => {}
+            }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(());
+                return if has_healthcheck {
+                    Err(format!(
+                        "the new container has not {what} within {}s",
+                        wait.as_secs_f64()
+                    ))
+                } else {
+                    Ok(())
+                };
             }
             tokio::time::sleep(POLL.min(deadline - now)).await;
+            inspect = self.inspect_new(id).await?;
+        }
+    }
+
+    async fn inspect_new(&self, id: &str) -> Result<ContainerInspectResponse, String> {
+        self.engine
+            .inspect_container(id)
+            .await
+            .map_err(|e| format!("cannot inspect the new container: {e}"))
+    }
+
+    /// Runs a lifecycle hook inside a container, within the hook timeout.
+    async fn hook(&self, container: &str, command: &[String]) -> Result<(), String> {
+        let timeout = self.settings.hook_timeout;
+        let run = self.engine.exec(container, command.to_vec());
+        match tokio::time::timeout(timeout, run).await {
+            Err(_) => Err(format!(
+                "`{}` ran longer than {}s",
+                command.join(" "),
+                timeout.as_secs_f64()
+            )),
+            Ok(Err(e)) => Err(format!("`{}` could not run: {e}", command.join(" "))),
+            Ok(Ok(outcome)) if outcome.exit_code == 0 => Ok(()),
+            Ok(Ok(outcome)) => Err(format!(
+                "`{}` exited with code {}: {}",
+                command.join(" "),
+                outcome.exit_code,
+                outcome.output.trim()
+            )),
         }
     }
 
     /// Removes the old container and, when nothing uses or names it any
-    /// more, the old image. Failures here are reported, not fatal: the new
-    /// container already serves.
-    async fn clean_up(&self, old_id: &str, old_image_id: &str) -> String {
-        let mut notes = vec![format!("replaced container {}", short(old_id))];
-        if let Err(e) = self.engine.remove_container(old_id).await {
+    /// more, the old image; then updates the containers that depended on the
+    /// old one. Failures here are reported, not fatal: the new container
+    /// already serves.
+    async fn clean_up(&self, swap: &Swap) -> Vec<String> {
+        let mut notes = Vec::new();
+        let new_id = swap.new_id.clone().unwrap_or_default();
+        notes.extend(
+            self.update_dependents(&swap.target, &swap.old_id, &new_id)
+                .await,
+        );
+        if let Err(e) = self.engine.remove_container(&swap.old_id).await {
             notes.push(format!("could not remove the old container: {e}"));
         }
-        let tags = match self.engine.inspect_image(old_image_id).await {
+        let old = short(&swap.old_image_id);
+        let tags: Vec<String> = match self.engine.inspect_image(&swap.old_image_id).await {
             Ok(image) => image
                 .repo_tags
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|t| t != "<none>:<none>")
                 .collect(),
-            Err(EngineError::NotFound(_)) => return notes.join("; "),
+            Err(EngineError::NotFound(_)) => return notes,
             Err(e) => vec![format!("(unknown: {e})")],
         };
-        let old = short(old_image_id);
         if !tags.is_empty() {
             notes.push(format!(
                 "kept old image {old}: still tagged {}",
                 tags.join(", ")
             ));
-        } else {
-            match self.engine.remove_image(old_image_id).await {
-                Ok(ImageRemoval::Removed) => notes.push(format!("removed old image {old}")),
-                Ok(ImageRemoval::InUse) => {
-                    notes.push(format!("kept old image {old}: another container uses it"))
-                }
-                Err(e) => notes.push(format!("could not remove old image {old}: {e}")),
-            }
+            return notes;
         }
-        notes.join("; ")
+        match self.engine.remove_image(&swap.old_image_id).await {
+            Ok(ImageRemoval::Removed) => notes.push(format!("removed old image {old}")),
+            Ok(ImageRemoval::InUse) => {
+                notes.push(format!("kept old image {old}: another container uses it"))
+            }
+            Err(e) => notes.push(format!("could not remove old image {old}: {e}")),
+        }
+        notes
     }
 
-    /// Undoes `swap`: the new container goes, the old one gets its name back
-    /// and runs again.
-    async fn roll_back(&self, swap: &Swap<'_>, reason: String) -> Outcome {
-        let target = swap.target;
-        let undo = async || -> Result<(), EngineError> {
-            if let Some(new_id) = &swap.new_id {
-                match self.engine.remove_container(new_id).await {
-                    Ok(()) | Err(EngineError::NotFound(_)) => {}
-                    Err(e) => return Err(e),
+    /// Containers sharing the old container's network stack lose it with
+    /// the old container: they are recreated on the new one. Containers with
+    /// a legacy link to it are restarted, so the link points at the new one.
+    async fn update_dependents(&self, target: &str, old_id: &str, new_id: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        let running = match self.engine.list_running().await {
+            Ok(running) => running,
+            Err(e) => return vec![format!("could not look for dependent containers: {e}")],
+        };
+        for container in running.iter().filter(|c| c.id != new_id && c.id != old_id) {
+            let Ok(inspect) = self.engine.inspect_container(&container.id).await else {
+                continue;
+            };
+            let host = inspect.host_config.clone().unwrap_or_default();
+            let mode = host.network_mode.as_deref().unwrap_or_default();
+            let shares_stack = mode.strip_prefix("container:").is_some_and(|joined| {
+                joined == target || (!joined.is_empty() && old_id.starts_with(joined))
+            });
+            let linked = host
+                .links
+                .iter()
+                .flatten()
+                .any(|link| link.trim_start_matches('/').split(':').next() == Some(target));
+            let name = &container.name;
+            let result = if shares_stack {
+                self.recreate_dependent(&inspect, new_id)
+                    .await
+                    .map(|()| "recreated")
+            } else if linked {
+                self.restart(&container.id).await.map(|()| "restarted")
+            } else {
+                continue;
+            };
+            notes.push(match result {
+                Ok(done) => format!("{done} dependent container {name}"),
+                Err(e) => format!("could not update dependent container {name}: {e}"),
+            });
+        }
+        notes
+    }
+
+    async fn restart(&self, id: &str) -> Result<(), EngineError> {
+        self.engine.stop_container(id, None).await?;
+        self.engine.start_container(id).await
+    }
+
+    /// Recreates `dependent` on the same image, joined to `new_id`'s network
+    /// stack.
+    async fn recreate_dependent(
+        &self,
+        dependent: &ContainerInspectResponse,
+        new_id: &str,
+    ) -> Result<(), EngineError> {
+        let id = dependent.id.clone().unwrap_or_default();
+        let name = dependent.name.clone().unwrap_or_default();
+        let name = name.trim_start_matches('/');
+        let image = dependent
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let image_config = match self
+            .engine
+            .inspect_image(dependent.image.as_deref().unwrap_or_default())
+            .await
+        {
+            Ok(i) => i.config,
+            Err(_) => None,
+        };
+        let mut create = plan(dependent, image_config.as_ref(), &image);
+        // Same image, not the tag: the dependent is not being updated.
+        create.body.image = dependent.image.clone();
+        if let Some(host) = create.body.host_config.as_mut() {
+            host.network_mode = Some(format!("container:{new_id}"));
+        }
+        let temporary = format!("{name}{PARKED_MARKER}dep-{}", short(new_id));
+        let replacement = self
+            .engine
+            .create_container(&temporary, create.body)
+            .await?;
+        self.engine.stop_container(&id, None).await?;
+        self.engine.remove_container(&id).await?;
+        self.engine.rename_container(&replacement, name).await?;
+        self.engine.start_container(&replacement).await
+    }
+
+    /// Undoes `swap`: the new container goes (its last log lines join the
+    /// reason), the old one gets its name back and runs again, and the tag
+    /// points at the old image once more. Keeps trying for a while when
+    /// Docker does not answer, as during a daemon restart.
+    async fn roll_back(&self, swap: &Swap, reason: String) -> Outcome {
+        let mut reason = reason;
+        if let Some(new_id) = &swap.new_id {
+            if let Ok(logs) = self.engine.logs_tail(new_id, LOG_LINES).await {
+                let logs = logs.trim();
+                if !logs.is_empty() {
+                    reason = format!("{reason}; its last log lines:\n{logs}\n");
                 }
             }
-            if swap.old_parked {
-                self.engine.rename_container(&swap.old_id, target).await?;
-            }
-            match self.engine.start_container(&swap.old_id).await {
-                // 304 from Docker: already running (the stop never happened).
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    let state = self.engine.inspect_container(&swap.old_id).await?.state;
-                    if state.and_then(|s| s.running) == Some(true) {
-                        Ok(())
+        }
+        let deadline = Instant::now() + UNDO_PATIENCE;
+        let mut pause = Duration::from_millis(250);
+        loop {
+            match self.undo(swap).await {
+                Ok(()) => {
+                    let nothing_changed = swap.new_id.is_none();
+                    let target = &swap.target;
+                    return if nothing_changed {
+                        Outcome::Failed(format!("{reason}; {target} keeps running"))
                     } else {
-                        Err(e)
-                    }
+                        Outcome::RolledBack(format!(
+                            "{reason}; {target} runs its previous container and image again"
+                        ))
+                    };
                 }
+                Err(EngineError::Other(e)) if Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, "rolling back failed, trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    return Outcome::Failed(format!("{reason}; rolling back also failed: {e}"))
+                }
+            }
+        }
+    }
+
+    async fn undo(&self, swap: &Swap) -> Result<(), EngineError> {
+        if let Some(new_id) = &swap.new_id {
+            match self.engine.remove_container(new_id).await {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if swap.old_parked {
+            self.engine
+                .rename_container(&swap.old_id, &swap.target)
+                .await?;
+        }
+        let running = self
+            .engine
+            .inspect_container(&swap.old_id)
+            .await?
+            .state
+            .and_then(|s| s.running)
+            == Some(true);
+        if !running {
+            self.engine.start_container(&swap.old_id).await?;
+        }
+        if !swap.old_image_id.is_empty() {
+            // The pull moved the tag to the new image; the tag goes back to
+            // what runs, and the new image stays, untagged, for inspection.
+            self.engine
+                .tag_image(&swap.old_image_id, &swap.image)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Finishes or undoes a deployment that was under way when dockhook
+    /// stopped, from what the store says and what the engine shows, and
+    /// records how it ended. Leaves exactly one container under the target's
+    /// name, running, and no temporary containers.
+    pub async fn recover(&self, deployment: &Deployment) -> Outcome {
+        if deployment.state == State::Queued {
+            // It never started: the push it answers still deserves an update.
+            if let Ok(image) = ImageRef::parse(&deployment.image) {
+                let job = Job {
+                    deployment: deployment.id,
+                    target: deployment.target.clone(),
+                    image,
+                };
+                return self.run(&job).await;
+            }
+        }
+        let outcome = self.reconcile(deployment).await;
+        let outcome = match outcome {
+            Outcome::Succeeded(s) => {
+                Outcome::Succeeded(format!("{s} (finished after dockhook restarted)"))
+            }
+            Outcome::RolledBack(s) => {
+                Outcome::RolledBack(format!("{s} (undone after dockhook restarted)"))
+            }
+            other => other,
+        };
+        self.finish(deployment.id, &deployment.target, outcome)
+    }
+
+    async fn reconcile(&self, deployment: &Deployment) -> Outcome {
+        let image = match ImageRef::parse(&deployment.image) {
+            Ok(image) => image,
+            Err(e) => return Outcome::Failed(format!("recorded image is invalid: {e}")),
+        };
+        let job = Job {
+            deployment: deployment.id,
+            target: deployment.target.clone(),
+            image,
+        };
+        let find = async |name: &str| match self.engine.inspect_container(name).await {
+            Ok(c) => Ok(c.id),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        let (named, new, parked) = match (
+            find(&job.target).await,
+            find(&job.new_name()).await,
+            find(&job.parked_name()).await,
+        ) {
+            (Ok(named), Ok(new), Ok(parked)) => (named, new, parked),
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                return Outcome::Failed(format!("cannot look at {}: {e}", job.target))
             }
         };
-        match undo().await {
-            Ok(()) => Outcome::RolledBack(format!(
-                "{reason}; {target} runs its previous container again"
-            )),
-            Err(e) => Outcome::Failed(format!("{reason}; rolling back also failed: {e}")),
+        let old_id = deployment.old_container_id.clone().unwrap_or_default();
+        let new_id = deployment.new_container_id.clone().or(new.clone());
+        let swap = Swap {
+            target: job.target.clone(),
+            image: job.image.clone(),
+            old_id: old_id.clone(),
+            old_image_id: deployment.old_image_id.clone().unwrap_or_default(),
+            new_id: new_id.clone(),
+            old_parked: parked.is_some(),
+        };
+        let interrupted = format!("dockhook stopped during step {}", deployment.state.as_str());
+        let swapped = named.is_some() && named == new_id;
+        if !swapped {
+            if named.is_none() && parked.is_none() && new.is_none() {
+                return Outcome::Failed(format!(
+                    "{interrupted}; no container {} is left",
+                    job.target
+                ));
+            }
+            // Not committed yet: the old container takes its place again.
+            return self.roll_back(&swap, interrupted).await;
         }
+        // The new container has the name: it must still pass its gate.
+        let policy = match self
+            .engine
+            .inspect_container(new_id.as_deref().unwrap_or_default())
+            .await
+        {
+            Ok(inspect) => policy(
+                &inspect,
+                self.settings.strategy,
+                self.settings.health_timeout,
+            ),
+            Err(e) => Err(e.to_string()),
+        };
+        let policy = match policy {
+            Ok(policy) => policy,
+            Err(reason) => {
+                return self
+                    .roll_back(&swap, format!("{interrupted}; {reason}"))
+                    .await
+            }
+        };
+        let id = new_id.unwrap_or_default();
+        let _ = self.engine.start_container(&id).await;
+        if let Err(reason) = self.gate(&id, &policy).await {
+            return self
+                .roll_back(&swap, format!("{interrupted}; {reason}"))
+                .await;
+        }
+        let mut notes = vec![format!("replaced container {}", short(&old_id))];
+        notes.extend(self.clean_up(&swap).await);
+        Outcome::Succeeded(notes.join("; "))
+    }
+}
+
+fn strategy_name(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::StartFirst => "start-first",
+        Strategy::StopFirst => "stop-first",
     }
 }
 
