@@ -24,6 +24,30 @@ pub struct CreatePlan {
     pub extra_networks: Vec<(String, EndpointSettings)>,
 }
 
+impl CreatePlan {
+    /// Takes the network-scoped aliases (`web` behind a proxy) out of the
+    /// plan and returns the endpoints that had any, to connect again with
+    /// them once the container is ready: a container that answers to a
+    /// shared alias gets requests as soon as it starts, before it listens.
+    pub fn defer_aliases(&mut self) -> Vec<(String, EndpointSettings)> {
+        let mut deferred = Vec::new();
+        let first = self
+            .body
+            .networking_config
+            .iter_mut()
+            .flat_map(|c| c.endpoints_config.iter_mut().flatten());
+        for (network, endpoint) in
+            first.chain(self.extra_networks.iter_mut().map(|(n, e)| (&*n, e)))
+        {
+            if endpoint.aliases.is_some() {
+                deferred.push((network.clone(), endpoint.clone()));
+                endpoint.aliases = None;
+            }
+        }
+        deferred
+    }
+}
+
 /// The plan that recreates `container` from `image` (the reference it was
 /// configured with), given the configuration of the image it ran before.
 pub fn plan(
@@ -35,6 +59,8 @@ pub fn plan(
     let defaults = old_image.cloned().unwrap_or_default();
     let id = container.id.as_deref().unwrap_or_default();
     let mut host_config = container.host_config.clone().unwrap_or_default();
+    let mode = host_config.network_mode.as_deref().unwrap_or_default();
+    let shares_stack = mode == "host" || mode.starts_with("container:");
     keep_anonymous_volumes(container, &mut host_config);
     host_config.links = host_config
         .links
@@ -43,10 +69,12 @@ pub fn plan(
 
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
+        // The default hostname is the old ID; a shared network stack brings
+        // its own, and Docker refuses one set beside it.
         hostname: config
             .hostname
-            .filter(|h| !h.is_empty() && !id.starts_with(h.as_str())),
-        domainname: config.domainname.filter(|d| !d.is_empty()),
+            .filter(|h| !h.is_empty() && !id.starts_with(h.as_str()) && !shares_stack),
+        domainname: config.domainname.filter(|d| !d.is_empty() && !shares_stack),
         user: differs(config.user, defaults.user).filter(|u| !u.is_empty()),
         attach_stdin: config.attach_stdin,
         attach_stdout: config.attach_stdout,
@@ -405,12 +433,34 @@ mod tests {
     }
 
     #[test]
+    fn aliases_can_be_deferred_until_the_container_is_ready() {
+        let mut plan = plan(&inspected(), Some(&image_defaults()), "x");
+        let deferred = plan.defer_aliases();
+        let names: Vec<_> = deferred.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["blog_default", "proxy"]);
+        assert_eq!(deferred[0].1.aliases, strings(&["web"]));
+        let endpoints = plan
+            .body
+            .networking_config
+            .as_ref()
+            .unwrap()
+            .endpoints_config
+            .as_ref()
+            .unwrap();
+        assert_eq!(endpoints["blog_default"].aliases, None);
+        assert_eq!(plan.extra_networks[0].1.aliases, None);
+    }
+
+    #[test]
     fn host_and_container_network_modes_get_no_endpoints() {
         for mode in ["host", "none", "container:abc"] {
             let mut container = inspected();
             container.host_config.as_mut().unwrap().network_mode = Some(mode.into());
+            container.config.as_mut().unwrap().hostname = Some("custom".into());
             let plan = plan(&container, None, "x");
             assert!(plan.body.networking_config.is_none(), "{mode}");
+            let keeps_hostname = mode == "none";
+            assert_eq!(plan.body.hostname.is_some(), keeps_hostname, "{mode}");
             assert!(plan.extra_networks.is_empty(), "{mode}");
         }
     }

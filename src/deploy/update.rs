@@ -30,7 +30,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, ContainerState, HealthStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, ContainerState, EndpointSettings, HealthStatusEnum,
+};
 use tokio::time::Instant;
 
 use super::plan::plan;
@@ -128,9 +130,9 @@ pub struct Updater<E> {
 
 /// How often a starting container is looked at.
 const POLL: Duration = Duration::from_millis(200);
-/// How long a retired container stays reachable after it left the
-/// networks, for requests already sent to it.
-const DRAIN: Duration = Duration::from_millis(500);
+/// How long old and new containers both answer to their aliases before the
+/// old one leaves: Docker's name server takes a moment to see the new one.
+const SETTLE: Duration = Duration::from_millis(500);
 /// How long undoing an update keeps retrying while Docker does not answer.
 const UNDO_PATIENCE: Duration = Duration::from_secs(120);
 /// Log lines of a failed container kept with the reason.
@@ -265,11 +267,15 @@ impl<E: Engine> Updater<E> {
 
         self.record(job.deployment, State::Creating, None);
         let old_image = self.engine.inspect_image(&swap.old_image_id).await.ok();
-        let create = plan(
+        let mut create = plan(
             &old,
             old_image.as_ref().and_then(|i| i.config.as_ref()),
             &configured,
         );
+        let deferred_aliases = match policy.strategy {
+            Strategy::StartFirst => create.defer_aliases(),
+            Strategy::StopFirst => Vec::new(),
+        };
         let new_id = match self
             .engine
             .create_container(&job.new_name(), create.body)
@@ -295,7 +301,10 @@ impl<E: Engine> Updater<E> {
         }
 
         let result = match policy.strategy {
-            Strategy::StartFirst => self.start_first(job, &mut swap, &old, &policy).await,
+            Strategy::StartFirst => {
+                self.start_first(job, &mut swap, &old, &policy, deferred_aliases)
+                    .await
+            }
             Strategy::StopFirst => self.stop_first(job, &mut swap, &policy).await,
         };
         if let Err(reason) = result {
@@ -327,6 +336,7 @@ impl<E: Engine> Updater<E> {
         swap: &mut Swap,
         old: &ContainerInspectResponse,
         policy: &Policy,
+        aliases: Vec<(String, EndpointSettings)>,
     ) -> Result<(), String> {
         let new_id = swap.new_id.clone().unwrap_or_default();
         self.record(job.deployment, State::Starting, Some(&short(&new_id)));
@@ -336,6 +346,22 @@ impl<E: Engine> Updater<E> {
             .map_err(|e| format!("the new container did not start: {e}"))?;
         self.record(job.deployment, State::Verifying, None);
         self.gate(&new_id, policy).await?;
+        // Ready: now it may answer to the shared aliases, beside the old one.
+        let had_aliases = !aliases.is_empty();
+        for (network, endpoint) in aliases {
+            let joined = async {
+                self.engine.disconnect_network(&network, &new_id).await?;
+                self.engine
+                    .connect_network(&network, &new_id, endpoint)
+                    .await
+            };
+            joined.await.map_err(|e| {
+                format!("cannot give the new container its aliases on {network}: {e}")
+            })?;
+        }
+        if had_aliases {
+            tokio::time::sleep(SETTLE).await;
+        }
 
         // The commit point: from here on the new container serves.
         self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
@@ -345,22 +371,15 @@ impl<E: Engine> Updater<E> {
             .and_then(|s| s.networks.as_ref())
             .map(|n| n.keys().cloned().collect::<Vec<_>>())
             .unwrap_or_default();
-        let mut left_a_network = false;
         for network in networks
             .iter()
             .filter(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
         {
-            // Off the network first, so name lookups stop returning it while
-            // it still answers the requests already on their way.
-            match self.engine.disconnect_network(network, &swap.old_id).await {
-                Ok(()) => left_a_network = true,
-                Err(e) => {
-                    tracing::warn!(%network, error = %e, "cannot take the old container off a network")
-                }
+            // Off the networks before the stop: name lookups stop returning
+            // it at once, rather than after its process has exited.
+            if let Err(e) = self.engine.disconnect_network(network, &swap.old_id).await {
+                tracing::warn!(%network, error = %e, "cannot take the old container off a network");
             }
-        }
-        if left_a_network {
-            tokio::time::sleep(DRAIN).await;
         }
         if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
             tracing::warn!(error = %e, "cannot stop the old container; it will be removed");
@@ -415,7 +434,7 @@ impl<E: Engine> Updater<E> {
             .and_then(|h| h.test.as_ref())
             .is_some_and(|test| !test.is_empty() && test[0] != "NONE");
         let (wait, what) = if has_healthcheck {
-            (policy.health_timeout, "became healthy")
+            (policy.health_timeout, "become healthy")
         } else {
             (self.settings.grace, "")
         };
@@ -500,8 +519,9 @@ impl<E: Engine> Updater<E> {
             self.update_dependents(&swap.target, &swap.old_id, &new_id)
                 .await,
         );
-        if let Err(e) = self.engine.remove_container(&swap.old_id).await {
-            notes.push(format!("could not remove the old container: {e}"));
+        match self.engine.remove_container(&swap.old_id).await {
+            Ok(()) | Err(EngineError::NotFound(_)) => {}
+            Err(e) => notes.push(format!("could not remove the old container: {e}")),
         }
         let old = short(&swap.old_image_id);
         let tags: Vec<String> = match self.engine.inspect_image(&swap.old_image_id).await {
@@ -532,14 +552,19 @@ impl<E: Engine> Updater<E> {
     }
 
     /// Containers sharing the old container's network stack lose it with
-    /// the old container: they are recreated on the new one. Containers with
-    /// a legacy link to it are restarted, so the link points at the new one.
+    /// the old container, and legacy links point at the old container by
+    /// ID: such dependents are recreated, on the same image, joined or
+    /// linked to the new one.
     async fn update_dependents(&self, target: &str, old_id: &str, new_id: &str) -> Vec<String> {
         let mut notes = Vec::new();
         let running = match self.engine.list_running().await {
             Ok(running) => running,
             Err(e) => return vec![format!("could not look for dependent containers: {e}")],
         };
+        // Docker renames links with their container: the old one may be
+        // parked by now.
+        let parked = format!("{target}{PARKED_MARKER}old-");
+        let is_old = |name: &str| name == target || name.starts_with(&parked);
         for container in running.iter().filter(|c| c.id != new_id && c.id != old_id) {
             let Ok(inspect) = self.engine.inspect_container(&container.id).await else {
                 continue;
@@ -547,42 +572,49 @@ impl<E: Engine> Updater<E> {
             let host = inspect.host_config.clone().unwrap_or_default();
             let mode = host.network_mode.as_deref().unwrap_or_default();
             let shares_stack = mode.strip_prefix("container:").is_some_and(|joined| {
-                joined == target || (!joined.is_empty() && old_id.starts_with(joined))
+                is_old(joined) || (!joined.is_empty() && old_id.starts_with(joined))
             });
-            let linked = host
-                .links
-                .iter()
-                .flatten()
-                .any(|link| link.trim_start_matches('/').split(':').next() == Some(target));
-            let name = &container.name;
-            let result = if shares_stack {
-                self.recreate_dependent(&inspect, new_id)
-                    .await
-                    .map(|()| "recreated")
-            } else if linked {
-                self.restart(&container.id).await.map(|()| "restarted")
-            } else {
+            let linked = host.links.iter().flatten().any(|link| {
+                is_old(
+                    link.trim_start_matches('/')
+                        .split(':')
+                        .next()
+                        .unwrap_or_default(),
+                )
+            });
+            if !shares_stack && !linked {
                 continue;
-            };
+            }
+            let result = self
+                .recreate_dependent(&inspect, new_id, |host| {
+                    if shares_stack {
+                        host.network_mode = Some(format!("container:{new_id}"));
+                    }
+                    for link in host.links.iter_mut().flatten() {
+                        if let Some((other, alias)) = link.split_once(':') {
+                            if is_old(other) {
+                                *link = format!("{target}:{alias}");
+                            }
+                        }
+                    }
+                })
+                .await;
+            let name = &container.name;
             notes.push(match result {
-                Ok(done) => format!("{done} dependent container {name}"),
-                Err(e) => format!("could not update dependent container {name}: {e}"),
+                Ok(()) => format!("recreated dependent container {name}"),
+                Err(e) => format!("could not recreate dependent container {name}: {e}"),
             });
         }
         notes
     }
 
-    async fn restart(&self, id: &str) -> Result<(), EngineError> {
-        self.engine.stop_container(id, None).await?;
-        self.engine.start_container(id).await
-    }
-
-    /// Recreates `dependent` on the same image, joined to `new_id`'s network
-    /// stack.
+    /// Recreates `dependent` on the same image, with `adjust` applied to its
+    /// host configuration.
     async fn recreate_dependent(
         &self,
         dependent: &ContainerInspectResponse,
         new_id: &str,
+        adjust: impl FnOnce(&mut bollard::models::HostConfig),
     ) -> Result<(), EngineError> {
         let id = dependent.id.clone().unwrap_or_default();
         let name = dependent.name.clone().unwrap_or_default();
@@ -604,7 +636,7 @@ impl<E: Engine> Updater<E> {
         // Same image, not the tag: the dependent is not being updated.
         create.body.image = dependent.image.clone();
         if let Some(host) = create.body.host_config.as_mut() {
-            host.network_mode = Some(format!("container:{new_id}"));
+            adjust(host);
         }
         let temporary = format!("{name}{PARKED_MARKER}dep-{}", short(new_id));
         let replacement = self

@@ -182,12 +182,28 @@ impl Dockhook {
     /// Sends SIGTERM and waits up to `timeout` for the process to exit.
     /// `None` means it is still running (Drop will kill it).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Sends SIGKILL, as a crash or `kill -9` would, and reaps the process.
+    pub fn kill_9(&mut self) -> ExitStatus {
+        self.signal("KILL");
+        self.wait_exit(Duration::from_secs(10))
+            .expect("a killed process exits")
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        wait_for(timeout, || self.child.try_wait().ok().flatten())
+    }
+
+    fn signal(&self, signal: &str) {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
             .status()
             .is_ok_and(|status| status.success());
-        assert!(sent, "could not send SIGTERM to dockhook");
-        wait_for(timeout, || self.child.try_wait().ok().flatten())
+        assert!(sent, "could not send SIG{signal} to dockhook");
     }
 }
 

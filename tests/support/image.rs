@@ -55,6 +55,7 @@ pub struct SiteImage {
     exiting: bool,
     padding_mb: usize,
     healthcheck: bool,
+    unhealthy: bool,
 }
 
 /// Builds the plain site image for `version` as `tag`; returns its image ID.
@@ -70,6 +71,7 @@ impl SiteImage {
             exiting: false,
             padding_mb: 0,
             healthcheck: false,
+            unhealthy: false,
         }
     }
 
@@ -92,6 +94,13 @@ impl SiteImage {
         self
     }
 
+    /// Adds a HEALTHCHECK that always fails (every second, unhealthy after
+    /// two failures), while the site itself serves.
+    pub fn unhealthy(mut self) -> SiteImage {
+        self.unhealthy = true;
+        self
+    }
+
     /// The Dockerfile this image builds from, on top of the base image.
     pub fn dockerfile(&self) -> String {
         let mut lines = vec![format!("FROM {BASE_TAG}"), "COPY www /www".to_string()];
@@ -103,6 +112,13 @@ impl SiteImage {
                 "HEALTHCHECK --interval=1s --timeout=2s --retries=3 \
                  CMD [\"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{SITE_PORT}/\"]"
             ));
+        }
+        if self.unhealthy {
+            lines.push(
+                "HEALTHCHECK --interval=1s --timeout=2s --retries=2 \
+                 CMD [\"sh\", \"-c\", \"echo database unreachable; exit 1\"]"
+                    .to_string(),
+            );
         }
         if self.exiting {
             lines.push(r#"CMD ["false"]"#.to_string());
