@@ -10,9 +10,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
+use crate::inventory::Inventory;
 use crate::server::{router, AppState};
 use crate::store::{Store, StoreError};
 use crate::targets::TargetRules;
@@ -80,6 +83,9 @@ pub async fn serve(
     ));
     recover_interrupted(&store, &updater).await?;
     let queue = Queue::new(updater, store.clone());
+    let inventory = Arc::new(Inventory::new(engine.clone()));
+    let stop_watching = CancellationToken::new();
+    let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
     let state = Arc::new(AppState {
         token,
         owners: config.owners.clone(),
@@ -90,6 +96,7 @@ pub async fn serve(
         },
         max_body: config.max_body,
         engine,
+        inventory,
         store,
         queue: queue.clone(),
     });
@@ -106,6 +113,8 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)?;
+    stop_watching.cancel();
+    let _ = watcher.await;
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     queue.drain().await;
     tracing::info!("all deployments finished; bye");

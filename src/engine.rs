@@ -17,12 +17,13 @@ use bollard::models::{
     NetworkConnectRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptionsBuilder,
-    RenameContainerOptionsBuilder, StopContainerOptionsBuilder, TagImageOptionsBuilder,
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt, TryStreamExt};
 
 use crate::image_ref::ImageRef;
 
@@ -131,6 +132,9 @@ pub trait Engine: Send + Sync + 'static {
     fn logs_tail(&self, id: &str, lines: usize) -> impl Future<Output = Result<String>> + Send;
     /// Runs `cmd` inside a running container and waits for it.
     fn exec(&self, id: &str, cmd: Vec<String>) -> impl Future<Output = Result<ExecOutcome>> + Send;
+    /// One item each time a container starts, stops, goes away or is
+    /// renamed; ends or fails when the connection to Docker does.
+    fn container_events(&self) -> impl Stream<Item = Result<()>> + Send + '_;
 }
 
 /// What a command run in a container did.
@@ -383,6 +387,21 @@ impl Engine for DockerEngine {
             .tail(&lines.to_string())
             .build();
         collect_output(self.docker().await?.logs(id, Some(options))).await
+    }
+
+    fn container_events(&self) -> impl Stream<Item = Result<()>> + Send + '_ {
+        let filters = HashMap::from([
+            ("type", vec!["container"]),
+            ("event", vec!["start", "die", "destroy", "rename"]),
+        ]);
+        let options = EventsOptionsBuilder::default().filters(&filters).build();
+        futures_util::stream::once(self.docker()).flat_map(move |docker| match docker {
+            Ok(docker) => docker
+                .events(Some(options.clone()))
+                .map(|event| event.map(drop).map_err(EngineError::from))
+                .boxed(),
+            Err(e) => futures_util::stream::once(async move { Err(e) }).boxed(),
+        })
     }
 
     async fn exec(&self, id: &str, cmd: Vec<String>) -> Result<ExecOutcome> {

@@ -24,6 +24,8 @@
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
 //! - [`sources`]: one module per webhook format; parse and gate, no Docker.
 //! - [`server`]: the axum router, limits and JSON errors.
+//! - [`inventory`]: the running containers, kept current from Docker's
+//!   events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers an event selects. Pure.
 //! - [`deploy`]: the per-container queue, the plan (inspected container to
 //!   create options, pure) and the update step machine with rollback.
@@ -38,6 +40,7 @@ pub mod deploy;
 pub mod engine;
 pub mod event;
 pub mod image_ref;
+pub mod inventory;
 pub mod server;
 pub mod sources;
 pub mod store;

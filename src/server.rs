@@ -28,6 +28,7 @@ use crate::config::Secret;
 use crate::deploy::{Queue, Request as DeployRequest};
 use crate::engine::Engine;
 use crate::event::ImageEvent;
+use crate::inventory::Inventory;
 use crate::sources::{self, SourceError};
 use crate::store::Store;
 use crate::targets::{self, TargetRules};
@@ -40,6 +41,7 @@ pub struct AppState<E> {
     pub rules: TargetRules,
     pub max_body: usize,
     pub engine: Arc<E>,
+    pub inventory: Arc<Inventory<E>>,
     pub store: Arc<Store>,
     pub queue: Queue<E>,
 }
@@ -182,7 +184,7 @@ async fn dockerhub_hook<E: Engine>(
 
 /// Queues an update for every container the event selects.
 async fn dispatch<E: Engine>(state: &AppState<E>, event: ImageEvent) -> Result<Response, ApiError> {
-    let containers = state.engine.list_running().await.map_err(|e| {
+    let containers = state.inventory.running().await.map_err(|e| {
         tracing::error!(error = %e, "cannot list containers");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

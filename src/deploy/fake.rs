@@ -45,9 +45,18 @@ pub struct World {
     pub calls: Vec<String>,
 }
 
-#[derive(Default)]
 pub struct FakeEngine {
     pub world: Mutex<World>,
+    events: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Default for FakeEngine {
+    fn default() -> Self {
+        Self {
+            world: Mutex::default(),
+            events: tokio::sync::broadcast::channel(16).0,
+        }
+    }
 }
 
 impl FakeEngine {
@@ -71,6 +80,11 @@ impl FakeEngine {
             world.registry.insert(normalised, new.into());
         }
         engine
+    }
+
+    /// Tells watchers that containers changed.
+    pub fn send_event(&self) {
+        let _ = self.events.send(());
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, World> {
@@ -300,6 +314,12 @@ impl Engine for FakeEngine {
         Ok(ExecOutcome {
             exit_code: world.exec_exit_code,
             output: "hook output".into(),
+        })
+    }
+
+    fn container_events(&self) -> impl futures_util::Stream<Item = Result<()>> + Send + '_ {
+        futures_util::stream::unfold(self.events.subscribe(), |mut receiver| async move {
+            receiver.recv().await.ok().map(|()| (Ok(()), receiver))
         })
     }
 }

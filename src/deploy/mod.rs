@@ -8,7 +8,7 @@ pub mod queue;
 pub mod update;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod tests;
 
