@@ -7,8 +7,9 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::Value;
-use support::scenario::{api, containers_named, wait_deployment, Site};
+use support::scenario::{
+    api, assert_steps_in_order, containers_named, steps, wait_deployment, Site,
+};
 use support::*;
 
 fn page(port: u16) -> Option<String> {
@@ -180,9 +181,9 @@ fn start_first_update_keeps_the_site_up() {
 
     let deployment = site.deploy(&dockhook, "latest");
     assert_eq!(deployment["state"], "succeeded", "{deployment}");
-    let (_, detail) = api(&dockhook, &format!("/api/deployments/{}", deployment["id"]));
-    let last = detail["steps"].as_array().unwrap().last().unwrap()["detail"].clone();
-    assert!(last.as_str().unwrap().starts_with("start-first"), "{last}");
+    let id = deployment["id"].as_i64().unwrap();
+    let (_, last) = steps(&dockhook, id).pop().unwrap();
+    assert!(last.starts_with("start-first"), "{last}");
     assert!(wait_until(Duration::from_secs(10), || {
         probe_lines(&probe).iter().rev().take(5).all(|l| l == "v2")
     }));
@@ -198,15 +199,7 @@ fn start_first_update_keeps_the_site_up() {
     );
     // The new container started and passed its gate before the old one
     // was stopped.
-    let steps: Vec<&str> = detail["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    let position = |state: &str| steps.iter().position(|s| *s == state).unwrap();
-    assert!(position("starting") < position("verifying"), "{steps:?}");
-    assert!(position("verifying") < position("stopping"), "{steps:?}");
+    assert_steps_in_order(&dockhook, id, &["starting", "verifying", "stopping"]);
     assert_one_running(&name, &v2);
     let aliases =
         &container_inspect(&name)["NetworkSettings"]["Networks"][network.as_str()]["Aliases"];
@@ -231,15 +224,8 @@ fn strategy_label_forces_stop_first() {
     let dockhook = Dockhook::start(&site.registry.host(), &[]);
     let deployment = site.deploy(&dockhook, "latest");
     assert_eq!(deployment["state"], "succeeded", "{deployment}");
-    let (_, detail) = api(&dockhook, &format!("/api/deployments/{}", deployment["id"]));
-    let steps: Vec<&str> = detail["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["state"].as_str().unwrap())
-        .collect();
-    let position = |state: &str| steps.iter().position(|s| *s == state).unwrap();
-    assert!(position("stopping") < position("starting"), "{steps:?}");
+    let id = deployment["id"].as_i64().unwrap();
+    assert_steps_in_order(&dockhook, id, &["stopping", "starting", "verifying"]);
     assert_one_running(&name, &v2);
 }
 
@@ -300,17 +286,13 @@ fn crash_at(step: &str, strategy: &str, expected: After) {
         state.contains(&deployment["state"].as_str().unwrap()),
         "{step}: {deployment}"
     );
-    let said = format!("{}{}", deployment["error"], detail_of(&dockhook, id));
+    let (_, last) = steps(&dockhook, id).pop().unwrap();
+    let said = format!("{}{last}", deployment["error"]);
     assert!(
         said.contains("dockhook restarted") || said.contains(&format!("during step {step}")),
         "{step}: {said}"
     );
     assert_one_running(&name, image);
-}
-
-fn detail_of(dockhook: &Dockhook, id: i64) -> Value {
-    let (_, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
-    deployment["steps"].as_array().unwrap().last().unwrap()["detail"].clone()
 }
 
 macro_rules! crash_tests {

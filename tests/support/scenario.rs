@@ -130,6 +130,36 @@ pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
     })
 }
 
+/// The steps of deployment `id`, oldest first: its states and their notes.
+pub fn steps(dockhook: &impl Endpoint, id: i64) -> Vec<(String, String)> {
+    let (status, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
+    assert_eq!(status, 200, "{deployment}");
+    deployment["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| {
+            let state = step["state"].as_str().unwrap_or_default().to_string();
+            (
+                state,
+                step["detail"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that deployment `id` went through `states` in this order.
+pub fn assert_steps_in_order(dockhook: &impl Endpoint, id: i64, states: &[&str]) {
+    let steps = steps(dockhook, id);
+    let positions: Vec<Option<usize>> = states
+        .iter()
+        .map(|state| steps.iter().position(|(s, _)| s == state))
+        .collect();
+    let ordered =
+        positions.iter().all(Option::is_some) && positions.windows(2).all(|w| w[0] < w[1]);
+    assert!(ordered, "expected {states:?} in this order, got {steps:?}");
+}
+
 /// The containers (running or not) whose name starts with `prefix`.
 pub fn containers_named(prefix: &str) -> Vec<String> {
     let filter = format!("name=^/{prefix}");
