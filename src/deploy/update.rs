@@ -401,10 +401,8 @@ impl<E: Engine> Updater<E> {
         let new_id = swap.new_id.clone().unwrap_or_default();
         let target = &job.target;
         self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
-        self.engine
-            .stop_container(&swap.old_id, None)
-            .await
-            .map_err(|e| format!("cannot stop {target}: {e}"))?;
+        // Names first, while the old container still serves: the site is
+        // down only from the stop to the start.
         self.engine
             .rename_container(&swap.old_id, &job.parked_name())
             .await
@@ -414,6 +412,10 @@ impl<E: Engine> Updater<E> {
             .rename_container(&new_id, target)
             .await
             .map_err(|e| format!("cannot give the new container the name {target}: {e}"))?;
+        self.engine
+            .stop_container(&swap.old_id, None)
+            .await
+            .map_err(|e| format!("cannot stop {target}: {e}"))?;
         self.record(job.deployment, State::Starting, Some(&short(&new_id)));
         self.engine
             .start_container(&new_id)
@@ -820,6 +822,10 @@ impl<E: Engine> Updater<E> {
             }
         };
         let id = new_id.unwrap_or_default();
+        // Stop-first may have been stopped between the renames and the stop.
+        if let Err(e) = self.engine.stop_container(&old_id, None).await {
+            tracing::debug!(error = %e, "old container not stopped during recovery");
+        }
         let _ = self.engine.start_container(&id).await;
         if let Err(reason) = self.gate(&id, &policy).await {
             return self
