@@ -75,6 +75,12 @@ impl From<bollard::errors::Error> for EngineError {
                 status_code,
                 message,
             } => EngineError::Other(format!("Docker answered {status_code}: {message}")),
+            unreachable @ (Error::HyperLegacyError { .. }
+            | Error::IOError { .. }
+            | Error::SocketNotFoundError(_)
+            | Error::RequestTimeoutError) => {
+                EngineError::Other(format!("Docker does not answer ({unreachable})"))
+            }
             other => EngineError::Other(other.to_string()),
         }
     }

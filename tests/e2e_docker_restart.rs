@@ -104,6 +104,7 @@ fn docker_daemon_restart_during_an_update_leaves_one_running_container() {
     guard.start();
 
     let deployment = wait_deployment(&dockhook, id);
+    eprintln!("after the daemon restart: {deployment}");
     assert!(
         ["rolled_back", "succeeded"].contains(&deployment["state"].as_str().unwrap()),
         "{deployment}\n{}",
