@@ -88,8 +88,7 @@ pub async fn serve(
     let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
     let state = Arc::new(AppState {
         token,
-        owners: config.owners.clone(),
-        dockerhub_registry: config.dockerhub_registry.clone(),
+        sources: config.source_settings(),
         rules: TargetRules {
             label_enable: config.label_enable,
             own_container_id,

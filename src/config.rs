@@ -89,6 +89,12 @@ pub struct Config {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret from a literal, for tests.
+    #[cfg(test)]
+    pub fn for_tests(text: &str) -> Self {
+        Self(text.to_string())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -321,6 +327,14 @@ impl Config {
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, &token).map_err(data_dir_error)?;
         Ok((Secret(token), true))
+    }
+
+    /// What the webhook sources need.
+    pub fn source_settings(&self) -> crate::sources::Settings {
+        crate::sources::Settings {
+            owners: self.owners.clone(),
+            dockerhub_registry: self.dockerhub_registry.clone(),
+        }
     }
 
     /// What the updater needs.

@@ -15,4 +15,7 @@ pub struct ImageEvent {
     pub image: ImageRef,
     /// Who pushed, as the payload claims it (informational only).
     pub pusher: Option<String>,
+    /// The manifest digest the payload names, if any: the pulled image must
+    /// have it.
+    pub digest: Option<String>,
 }

@@ -29,15 +29,14 @@ use crate::deploy::{Queue, Request as DeployRequest};
 use crate::engine::Engine;
 use crate::event::ImageEvent;
 use crate::inventory::Inventory;
-use crate::sources::{self, SourceError};
+use crate::sources::{self, SourceError, Verdict};
 use crate::store::Store;
 use crate::targets::{self, TargetRules};
 
 /// What the handlers share.
 pub struct AppState<E> {
     pub token: Secret,
-    pub owners: Vec<String>,
-    pub dockerhub_registry: String,
+    pub sources: sources::Settings,
     pub rules: TargetRules,
     pub max_body: usize,
     pub engine: Arc<E>,
@@ -51,7 +50,10 @@ type Shared<E> = State<Arc<AppState<E>>>;
 /// The router with every route and limit.
 pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
     Router::new()
-        .route("/hooks/dockerhub/{token}", post(dockerhub_hook::<E>))
+        .route(
+            "/hooks/dockerhub/{token}",
+            post(|state, path, request| path_token_hook::<E>(DOCKERHUB, state, path, request)),
+        )
         .route("/healthz", get(healthz::<E>))
         .route("/api/deployments", get(list_deployments::<E>))
         .route("/api/deployments/{id}", get(get_deployment::<E>))
@@ -108,6 +110,7 @@ impl From<SourceError> for ApiError {
     fn from(error: SourceError) -> Self {
         match error {
             SourceError::Malformed(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            SourceError::Unauthorized => Self::unauthorized(),
             SourceError::Forbidden(m) => Self::new(StatusCode::FORBIDDEN, m),
         }
     }
@@ -169,21 +172,107 @@ async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, 
         })
 }
 
-async fn dockerhub_hook<E: Engine>(
+/// How a source's requests prove they are genuine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    /// The secret token is in the URL path.
+    PathToken,
+}
+
+/// A webhook format: its name, how it authenticates, and its parser.
+#[derive(Clone, Copy)]
+struct Source {
+    name: &'static str,
+    auth: Auth,
+    parse: fn(&sources::Request<'_>, &sources::Settings) -> Result<Verdict, SourceError>,
+}
+
+const DOCKERHUB: Source = Source {
+    name: sources::dockerhub::SOURCE,
+    auth: Auth::PathToken,
+    parse: sources::dockerhub::parse,
+};
+
+/// The handler of a source authenticated by the token in its path.
+async fn path_token_hook<E: Engine>(
+    source: Source,
     State(state): Shared<E>,
     Path(token): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    debug_assert_eq!(source.auth, Auth::PathToken);
     if !token_matches(&state.token, &token) {
         return Err(ApiError::unauthorized());
     }
+    receive(&state, source, request).await
+}
+
+/// Reads, parses and dispatches an authenticated webhook.
+async fn receive<E: Engine>(
+    state: &AppState<E>,
+    source: Source,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let headers = request.headers().clone();
     let body = read_body(request, state.max_body).await?;
-    let event = sources::dockerhub::parse(&body, &state.dockerhub_registry, &state.owners)?;
-    dispatch(&state, event).await
+    let verdict = (source.parse)(
+        &sources::Request {
+            headers: &headers,
+            body: &body,
+        },
+        &state.sources,
+    )?;
+    if let Some(delivery) = &verdict.delivery {
+        if !state.store.remember_delivery(source.name, delivery)? {
+            return Ok(ignored(format!("delivery {delivery} was already received")));
+        }
+    }
+    if let Some(reason) = verdict.ignored {
+        tracing::info!(source = source.name, %reason, "webhook ignored");
+        return Ok(ignored(reason));
+    }
+    let mut deployments = Vec::new();
+    let mut reasons = Vec::new();
+    for event in verdict.events {
+        match dispatch(state, &event).await? {
+            Dispatched::Queued(ids) => deployments.extend(ids),
+            Dispatched::NoTarget(reason) => reasons.push(reason),
+        }
+    }
+    if deployments.is_empty() {
+        let reason = if reasons.is_empty() {
+            "the webhook named no image".to_string()
+        } else {
+            reasons.join("; ")
+        };
+        return Ok(ignored(reason));
+    }
+    deployments.sort_unstable();
+    deployments.dedup();
+    let body = json!({ "status": "accepted", "deployments": deployments });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+fn ignored(reason: String) -> Response {
+    (
+        StatusCode::OK,
+        Json(json!({ "status": "ignored", "reason": reason })),
+    )
+        .into_response()
+}
+
+/// What became of one event.
+enum Dispatched {
+    Queued(Vec<i64>),
+    /// No container may be updated for it; why.
+    NoTarget(String),
 }
 
 /// Queues an update for every container the event selects.
-async fn dispatch<E: Engine>(state: &AppState<E>, event: ImageEvent) -> Result<Response, ApiError> {
+async fn dispatch<E: Engine>(
+    state: &AppState<E>,
+    event: &ImageEvent,
+) -> Result<Dispatched, ApiError> {
     let containers = state.inventory.running().await.map_err(|e| {
         tracing::error!(error = %e, "cannot list containers");
         ApiError::new(
@@ -205,11 +294,7 @@ async fn dispatch<E: Engine>(state: &AppState<E>, event: ImageEvent) -> Result<R
             );
         }
         tracing::info!(image = %event.image, %reason, "event ignored");
-        return Ok((
-            StatusCode::OK,
-            Json(json!({ "status": "ignored", "reason": reason })),
-        )
-            .into_response());
+        return Ok(Dispatched::NoTarget(reason));
     }
     let mut deployments = Vec::with_capacity(selected.len());
     for container in selected {
@@ -223,9 +308,7 @@ async fn dispatch<E: Engine>(state: &AppState<E>, event: ImageEvent) -> Result<R
         tracing::info!(deployment = id, target = %container.name, image = %event.image, "update queued");
         deployments.push(id);
     }
-    deployments.dedup();
-    let body = json!({ "status": "accepted", "image": event.image.to_string(), "deployments": deployments });
-    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+    Ok(Dispatched::Queued(deployments))
 }
 
 async fn healthz<E: Engine>(State(state): Shared<E>) -> Response {

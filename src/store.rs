@@ -160,6 +160,12 @@ const SCHEMA: &str = "
         detail        TEXT
     );
     CREATE INDEX IF NOT EXISTS steps_deployment ON steps (deployment_id, id);
+    CREATE TABLE IF NOT EXISTS deliveries (
+        source      TEXT NOT NULL,
+        delivery    TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (source, delivery)
+    ) WITHOUT ROWID;
 ";
 
 const COLUMNS: &str = "id, target, image, source, pusher, state, old_container_id, \
@@ -312,6 +318,22 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Some((row.into_deployment()?, steps)))
+    }
+
+    /// Remembers a webhook delivery ID; false when it was seen before (a
+    /// replay). IDs older than 30 days are forgotten.
+    pub fn remember_delivery(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM deliveries WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ','now','-30 days')",
+                [],
+            )?;
+            let inserted = conn.execute(
+                &format!("INSERT OR IGNORE INTO deliveries (source, delivery, received_at) VALUES (?1, ?2, {NOW})"),
+                params![source, delivery],
+            )?;
+            Ok(inserted == 1)
+        })
     }
 
     /// Deployments that were under way when dockhook last stopped.
@@ -469,6 +491,18 @@ mod tests {
         let id = Store::open(&path).unwrap().create(&new("site")).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.get(id).unwrap().unwrap().0.target, "site");
+    }
+
+    #[test]
+    fn deliveries_are_remembered_per_source() {
+        let store = Store::in_memory().unwrap();
+        assert!(store.remember_delivery("github", "d-1").unwrap());
+        assert!(
+            !store.remember_delivery("github", "d-1").unwrap(),
+            "a replay"
+        );
+        assert!(store.remember_delivery("gitea", "d-1").unwrap());
+        assert!(store.remember_delivery("github", "d-2").unwrap());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use super::SourceError;
+use super::{Request, Settings, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::ImageRef;
 
@@ -39,10 +39,15 @@ struct Repository {
     namespace: Option<String>,
 }
 
-/// Parses a Docker Hub webhook body into an event for `registry` (the host
-/// images are pulled from, `docker.io` unless configured otherwise) and
-/// checks that its namespace is one of `owners`.
-pub fn parse(body: &[u8], registry: &str, owners: &[String]) -> Result<ImageEvent, SourceError> {
+/// Parses a Docker Hub webhook into an event for the configured registry
+/// (`docker.io` unless a stand-in is configured) and checks that its
+/// namespace is one of the owners.
+pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
+    let event = parse_body(request.body, &settings.dockerhub_registry, &settings.owners)?;
+    Ok(Verdict::events(vec![event]))
+}
+
+fn parse_body(body: &[u8], registry: &str, owners: &[String]) -> Result<ImageEvent, SourceError> {
     let payload: Payload = serde_json::from_slice(body).map_err(|e| {
         SourceError::Malformed(format!("body is not a Docker Hub webhook payload: {e}"))
     })?;
@@ -82,6 +87,7 @@ pub fn parse(body: &[u8], registry: &str, owners: &[String]) -> Result<ImageEven
         source: SOURCE,
         image,
         pusher: push_data.and_then(|p| p.pusher),
+        digest: None,
     })
 }
 
@@ -100,7 +106,7 @@ mod tests {
 
     #[test]
     fn documented_payload_with_integer_pushed_at() {
-        let event = parse(
+        let event = parse_body(
             &fixture("dockerhub-documented.json"),
             "docker.io",
             &owners(&["svendowideit"]),
@@ -116,7 +122,7 @@ mod tests {
 
     #[test]
     fn float_pushed_at_and_images_list() {
-        let event = parse(
+        let event = parse_body(
             &fixture("dockerhub-float-pushed-at.json"),
             "127.0.0.1:5000",
             &owners(&["alice"]),
@@ -127,7 +133,7 @@ mod tests {
 
     #[test]
     fn missing_tag_and_images_means_latest() {
-        let event = parse(
+        let event = parse_body(
             &fixture("dockerhub-minimal.json"),
             "docker.io",
             &owners(&["alice"]),
@@ -141,16 +147,16 @@ mod tests {
     fn official_image_namespace_is_library() {
         let body = br#"{"repository":{"repo_name":"nginx"},"push_data":{"tag":"1"}}"#;
         assert!(matches!(
-            parse(body, "docker.io", &owners(&["alice"])),
+            parse_body(body, "docker.io", &owners(&["alice"])),
             Err(SourceError::Forbidden(_))
         ));
-        let event = parse(body, "docker.io", &owners(&["library"])).unwrap();
+        let event = parse_body(body, "docker.io", &owners(&["library"])).unwrap();
         assert_eq!(event.image.to_string(), "docker.io/library/nginx:1");
     }
 
     #[test]
     fn foreign_namespace_is_forbidden() {
-        let err = parse(
+        let err = parse_body(
             &fixture("dockerhub-documented.json"),
             "docker.io",
             &owners(&["alice", "bob"]),
@@ -163,7 +169,7 @@ mod tests {
     fn namespace_must_agree_with_repo_name() {
         let body = br#"{"repository":{"repo_name":"mallory/site","namespace":"alice"}}"#;
         assert!(matches!(
-            parse(body, "docker.io", &owners(&["alice", "mallory"])),
+            parse_body(body, "docker.io", &owners(&["alice", "mallory"])),
             Err(SourceError::Malformed(_))
         ));
     }
@@ -201,7 +207,7 @@ mod tests {
                 "not a Docker Hub webhook",
             ),
         ] {
-            match parse(body, "docker.io", &alice) {
+            match parse_body(body, "docker.io", &alice) {
                 Err(SourceError::Malformed(message)) => assert!(
                     message.contains(needle),
                     "{:?}: {message:?} lacks {needle:?}",
