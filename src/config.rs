@@ -31,6 +31,36 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("dockerhub_registry", "registry Docker Hub events pull from"),
     (
+        "registry_host",
+        "registry host for distribution notifications (default: as the registry names itself)",
+    ),
+    (
+        "github_secret",
+        "GitHub webhook secret; enables /hooks/github",
+    ),
+    (
+        "github_registry",
+        "registry GitHub package events pull from",
+    ),
+    (
+        "gitea_secret",
+        "Gitea or Forgejo webhook secret; enables /hooks/gitea",
+    ),
+    (
+        "gitea_registry",
+        "registry Gitea package events pull from (default: the Gitea host)",
+    ),
+    (
+        "gitlab_token",
+        "GitLab webhook secret token; enables /hooks/gitlab",
+    ),
+    ("gitlab_registry", "registry GitLab events pull from"),
+    (
+        "harbor_auth",
+        "Harbor webhook Authorization header value; enables /hooks/harbor",
+    ),
+    ("quay_registry", "registry Quay events pull from"),
+    (
         "label_enable",
         "only update containers labelled dockhook.enable=true",
     ),
@@ -70,6 +100,15 @@ pub struct Config {
     /// Namespaces whose pushes may trigger updates; never empty.
     pub owners: Vec<String>,
     pub dockerhub_registry: String,
+    pub registry_host: Option<String>,
+    pub github_secret: Option<Secret>,
+    pub github_registry: String,
+    pub gitea_secret: Option<Secret>,
+    pub gitea_registry: Option<String>,
+    pub gitlab_token: Option<Secret>,
+    pub gitlab_registry: String,
+    pub harbor_auth: Option<Secret>,
+    pub quay_registry: String,
     pub label_enable: bool,
     pub grace: Duration,
     pub health_timeout: Duration,
@@ -120,6 +159,18 @@ impl fmt::Debug for Config {
         }
         map.finish()
     }
+}
+
+/// An optional setting for display.
+fn shown(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "(unset)".into())
+}
+
+/// An optional secret for display: masked, or why it matters that it is unset.
+fn masked(secret: &Option<Secret>) -> String {
+    secret
+        .as_ref()
+        .map_or_else(|| "(unset: source off)".into(), Secret::masked)
 }
 
 /// What is wrong with the configuration, and how to fix it.
@@ -219,10 +270,42 @@ impl Config {
 
         let owners = parse_owners(get("owner").unwrap_or(""))?;
 
-        let dockerhub_registry = get("dockerhub_registry").unwrap_or("docker.io");
-        let dockerhub_registry = ImageRef::from_parts(dockerhub_registry, "probe", None)
-            .map(|image| image.registry)
-            .map_err(|e| invalid("dockerhub_registry", dockerhub_registry, &e.to_string()))?;
+        let registry = |key: &str, text: &str| {
+            ImageRef::from_parts(text, "probe", None)
+                .map(|image| image.registry)
+                .map_err(|e| invalid(key, text, &e.to_string()))
+        };
+        let optional_registry = |key: &str| get(key).map(|text| registry(key, text)).transpose();
+        let dockerhub_registry = registry(
+            "dockerhub_registry",
+            get("dockerhub_registry").unwrap_or("docker.io"),
+        )?;
+        let registry_host = optional_registry("registry_host")?;
+        let github_registry = registry(
+            "github_registry",
+            get("github_registry").unwrap_or("ghcr.io"),
+        )?;
+        let gitea_registry = optional_registry("gitea_registry")?;
+        let gitlab_registry = registry(
+            "gitlab_registry",
+            get("gitlab_registry").unwrap_or("registry.gitlab.com"),
+        )?;
+        let quay_registry = registry("quay_registry", get("quay_registry").unwrap_or("quay.io"))?;
+        let secret = |key: &str| {
+            get(key)
+                .map(|text| {
+                    if text.len() > 1024 {
+                        Err(invalid(key, "…", "longer than 1024 characters"))
+                    } else {
+                        Ok(Secret(text.to_string()))
+                    }
+                })
+                .transpose()
+        };
+        let github_secret = secret("github_secret")?;
+        let gitea_secret = secret("gitea_secret")?;
+        let gitlab_token = secret("gitlab_token")?;
+        let harbor_auth = secret("harbor_auth")?;
 
         let label_enable = match get("label_enable").map(str::to_ascii_lowercase).as_deref() {
             None | Some("false" | "0" | "no" | "off") => false,
@@ -289,6 +372,15 @@ impl Config {
             token,
             owners,
             dockerhub_registry,
+            registry_host,
+            github_secret,
+            github_registry,
+            gitea_secret,
+            gitea_registry,
+            gitlab_token,
+            gitlab_registry,
+            harbor_auth,
+            quay_registry,
             label_enable,
             grace,
             health_timeout,
@@ -334,6 +426,15 @@ impl Config {
         crate::sources::Settings {
             owners: self.owners.clone(),
             dockerhub_registry: self.dockerhub_registry.clone(),
+            registry_host: self.registry_host.clone(),
+            github_secret: self.github_secret.clone(),
+            github_registry: self.github_registry.clone(),
+            gitea_secret: self.gitea_secret.clone(),
+            gitea_registry: self.gitea_registry.clone(),
+            gitlab_token: self.gitlab_token.clone(),
+            gitlab_registry: self.gitlab_registry.clone(),
+            harbor_auth: self.harbor_auth.clone(),
+            quay_registry: self.quay_registry.clone(),
         }
     }
 
@@ -382,6 +483,15 @@ impl Config {
                     },
                     "owner" => self.owners.join(","),
                     "dockerhub_registry" => self.dockerhub_registry.clone(),
+                    "registry_host" => shown(&self.registry_host),
+                    "github_secret" => masked(&self.github_secret),
+                    "github_registry" => self.github_registry.clone(),
+                    "gitea_secret" => masked(&self.gitea_secret),
+                    "gitea_registry" => shown(&self.gitea_registry),
+                    "gitlab_token" => masked(&self.gitlab_token),
+                    "gitlab_registry" => self.gitlab_registry.clone(),
+                    "harbor_auth" => masked(&self.harbor_auth),
+                    "quay_registry" => self.quay_registry.clone(),
                     "label_enable" => self.label_enable.to_string(),
                     "grace" => format!("{}s", self.grace.as_secs_f64()),
                     "health_timeout" => format!("{}s", self.health_timeout.as_secs_f64()),
@@ -390,7 +500,7 @@ impl Config {
                     "data_dir" => self.data_dir.display().to_string(),
                     "max_body" => format!("{} bytes", self.max_body),
                     "docker_host" => self.docker_host.clone(),
-                    "public_url" => self.public_url.clone().unwrap_or_else(|| "(unset)".into()),
+                    "public_url" => shown(&self.public_url),
                     "log" => self.log.clone(),
                     "fault_abort_at" => self
                         .fault_abort_at

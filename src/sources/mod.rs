@@ -69,6 +69,40 @@ pub struct Settings {
     pub owners: Vec<String>,
     /// Registry Docker Hub events pull from.
     pub dockerhub_registry: String,
+    /// Registry host for distribution notifications, instead of the one
+    /// the notification names.
+    pub registry_host: Option<String>,
+    /// Secrets of the sources that authenticate themselves; `None` turns
+    /// the source off.
+    pub github_secret: Option<Secret>,
+    pub github_registry: String,
+    pub gitea_secret: Option<Secret>,
+    /// Registry Gitea events pull from; by default the Gitea host itself.
+    pub gitea_registry: Option<String>,
+    pub gitlab_token: Option<Secret>,
+    pub gitlab_registry: String,
+    pub harbor_auth: Option<Secret>,
+    pub quay_registry: String,
+}
+
+impl Settings {
+    /// Settings for tests: owner `alice`, Docker Hub, every source off.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        Self {
+            owners: vec!["alice".into()],
+            dockerhub_registry: "docker.io".into(),
+            registry_host: None,
+            github_secret: None,
+            github_registry: "ghcr.io".into(),
+            gitea_secret: None,
+            gitea_registry: None,
+            gitlab_token: None,
+            gitlab_registry: "registry.gitlab.com".into(),
+            harbor_auth: None,
+            quay_registry: "quay.io".into(),
+        }
+    }
 }
 
 /// Why a request was refused. Each maps to one HTTP status.
