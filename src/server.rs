@@ -54,6 +54,14 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
             "/hooks/dockerhub/{token}",
             post(|state, path, request| path_token_hook::<E>(DOCKERHUB, state, path, request)),
         )
+        .route(
+            "/hooks/registry/{token}",
+            post(|state, path, request| path_token_hook::<E>(REGISTRY, state, path, request)),
+        )
+        .route(
+            "/hooks/registry",
+            post(|state, request| bearer_hook::<E>(REGISTRY, state, request)),
+        )
         .route("/healthz", get(healthz::<E>))
         .route("/api/deployments", get(list_deployments::<E>))
         .route("/api/deployments/{id}", get(get_deployment::<E>))
@@ -189,6 +197,12 @@ struct Source {
     parse: fn(&sources::Request<'_>, &sources::Settings) -> Result<Verdict, SourceError>,
 }
 
+const REGISTRY: Source = Source {
+    name: sources::registry::SOURCE,
+    auth: Auth::PathToken,
+    parse: sources::registry::parse,
+};
+
 const DOCKERHUB: Source = Source {
     name: sources::dockerhub::SOURCE,
     auth: Auth::PathToken,
@@ -203,6 +217,18 @@ async fn own_auth_hook<E: Engine>(
     request: Request,
 ) -> Result<Response, ApiError> {
     debug_assert_eq!(source.auth, Auth::Own);
+    receive(&state, source, request).await
+}
+
+/// The handler of a path-token source reached without the token in its
+/// path: the token comes as `Authorization: Bearer <token>` instead.
+async fn bearer_hook<E: Engine>(
+    source: Source,
+    State(state): Shared<E>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    debug_assert_eq!(source.auth, Auth::PathToken);
+    require_bearer(&state.token, request.headers())?;
     receive(&state, source, request).await
 }
 
@@ -317,6 +343,7 @@ async fn dispatch<E: Engine>(
             image: &event.image,
             source: event.source,
             pusher: event.pusher.as_deref(),
+            digest: event.digest.as_deref(),
         })?;
         tracing::info!(deployment = id, target = %container.name, image = %event.image, "update queued");
         deployments.push(id);

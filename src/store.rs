@@ -88,6 +88,8 @@ pub struct Deployment {
     pub image: String,
     pub source: String,
     pub pusher: Option<String>,
+    /// The digest the webhook named, if any.
+    pub digest: Option<String>,
     pub state: State,
     pub old_container_id: Option<String>,
     pub new_container_id: Option<String>,
@@ -115,6 +117,8 @@ pub struct NewDeployment<'a> {
     pub image: &'a str,
     pub source: &'a str,
     pub pusher: Option<&'a str>,
+    /// The digest the webhook named, if any.
+    pub digest: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +153,8 @@ const SCHEMA: &str = "
         error            TEXT,
         created_at       TEXT NOT NULL,
         updated_at       TEXT NOT NULL,
-        finished_at      TEXT
+        finished_at      TEXT,
+        digest           TEXT
     );
     CREATE INDEX IF NOT EXISTS deployments_target ON deployments (target, id);
     CREATE TABLE IF NOT EXISTS steps (
@@ -169,7 +174,8 @@ const SCHEMA: &str = "
 ";
 
 const COLUMNS: &str = "id, target, image, source, pusher, state, old_container_id, \
-    new_container_id, old_image_id, new_image_id, error, created_at, updated_at, finished_at";
+    new_container_id, old_image_id, new_image_id, error, created_at, updated_at, finished_at, \
+    digest";
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -185,6 +191,15 @@ impl Store {
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Databases made before deployments recorded digests.
+        let has_digest: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('deployments') WHERE name = 'digest'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_digest {
+            conn.execute_batch("ALTER TABLE deployments ADD COLUMN digest TEXT")?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -203,15 +218,16 @@ impl Store {
             conn.execute(
                 &format!(
                     "INSERT INTO deployments (target, image, source, pusher, state, \
-                     old_container_id, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, {NOW}, {NOW})"
+                     old_container_id, digest, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, {NOW}, {NOW})"
                 ),
                 params![
                     new.target,
                     new.image,
                     new.source,
                     new.pusher,
-                    new.container_id
+                    new.container_id,
+                    new.digest,
                 ],
             )?;
             let id = conn.last_insert_rowid();
@@ -320,6 +336,24 @@ impl Store {
         Ok(Some((row.into_deployment()?, steps)))
     }
 
+    /// The newest deployment of `target` for `digest` that did not fail:
+    /// the same push arriving again, through another source or delivery.
+    pub fn deployment_of_digest(
+        &self,
+        target: &str,
+        digest: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT id FROM deployments WHERE target = ?1 AND digest = ?2 \
+                 AND state NOT IN ('failed', 'rolled_back') ORDER BY id DESC LIMIT 1",
+                params![target, digest],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
     /// Remembers a webhook delivery ID; false when it was seen before (a
     /// replay). IDs older than 30 days are forgotten.
     pub fn remember_delivery(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
@@ -389,6 +423,7 @@ impl RawDeployment {
                 created_at: r.get(11)?,
                 updated_at: r.get(12)?,
                 finished_at: r.get(13)?,
+                digest: r.get(14)?,
             },
             r.get(5)?,
         ))
@@ -412,6 +447,7 @@ mod tests {
             image: "docker.io/alice/site:latest",
             source: "dockerhub",
             pusher: Some("alice"),
+            digest: None,
         }
     }
 
@@ -491,6 +527,31 @@ mod tests {
         let id = Store::open(&path).unwrap().create(&new("site")).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.get(id).unwrap().unwrap().0.target, "site");
+    }
+
+    #[test]
+    fn the_same_digest_is_found_unless_it_failed() {
+        let store = Store::in_memory().unwrap();
+        let digest = format!("sha256:{}", "d".repeat(64));
+        let first = store
+            .create(&NewDeployment {
+                digest: Some(&digest),
+                ..new("site")
+            })
+            .unwrap();
+        assert_eq!(
+            store.deployment_of_digest("site", &digest).unwrap(),
+            Some(first)
+        );
+        assert_eq!(store.deployment_of_digest("other", &digest).unwrap(), None);
+        store
+            .transition(first, State::Failed, Some("pull failed"))
+            .unwrap();
+        assert_eq!(store.deployment_of_digest("site", &digest).unwrap(), None);
+        assert_eq!(
+            store.get(first).unwrap().unwrap().0.digest.as_deref(),
+            Some(digest.as_str())
+        );
     }
 
     #[test]

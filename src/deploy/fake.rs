@@ -34,6 +34,8 @@ pub struct World {
     pub images: HashMap<String, Vec<String>>,
     /// What pulling a reference (as `ImageRef` prints it) yields.
     pub registry: HashMap<String, String>,
+    /// Image ID → the manifest digest the registry served it under.
+    pub digests: HashMap<String, String>,
     pub fail_pull: bool,
     /// Exit code of commands run with `exec`.
     pub exec_exit_code: i64,
@@ -169,8 +171,16 @@ impl Engine for FakeEngine {
         let id = world
             .image_id(reference)
             .ok_or_else(|| EngineError::NotFound(format!("no such image: {reference}")))?;
+        let tags = world.images[&id].clone();
+        let repo_digests = world.digests.get(&id).map(|digest| {
+            tags.iter()
+                .filter_map(|t| ImageRef::parse(t).ok())
+                .map(|t| format!("{}@{digest}", t.name()))
+                .collect()
+        });
         Ok(ImageInspect {
-            repo_tags: Some(world.images[&id].clone()),
+            repo_tags: Some(tags),
+            repo_digests,
             id: Some(id),
             ..Default::default()
         })

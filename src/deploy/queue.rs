@@ -49,6 +49,8 @@ pub struct Request<'a> {
     pub image: &'a ImageRef,
     pub source: &'a str,
     pub pusher: Option<&'a str>,
+    /// The digest the webhook named: the pulled image must have it.
+    pub digest: Option<&'a str>,
 }
 
 impl<E: Engine> Queue<E> {
@@ -61,12 +63,23 @@ impl<E: Engine> Queue<E> {
         }
     }
 
-    /// Queues an update and returns its deployment id; an identical waiting
-    /// one is reused.
+    /// Queues an update and returns its deployment id. An identical waiting
+    /// one is reused, and so is any deployment of the same digest to the
+    /// same container that did not fail: one push that arrives through
+    /// several sources or deliveries deploys once.
     pub fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(digest) = request.digest {
+            if let Some(existing) = self.store.deployment_of_digest(request.target, digest)? {
+                return Ok(existing);
+            }
+        }
         if let Some(slot) = slots.get(request.target) {
-            if let Some(waiting) = slot.waiting.as_ref().filter(|j| &j.image == request.image) {
+            let same = |j: &&Job| {
+                &j.image == request.image
+                    && (request.digest.is_none() || j.digest.as_deref() == request.digest)
+            };
+            if let Some(waiting) = slot.waiting.as_ref().filter(same) {
                 return Ok(waiting.deployment);
             }
         }
@@ -76,11 +89,13 @@ impl<E: Engine> Queue<E> {
             image: &request.image.to_string(),
             source: request.source,
             pusher: request.pusher,
+            digest: request.digest,
         })?;
         let job = Job {
             deployment,
             target: request.target.to_string(),
             image: request.image.clone(),
+            digest: request.digest.map(str::to_string),
         };
         match slots.get_mut(request.target) {
             // A worker is busy with this target and will pick the job up; a

@@ -11,6 +11,8 @@ use crate::store::{NewDeployment, State, Store};
 const IMAGE: &str = "127.0.0.1:5000/alice/site:latest";
 
 struct Rig {
+    /// The digest the webhook names, if any.
+    digest: Option<String>,
     engine: Arc<FakeEngine>,
     store: Arc<Store>,
     updater: Arc<Updater<FakeEngine>>,
@@ -34,6 +36,7 @@ fn rig_with(old: &str, new: &str, strategy: Strategy, labels: &[(&str, &str)]) -
     };
     let updater = Arc::new(Updater::new(engine.clone(), store.clone(), settings));
     Rig {
+        digest: None,
         engine,
         store,
         updater,
@@ -51,6 +54,7 @@ impl Rig {
                 image: IMAGE,
                 source: "test",
                 pusher: None,
+                digest: self.digest.as_deref(),
             })
             .unwrap();
         self.updater
@@ -58,6 +62,7 @@ impl Rig {
                 deployment,
                 target: "site".into(),
                 image,
+                digest: self.digest.clone(),
             })
             .await
     }
@@ -74,6 +79,7 @@ fn request(image: &ImageRef) -> Request<'_> {
         image,
         source: "test",
         pusher: None,
+        digest: None,
     }
 }
 
@@ -308,4 +314,66 @@ async fn burst_of_submissions_runs_one_update_then_one_check() {
     assert_eq!(rig.store.get(1).unwrap().unwrap().0.state, State::Succeeded);
     assert_eq!(rig.store.get(2).unwrap().unwrap().0.state, State::Skipped);
     assert_eq!(rig.store.list(10).unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_digest_the_registry_does_not_serve_changes_nothing() {
+    let mut rig = rig("sha256:old", "sha256:new");
+    rig.engine
+        .lock()
+        .digests
+        .insert("sha256:new".into(), format!("sha256:{}", "1".repeat(64)));
+    rig.digest = Some(format!("sha256:{}", "2".repeat(64)));
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Failed(ref s) if s.contains("not sha256:2222")),
+        "{outcome:?}"
+    );
+    assert!(!rig.calls().iter().any(|c| c.starts_with("create")));
+    assert!(
+        rig.engine.lock().images["sha256:old"].contains(&IMAGE.to_string()),
+        "tag restored"
+    );
+}
+
+#[tokio::test]
+async fn the_digest_the_registry_serves_is_deployed() {
+    let mut rig = rig("sha256:old", "sha256:new");
+    let digest = format!("sha256:{}", "1".repeat(64));
+    rig.engine
+        .lock()
+        .digests
+        .insert("sha256:new".into(), digest.clone());
+    rig.digest = Some(digest);
+    let outcome = rig.run().await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+}
+
+#[tokio::test]
+async fn one_digest_through_several_deliveries_deploys_once() {
+    let rig = rig("sha256:old", "sha256:new");
+    let digest = format!("sha256:{}", "1".repeat(64));
+    rig.engine
+        .lock()
+        .digests
+        .insert("sha256:new".into(), digest.clone());
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let with_digest = Request {
+        digest: Some(&digest),
+        ..request(&image)
+    };
+    let first = queue.submit(&with_digest).unwrap();
+    queue.drain().await;
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let again = queue.submit(&Request {
+        source: "another-source",
+        ..with_digest
+    });
+    assert_eq!(again.unwrap(), first, "the same push deploys once");
+    assert_eq!(rig.store.list(10).unwrap().len(), 1);
+    assert_eq!(
+        rig.store.get(first).unwrap().unwrap().0.state,
+        State::Succeeded
+    );
 }

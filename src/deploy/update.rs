@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::models::{
-    ContainerInspectResponse, ContainerState, EndpointSettings, HealthStatusEnum,
+    ContainerInspectResponse, ContainerState, EndpointSettings, HealthStatusEnum, ImageInspect,
 };
 use tokio::time::Instant;
 
@@ -49,6 +49,8 @@ pub struct Job {
     /// Container name; stable across updates, unlike its ID.
     pub target: String,
     pub image: ImageRef,
+    /// The digest the webhook named, if any: the registry must serve it.
+    pub digest: Option<String>,
 }
 
 impl Job {
@@ -234,13 +236,10 @@ impl<E: Engine> Updater<E> {
         self.engine.pull(&job.image).await.map_err(|e| {
             Outcome::Failed(format!("{e}; {target} keeps running its current image"))
         })?;
-        let new_image_id = self
-            .engine
-            .inspect_image(&configured)
-            .await
-            .map_err(|e| Outcome::Failed(format!("cannot inspect pulled image {configured}: {e}")))?
-            .id
-            .unwrap_or_default();
+        let pulled = self.engine.inspect_image(&configured).await.map_err(|e| {
+            Outcome::Failed(format!("cannot inspect pulled image {configured}: {e}"))
+        })?;
+        let new_image_id = pulled.id.clone().unwrap_or_default();
         self.note(self.store.set_new_image(job.deployment, &new_image_id));
         if new_image_id == old_image_id {
             return Ok(Outcome::Skipped(format!(
@@ -256,6 +255,18 @@ impl<E: Engine> Updater<E> {
             new_id: None,
             old_parked: false,
         };
+
+        if let Some(digest) = &job.digest {
+            if !has_digest(&pulled, &job.image, digest) {
+                let reason = format!(
+                    "the registry serves {} as {}, not {digest} as the webhook said \
+                     (a newer push, or a forged payload); nothing was changed",
+                    job.image,
+                    served_digest(&pulled, &job.image).unwrap_or_else(|| "another image".into()),
+                );
+                return Err(self.roll_back(&swap, reason).await);
+            }
+        }
 
         if let Some(command) = &policy.pre_update {
             self.record(job.deployment, State::PreUpdate, Some(&command.join(" ")));
@@ -736,6 +747,7 @@ impl<E: Engine> Updater<E> {
                     deployment: deployment.id,
                     target: deployment.target.clone(),
                     image,
+                    digest: deployment.digest.clone(),
                 };
                 return self.run(&job).await;
             }
@@ -762,6 +774,7 @@ impl<E: Engine> Updater<E> {
             deployment: deployment.id,
             target: deployment.target.clone(),
             image,
+            digest: deployment.digest.clone(),
         };
         let find = async |name: &str| match self.engine.inspect_container(name).await {
             Ok(c) => Ok(c.id),
@@ -836,6 +849,29 @@ impl<E: Engine> Updater<E> {
         notes.extend(self.clean_up(&swap).await);
         Outcome::Succeeded(notes.join("; "))
     }
+}
+
+/// The digests the registry served `image` under, as Docker recorded them
+/// (`host/repo@sha256:…`).
+fn digests_of<'a>(pulled: &'a ImageInspect, image: &'a ImageRef) -> impl Iterator<Item = &'a str> {
+    pulled
+        .repo_digests
+        .iter()
+        .flatten()
+        .filter_map(move |entry| {
+            let (name, digest) = entry.rsplit_once('@')?;
+            let name = ImageRef::parse(name).ok()?;
+            (name.registry == image.registry && name.repository == image.repository)
+                .then_some(digest)
+        })
+}
+
+fn has_digest(pulled: &ImageInspect, image: &ImageRef, digest: &str) -> bool {
+    digests_of(pulled, image).any(|d| d == digest)
+}
+
+fn served_digest(pulled: &ImageInspect, image: &ImageRef) -> Option<String> {
+    digests_of(pulled, image).next().map(str::to_string)
 }
 
 fn strategy_name(strategy: Strategy) -> &'static str {

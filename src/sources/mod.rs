@@ -18,6 +18,7 @@ use crate::config::Secret;
 use crate::event::ImageEvent;
 
 pub mod dockerhub;
+pub mod registry;
 
 /// What a source is given.
 #[derive(Debug, Clone, Copy)]
