@@ -31,12 +31,18 @@ impl Registry {
     /// Starts a registry and waits until `GET /v2/` answers.
     /// Panics, with the registry's log, if it cannot be started.
     pub fn start() -> Registry {
+        Self::start_with("")
+    }
+
+    /// Like [`Registry::start`], with `extra_config` (top-level YAML, such
+    /// as a `notifications:` or `auth:` section) added to the config file.
+    pub fn start_with(extra_config: &str) -> Registry {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install Debian's docker-registry package (.ci/run does)"
         );
         for _ in 0..START_ATTEMPTS {
-            if let Some(registry) = Self::try_start(free_port()) {
+            if let Some(registry) = Self::try_start(free_port(), extra_config) {
                 return registry;
             }
         }
@@ -64,14 +70,14 @@ impl Registry {
     }
 
     /// One attempt on one port: `None` if the process died or never answered.
-    fn try_start(port: u16) -> Option<Registry> {
+    fn try_start(port: u16, extra_config: &str) -> Option<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("dockhook-registry-")
             .tempdir()
             .expect("cannot create a temporary directory for the registry");
         let config = dir.path().join("config.yml");
-        fs::write(&config, config_yaml(&dir.path().join("storage"), port))
-            .expect("cannot write the registry config");
+        let yaml = config_yaml(&dir.path().join("storage"), port) + extra_config;
+        fs::write(&config, yaml).expect("cannot write the registry config");
         let log = File::create(dir.path().join("registry.log")).expect("cannot create log file");
 
         let child = Command::new(BINARY)
@@ -104,7 +110,13 @@ impl Registry {
 impl Drop for Registry {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- registry {} log ---\n{}", self.host(), self.log());
+            // Misses on blobs a push checks for are routine, not news.
+            let log = self.log();
+            let news: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("blob unknown"))
+                .collect();
+            eprintln!("--- registry {} log ---\n{}", self.host(), news.join("\n"));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

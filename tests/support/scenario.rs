@@ -49,7 +49,11 @@ impl Site {
     /// Starts a registry and pushes v1 of a new repository to it as
     /// `latest`; returns the site and v1's image ID.
     pub fn new(cleanup: &mut Cleanup, prefix: &str) -> (Site, String) {
-        let registry = Registry::start();
+        Self::on(Registry::start(), cleanup, prefix)
+    }
+
+    /// Like [`Site::new`], on a registry the test started.
+    pub fn on(registry: Registry, cleanup: &mut Cleanup, prefix: &str) -> (Site, String) {
         let name = unique(prefix);
         let repo = format!("{OWNER}/{name}");
         cleanup.repository(&format!("{}/{repo}", registry.host()));
