@@ -9,8 +9,10 @@
 # (scripts/build-image.sh does both.)
 FROM scratch
 COPY target/x86_64-unknown-linux-gnu/release/dockhook /dockhook
+# Registry logins: mount your ~/.docker read-only on /root/.docker.
 ENV DOCKHOOK_LISTEN=0.0.0.0:8080 \
-    DOCKHOOK_DATA_DIR=/data
+    DOCKHOOK_DATA_DIR=/data \
+    HOME=/root
 VOLUME /data
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["/dockhook", "healthcheck"]

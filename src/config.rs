@@ -83,6 +83,10 @@ const KEYS: &[(&str, &str)] = &[
     ),
     ("max_body", "largest accepted webhook body"),
     ("docker_host", "Docker Engine API endpoint"),
+    (
+        "docker_config",
+        "directory of the Docker config.json with registry logins",
+    ),
     ("public_url", "base URL the registry reaches dockhook at"),
     ("log", "log filter (tracing syntax)"),
     (
@@ -117,6 +121,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub max_body: usize,
     pub docker_host: String,
+    /// Where `config.json` with registry logins is; `None`: no logins.
+    pub docker_config: Option<PathBuf>,
     pub public_url: Option<String>,
     pub log: String,
     /// Fault injection for crash-safety tests; see [`Settings::abort_at`].
@@ -245,6 +251,17 @@ impl Config {
                 raw.insert("docker_host", host);
             }
         }
+        if !raw.contains_key("docker_config") {
+            // As the docker CLI finds it: $DOCKER_CONFIG, else ~/.docker.
+            let dir = env("DOCKER_CONFIG").filter(|d| !d.is_empty()).or_else(|| {
+                env("HOME")
+                    .filter(|h| !h.is_empty())
+                    .map(|h| format!("{h}/.docker"))
+            });
+            if let Some(dir) = dir {
+                raw.insert("docker_config", dir);
+            }
+        }
         if !raw.contains_key("log") {
             if let Some(filter) = env("RUST_LOG").filter(|f| !f.is_empty()) {
                 raw.insert("log", filter);
@@ -356,6 +373,8 @@ impl Config {
             ));
         }
 
+        let docker_config = get("docker_config").map(PathBuf::from);
+
         let public_url = get("public_url").map(|url| url.trim_end_matches('/').to_string());
         if let Some(url) = &public_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -389,6 +408,7 @@ impl Config {
             data_dir,
             max_body,
             docker_host,
+            docker_config,
             public_url,
             log: get("log").unwrap_or("info").to_string(),
             fault_abort_at,
@@ -446,6 +466,7 @@ impl Config {
             strategy: self.strategy,
             hook_timeout: self.hook_timeout,
             abort_at: self.fault_abort_at,
+            docker_config: self.docker_config.clone(),
         }
     }
 
@@ -500,6 +521,12 @@ impl Config {
                     "data_dir" => self.data_dir.display().to_string(),
                     "max_body" => format!("{} bytes", self.max_body),
                     "docker_host" => self.docker_host.clone(),
+                    "docker_config" => self
+                        .docker_config
+                        .as_ref()
+                        .map_or("(unset: no registry logins)".into(), |d| {
+                            d.join("config.json").display().to_string()
+                        }),
                     "public_url" => shown(&self.public_url),
                     "log" => self.log.clone(),
                     "fault_abort_at" => self

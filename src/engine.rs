@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
+use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{
@@ -25,6 +26,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 
+use crate::credentials::Login;
 use crate::image_ref::ImageRef;
 
 /// A running container, as target selection needs to see it.
@@ -99,8 +101,13 @@ pub trait Engine: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<ContainerInspectResponse>> + Send;
     fn inspect_image(&self, reference: &str) -> impl Future<Output = Result<ImageInspect>> + Send;
-    /// Pulls `image` (repository and tag) from its registry.
-    fn pull(&self, image: &ImageRef) -> impl Future<Output = Result<()>> + Send;
+    /// Pulls `image` (repository and tag) from its registry, with `login`
+    /// when the registry needs one.
+    fn pull(
+        &self,
+        image: &ImageRef,
+        login: Option<&Login>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Creates a container and returns its ID.
     fn create_container(
         &self,
@@ -263,14 +270,20 @@ impl Engine for DockerEngine {
         Ok(self.docker().await?.inspect_image(reference).await?)
     }
 
-    async fn pull(&self, image: &ImageRef) -> Result<()> {
+    async fn pull(&self, image: &ImageRef, login: Option<&Login>) -> Result<()> {
         let options = CreateImageOptionsBuilder::default()
             .from_image(&image.name())
             .tag(&image.tag)
             .build();
+        let credentials = login.map(|login| DockerCredentials {
+            username: Some(login.username.clone()),
+            password: Some(login.password.clone()),
+            serveraddress: Some(image.registry.clone()),
+            ..Default::default()
+        });
         self.docker()
             .await?
-            .create_image(Some(options), None, None)
+            .create_image(Some(options), None, credentials)
             .try_for_each(|_| async { Ok(()) })
             .await
             .map_err(|e| {

@@ -20,6 +20,7 @@
 //!
 //! - [`config`]: the one typed configuration (file, then environment); the
 //!   only module that reads the environment.
+//! - [`credentials`]: registry logins from a Docker `config.json`.
 //! - [`image_ref`]: parsing and normalising image references. Pure.
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
 //! - [`sources`]: one module per webhook format; parse and gate, no Docker.
@@ -36,6 +37,7 @@
 
 pub mod app;
 pub mod config;
+pub mod credentials;
 pub mod deploy;
 pub mod engine;
 pub mod event;

@@ -186,7 +186,7 @@ impl Engine for FakeEngine {
         })
     }
 
-    async fn pull(&self, image: &ImageRef) -> Result<()> {
+    async fn pull(&self, image: &ImageRef, _: Option<&crate::credentials::Login>) -> Result<()> {
         let mut world = self.lock();
         world.calls.push(format!("pull {image}"));
         if world.fail_pull {

@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use super::plan::plan;
 use super::policy::{policy, Policy, Strategy, StrategySetting};
+use crate::credentials::{self, Login, Lookup};
 use crate::engine::{Engine, EngineError, ImageRemoval};
 use crate::image_ref::ImageRef;
 use crate::store::{Deployment, State, Store};
@@ -109,6 +110,8 @@ pub struct Settings {
     /// Fault injection for tests: abort the process right after this step
     /// is recorded, as a crash would.
     pub abort_at: Option<State>,
+    /// Directory of the Docker client configuration holding registry logins.
+    pub docker_config: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -119,6 +122,7 @@ impl Default for Settings {
             strategy: StrategySetting::Auto,
             hook_timeout: Duration::from_secs(60),
             abort_at: None,
+            docker_config: None,
         }
     }
 }
@@ -233,9 +237,15 @@ impl<E: Engine> Updater<E> {
             .map_err(Outcome::Failed)?;
         self.note(self.store.set_old_image(job.deployment, &old_image_id));
 
-        self.engine.pull(&job.image).await.map_err(|e| {
-            Outcome::Failed(format!("{e}; {target} keeps running its current image"))
-        })?;
+        let (login, login_note) = self.login_for(&job.image)?;
+        self.engine
+            .pull(&job.image, login.as_ref())
+            .await
+            .map_err(|e| {
+                Outcome::Failed(format!(
+                    "{e}{login_note}; {target} keeps running its current image"
+                ))
+            })?;
         let pulled = self.engine.inspect_image(&configured).await.map_err(|e| {
             Outcome::Failed(format!("cannot inspect pulled image {configured}: {e}"))
         })?;
@@ -337,6 +347,23 @@ impl<E: Engine> Updater<E> {
             }
         }
         Ok(Outcome::Succeeded(notes.join("; ")))
+    }
+
+    /// The login for the image's registry from the Docker configuration, and
+    /// a note for a failed pull when the configuration could not give one.
+    fn login_for(&self, image: &ImageRef) -> Result<(Option<Login>, String), Outcome> {
+        let Some(dir) = &self.settings.docker_config else {
+            return Ok((None, String::new()));
+        };
+        match credentials::lookup(dir, &image.registry) {
+            Ok(Lookup::Found(login)) => Ok((Some(login), String::new())),
+            Ok(Lookup::NotFound) => Ok((None, String::new())),
+            Ok(Lookup::Unsupported(why)) => {
+                tracing::warn!(registry = %image.registry, "{why}");
+                Ok((None, format!(" ({why})")))
+            }
+            Err(e) => Err(Outcome::Failed(format!("{e}; nothing was changed"))),
+        }
     }
 
     /// The new container starts beside the old one, which is retired only

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::http::http_get;
+use super::http::request;
 use super::util::{free_port, wait_until};
 
 const BINARY: &str = "/usr/bin/docker-registry";
@@ -91,8 +91,9 @@ impl Registry {
         let mut registry = Registry { child, port, dir };
 
         let probe = format!("{}/v2/", registry.url());
+        // Any answer will do: with auth configured, /v2/ answers 401.
         let ready = wait_until(READY_TIMEOUT, || {
-            http_get(&probe).is_some() || !registry.is_running()
+            request("GET", &probe, &[], b"").is_ok() || !registry.is_running()
         }) && registry.is_running();
         if ready {
             Some(registry)
