@@ -28,6 +28,7 @@
 //! - [`inventory`]: the running containers, kept current from Docker's
 //!   events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers an event selects. Pure.
+//! - [`tags`]: tag policies (`exact`, `semver:…`, `glob:…`). Pure.
 //! - [`deploy`]: the per-container queue, the plan (inspected container to
 //!   create options, pure) and the update step machine with rollback.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
@@ -46,4 +47,5 @@ pub mod inventory;
 pub mod server;
 pub mod sources;
 pub mod store;
+pub mod tags;
 pub mod targets;

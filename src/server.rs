@@ -336,7 +336,7 @@ async fn dispatch<E: Engine>(
         return Ok(Dispatched::NoTarget(reason));
     }
     let mut deployments = Vec::with_capacity(selected.len());
-    for container in selected {
+    for targets::Selected { container, why } in selected {
         let id = state.queue.submit(&DeployRequest {
             target: &container.name,
             container_id: &container.id,
@@ -344,8 +344,9 @@ async fn dispatch<E: Engine>(
             source: event.source,
             pusher: event.pusher.as_deref(),
             digest: event.digest.as_deref(),
+            reason: &why,
         })?;
-        tracing::info!(deployment = id, target = %container.name, image = %event.image, "update queued");
+        tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, "update queued");
         deployments.push(id);
     }
     Ok(Dispatched::Queued(deployments))

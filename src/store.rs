@@ -119,6 +119,8 @@ pub struct NewDeployment<'a> {
     pub pusher: Option<&'a str>,
     /// The digest the webhook named, if any.
     pub digest: Option<&'a str>,
+    /// Why it was queued, for its first step.
+    pub reason: Option<&'a str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +233,7 @@ impl Store {
                 ],
             )?;
             let id = conn.last_insert_rowid();
-            insert_step(conn, id, State::Queued, None)?;
+            insert_step(conn, id, State::Queued, new.reason)?;
             Ok(id)
         })
     }
@@ -448,6 +450,7 @@ mod tests {
             source: "dockerhub",
             pusher: Some("alice"),
             digest: None,
+            reason: None,
         }
     }
 

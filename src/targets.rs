@@ -1,11 +1,13 @@
 //! Target selection: which running containers an event updates.
 //!
 //! A container is a target when its configured image is the event's
-//! repository and tag, it does not pin a digest, its labels allow it, and it
-//! is not dockhook itself. Pure: the caller lists the containers.
+//! repository, its tag policy accepts the pushed tag (by default: the same
+//! tag), it does not pin a digest, its labels allow it, and it is not
+//! dockhook itself. Pure: the caller lists the containers.
 
 use crate::engine::ContainerInfo;
 use crate::image_ref::ImageRef;
+use crate::tags::{TagPolicy, POLICY_LABEL};
 
 /// Label that opts a container in (`true`) or out (`false`).
 pub const ENABLE_LABEL: &str = "dockhook.enable";
@@ -22,14 +24,24 @@ pub struct TargetRules {
     pub own_container_id: Option<String>,
 }
 
-/// Why a container using the image was not selected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a container of the pushed repository was not selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Exclusion {
     PinnedDigest,
     DisabledByLabel,
     NotEnabledByLabel,
     Dockhook,
     Parked,
+    /// Its tag policy turned the pushed tag down, or is not valid.
+    Policy(String),
+}
+
+/// A container the event updates, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected<'a> {
+    pub container: &'a ContainerInfo,
+    /// The tag policy's decision, for the record.
+    pub why: String,
 }
 
 impl std::fmt::Display for Exclusion {
@@ -40,28 +52,38 @@ impl std::fmt::Display for Exclusion {
             Exclusion::NotEnabledByLabel => "not labelled dockhook.enable=true",
             Exclusion::Dockhook => "dockhook itself",
             Exclusion::Parked => "parked by an update in progress",
+            Exclusion::Policy(why) => why,
         })
     }
 }
 
-/// The containers `image` selects, and those that use it but were excluded.
+/// The containers a push of `pushed` selects, and those of its repository
+/// that were turned down, with the reason.
 pub fn select<'a>(
     containers: &'a [ContainerInfo],
-    image: &ImageRef,
+    pushed: &ImageRef,
     rules: &TargetRules,
-) -> (Vec<&'a ContainerInfo>, Vec<(&'a ContainerInfo, Exclusion)>) {
+) -> (Vec<Selected<'a>>, Vec<(&'a ContainerInfo, Exclusion)>) {
     let mut selected = Vec::new();
     let mut excluded = Vec::new();
     for container in containers {
         let Ok(configured) = ImageRef::parse(&container.image) else {
             continue;
         };
-        if !configured.same_repository_and_tag(image) {
+        if configured.registry != pushed.registry || configured.repository != pushed.repository {
             continue;
         }
-        match exclusion(container, &configured, rules) {
-            None => selected.push(container),
-            Some(reason) => excluded.push((container, reason)),
+        let why = TagPolicy::parse(container.labels.get(POLICY_LABEL).map(String::as_str))
+            .and_then(|policy| match policy.decide(&configured.tag, &pushed.tag) {
+                // A container on another tag is simply not using this image.
+                Err(_) if policy == TagPolicy::Exact => Ok(None),
+                decision => decision.map(Some),
+            });
+        match (why, exclusion(container, &configured, rules)) {
+            (Ok(None), _) => {}
+            (Ok(Some(why)), None) => selected.push(Selected { container, why }),
+            (Ok(Some(_)), Some(reason)) => excluded.push((container, reason)),
+            (Err(why), _) => excluded.push((container, Exclusion::Policy(why))),
         }
     }
     (selected, excluded)
@@ -113,8 +135,8 @@ mod tests {
         }
     }
 
-    fn names(selected: &[&ContainerInfo]) -> Vec<String> {
-        selected.iter().map(|c| c.name.clone()).collect()
+    fn names(selected: &[Selected<'_>]) -> Vec<String> {
+        selected.iter().map(|s| s.container.name.clone()).collect()
     }
 
     #[test]
@@ -152,7 +174,7 @@ mod tests {
         };
         let (selected, excluded) = select(&containers, &image, &rules);
         assert_eq!(names(&selected), ["on"]);
-        let reasons: Vec<_> = excluded.iter().map(|(_, r)| *r).collect();
+        let reasons: Vec<_> = excluded.iter().map(|(_, r)| r.clone()).collect();
         assert_eq!(
             reasons,
             [Exclusion::NotEnabledByLabel, Exclusion::DisabledByLabel]
@@ -170,8 +192,39 @@ mod tests {
         let image = ImageRef::parse("alice/site").unwrap();
         let (selected, excluded) = select(&containers, &image, &rules);
         assert!(selected.is_empty());
-        let reasons: Vec<_> = excluded.iter().map(|(_, r)| *r).collect();
+        let reasons: Vec<_> = excluded.iter().map(|(_, r)| r.clone()).collect();
         assert_eq!(reasons, [Exclusion::Dockhook, Exclusion::Parked]);
+    }
+
+    #[test]
+    fn tag_policies_choose_which_pushes_move_a_container() {
+        let containers = vec![
+            container(
+                "pinned-minor",
+                "alice/site:1.2.3",
+                &[(POLICY_LABEL, "semver:minor")],
+            ),
+            container(
+                "pinned-patch",
+                "alice/site:1.2.3",
+                &[(POLICY_LABEL, "semver:patch")],
+            ),
+            container("exact", "alice/site:1.2.3", &[]),
+            container("broken", "alice/site:1.2.3", &[(POLICY_LABEL, "newest")]),
+        ];
+        let image = ImageRef::parse("alice/site:1.3.0").unwrap();
+        let (selected, excluded) = select(&containers, &image, &TargetRules::default());
+        assert_eq!(names(&selected), ["pinned-minor"]);
+        assert_eq!(selected[0].why, "1.2.3 → 1.3.0 (policy semver:minor)");
+        let excluded: Vec<_> = excluded
+            .iter()
+            .map(|(c, r)| (c.name.as_str(), r.to_string()))
+            .collect();
+        assert_eq!(excluded.len(), 2, "{excluded:?}");
+        assert_eq!(excluded[0].0, "pinned-patch");
+        assert!(excluded[0].1.contains("beyond semver:patch"));
+        assert_eq!(excluded[1].0, "broken");
+        assert!(excluded[1].1.contains("not a policy"));
     }
 
     #[test]

@@ -202,3 +202,41 @@ fn private_registry_logins_come_from_the_docker_config() {
     );
     assert_eq!(container_inspect(&container)["Image"], v2.as_str());
 }
+
+#[test]
+fn a_semver_policy_moves_the_container_to_a_newer_minor_version_only() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, _) = Site::new(&mut cleanup, "semver");
+    let v123 = site.push(&mut cleanup, "1.2.3", SiteImage::new("1.2.3"));
+    docker(["pull", &site.image("1.2.3")]);
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    run_container(
+        &name,
+        &site.image("1.2.3"),
+        &["--label", "dockhook.policy=semver:minor"],
+    );
+    site.push(&mut cleanup, "2.0.0", SiteImage::new("2.0.0"));
+    let v130 = site.push(&mut cleanup, "1.3.0", SiteImage::new("1.3.0"));
+    let dockhook = Dockhook::start(&site.registry.host(), &[]);
+
+    let (status, answer) = site.hook(&dockhook, "2.0.0");
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("beyond semver:minor"),
+        "{answer}"
+    );
+    assert_eq!(container_inspect(&name)["Image"], v123.as_str());
+
+    let deployment = site.deploy(&dockhook, "1.3.0");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    let steps = support::scenario::steps(&dockhook, deployment["id"].as_i64().unwrap());
+    assert_eq!(steps[0].1, "1.2.3 → 1.3.0 (policy semver:minor)");
+    let container = container_inspect(&name);
+    assert_eq!(container["Image"], v130.as_str());
+    assert_eq!(container["Config"]["Image"], site.image("1.3.0"));
+}

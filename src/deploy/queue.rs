@@ -51,6 +51,8 @@ pub struct Request<'a> {
     pub pusher: Option<&'a str>,
     /// The digest the webhook named: the pulled image must have it.
     pub digest: Option<&'a str>,
+    /// Why this container takes this image (its tag policy's decision).
+    pub reason: &'a str,
 }
 
 impl<E: Engine> Queue<E> {
@@ -90,6 +92,7 @@ impl<E: Engine> Queue<E> {
             source: request.source,
             pusher: request.pusher,
             digest: request.digest,
+            reason: Some(request.reason),
         })?;
         let job = Job {
             deployment,

@@ -55,6 +55,7 @@ impl Rig {
                 source: "test",
                 pusher: None,
                 digest: self.digest.as_deref(),
+                reason: None,
             })
             .unwrap();
         self.updater
@@ -80,6 +81,7 @@ fn request(image: &ImageRef) -> Request<'_> {
         source: "test",
         pusher: None,
         digest: None,
+        reason: "test",
     }
 }
 
@@ -376,4 +378,52 @@ async fn one_digest_through_several_deliveries_deploys_once() {
         rig.store.get(first).unwrap().unwrap().0.state,
         State::Succeeded
     );
+}
+
+#[tokio::test]
+async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
+    let old_ref = "127.0.0.1:5000/alice/site:1.2.3";
+    let engine = Arc::new(FakeEngine::with_container(
+        "site",
+        old_ref,
+        "sha256:old",
+        "sha256:old",
+    ));
+    engine.lock().containers[0].labels =
+        [("dockhook.policy".to_string(), "semver:minor".to_string())].into();
+    engine.lock().registry.insert(
+        "127.0.0.1:5000/alice/site:1.3.0".into(),
+        "sha256:new".into(),
+    );
+    let store = Arc::new(Store::in_memory().unwrap());
+    let settings = Settings {
+        grace: Duration::ZERO,
+        ..Settings::default()
+    };
+    let updater = Updater::new(engine.clone(), store.clone(), settings);
+    let pushed = ImageRef::parse("127.0.0.1:5000/alice/site:1.3.0").unwrap();
+    let deployment = store
+        .create(&NewDeployment {
+            target: "site",
+            container_id: "site-id",
+            image: &pushed.to_string(),
+            source: "test",
+            pusher: None,
+            digest: None,
+            reason: None,
+        })
+        .unwrap();
+    let job = Job {
+        deployment,
+        target: "site".into(),
+        image: pushed,
+        digest: None,
+    };
+    let outcome = updater.run(&job).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let site = engine.named("site").unwrap();
+    assert_eq!(site.image, "127.0.0.1:5000/alice/site:1.3.0");
+    assert_eq!(site.image_id, "sha256:new");
+    // The old tag still names the old image, so it is kept.
+    assert!(engine.lock().images.contains_key("sha256:old"));
 }

@@ -41,6 +41,7 @@ use crate::credentials::{self, Login, Lookup};
 use crate::engine::{Engine, EngineError, ImageRemoval};
 use crate::image_ref::ImageRef;
 use crate::store::{Deployment, State, Store};
+use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::PARKED_MARKER;
 
 /// One queued deployment: update container `target` to the newest `image`.
@@ -148,7 +149,8 @@ const LOG_LINES: usize = 20;
 #[derive(Debug, Clone)]
 struct Swap {
     target: String,
-    image: ImageRef,
+    /// The tag to point at the old image again when undoing.
+    retag: Option<ImageRef>,
     old_id: String,
     old_image_id: String,
     new_id: Option<String>,
@@ -224,15 +226,14 @@ impl<E: Engine> Updater<E> {
             .as_ref()
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        let still_uses_image = ImageRef::parse(&configured).is_ok_and(|current| {
-            current.digest.is_none() && current.same_repository_and_tag(&job.image)
-        });
-        if !still_uses_image {
+        // The image the new container is created from: the container's own
+        // spelling when the tag stays, the pushed tag when its policy moves it.
+        let Some(reference) = takes(&old, &configured, &job.image) else {
             return Ok(Outcome::Skipped(format!(
-                "{target} now runs {configured}, not {}",
+                "{target} now runs {configured}, which does not take {}",
                 job.image
             )));
-        }
+        };
         let policy = policy(&old, self.settings.strategy, self.settings.health_timeout)
             .map_err(Outcome::Failed)?;
         self.note(self.store.set_old_image(job.deployment, &old_image_id));
@@ -246,20 +247,22 @@ impl<E: Engine> Updater<E> {
                     "{e}{login_note}; {target} keeps running its current image"
                 ))
             })?;
-        let pulled = self.engine.inspect_image(&configured).await.map_err(|e| {
-            Outcome::Failed(format!("cannot inspect pulled image {configured}: {e}"))
+        let pulled = self.engine.inspect_image(&reference).await.map_err(|e| {
+            Outcome::Failed(format!("cannot inspect pulled image {reference}: {e}"))
         })?;
         let new_image_id = pulled.id.clone().unwrap_or_default();
         self.note(self.store.set_new_image(job.deployment, &new_image_id));
         if new_image_id == old_image_id {
             return Ok(Outcome::Skipped(format!(
-                "{target} already runs the newest {configured} ({})",
+                "{target} already runs the newest {reference} ({})",
                 short(&new_image_id)
             )));
         }
+        let same_tag = ImageRef::parse(&configured).is_ok_and(|c| c.tag == job.image.tag);
         let mut swap = Swap {
             target: target.to_string(),
-            image: job.image.clone(),
+            // The pull moved this tag away from what runs; undoing puts it back.
+            retag: same_tag.then(|| job.image.clone()),
             old_id,
             old_image_id,
             new_id: None,
@@ -291,7 +294,7 @@ impl<E: Engine> Updater<E> {
         let mut create = plan(
             &old,
             old_image.as_ref().and_then(|i| i.config.as_ref()),
-            &configured,
+            &reference,
         );
         let deferred_aliases = match policy.strategy {
             Strategy::StartFirst => create.defer_aliases(),
@@ -752,12 +755,14 @@ impl<E: Engine> Updater<E> {
         if !running {
             self.engine.start_container(&swap.old_id).await?;
         }
-        if !swap.old_image_id.is_empty() {
+        if let Some(image) = swap
+            .retag
+            .as_ref()
+            .filter(|_| !swap.old_image_id.is_empty())
+        {
             // The pull moved the tag to the new image; the tag goes back to
             // what runs, and the new image stays, untagged, for inspection.
-            self.engine
-                .tag_image(&swap.old_image_id, &swap.image)
-                .await?;
+            self.engine.tag_image(&swap.old_image_id, image).await?;
         }
         Ok(())
     }
@@ -820,9 +825,16 @@ impl<E: Engine> Updater<E> {
         };
         let old_id = deployment.old_container_id.clone().unwrap_or_default();
         let new_id = deployment.new_container_id.clone().or(new.clone());
+        let old_configured = match self.engine.inspect_container(&old_id).await {
+            Ok(old) => old.config.and_then(|c| c.image),
+            Err(_) => None,
+        };
+        let same_tag = old_configured
+            .and_then(|image| ImageRef::parse(&image).ok())
+            .is_some_and(|image| image.tag == job.image.tag);
         let swap = Swap {
             target: job.target.clone(),
-            image: job.image.clone(),
+            retag: same_tag.then(|| job.image.clone()),
             old_id: old_id.clone(),
             old_image_id: deployment.old_image_id.clone().unwrap_or_default(),
             new_id: new_id.clone(),
@@ -876,6 +888,30 @@ impl<E: Engine> Updater<E> {
         notes.extend(self.clean_up(&swap).await);
         Outcome::Succeeded(notes.join("; "))
     }
+}
+
+/// The reference the successor of `old` (configured with `configured`) is
+/// created from, if `old` still takes a push of `pushed`: same repository,
+/// no pinned digest, and a tag policy that accepts the pushed tag. The
+/// container's own spelling is kept when the tag stays.
+fn takes(old: &ContainerInspectResponse, configured: &str, pushed: &ImageRef) -> Option<String> {
+    let current = ImageRef::parse(configured).ok()?;
+    if current.digest.is_some()
+        || current.registry != pushed.registry
+        || current.repository != pushed.repository
+    {
+        return None;
+    }
+    if current.tag == pushed.tag {
+        return Some(configured.to_string());
+    }
+    let labels = old.config.as_ref().and_then(|c| c.labels.as_ref());
+    let label = labels.and_then(|l| l.get(POLICY_LABEL)).map(String::as_str);
+    TagPolicy::parse(label)
+        .ok()?
+        .decide(&current.tag, &pushed.tag)
+        .ok()?;
+    Some(pushed.to_string())
 }
 
 /// The digests the registry served `image` under, as Docker recorded them
