@@ -88,7 +88,7 @@ pub async fn serve(
     let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
     let state = Arc::new(AppState {
         token,
-        sources: config.source_settings(),
+        sources: config.sources.clone(),
         rules: TargetRules {
             label_enable: config.label_enable,
             own_container_id,

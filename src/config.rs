@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::deploy::{Settings, StrategySetting};
 use crate::image_ref::ImageRef;
+use crate::sources::Settings as SourceSettings;
 use crate::store::State;
 
 /// Every setting, with its default and what it means, in the order
@@ -101,18 +102,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `None`: generate one on first start and keep it in `data_dir`.
     pub token: Option<Secret>,
-    /// Namespaces whose pushes may trigger updates; never empty.
-    pub owners: Vec<String>,
-    pub dockerhub_registry: String,
-    pub registry_host: Option<String>,
-    pub github_secret: Option<Secret>,
-    pub github_registry: String,
-    pub gitea_secret: Option<Secret>,
-    pub gitea_registry: Option<String>,
-    pub gitlab_token: Option<Secret>,
-    pub gitlab_registry: String,
-    pub harbor_auth: Option<Secret>,
-    pub quay_registry: String,
+    /// What the webhook sources need: owners (never empty), registries,
+    /// the secrets that turn sources on.
+    pub sources: SourceSettings,
     pub label_enable: bool,
     pub grace: Duration,
     pub health_timeout: Duration,
@@ -389,17 +381,19 @@ impl Config {
         Ok(Self {
             listen,
             token,
-            owners,
-            dockerhub_registry,
-            registry_host,
-            github_secret,
-            github_registry,
-            gitea_secret,
-            gitea_registry,
-            gitlab_token,
-            gitlab_registry,
-            harbor_auth,
-            quay_registry,
+            sources: SourceSettings {
+                owners,
+                dockerhub_registry,
+                registry_host,
+                github_secret,
+                github_registry,
+                gitea_secret,
+                gitea_registry,
+                gitlab_token,
+                gitlab_registry,
+                harbor_auth,
+                quay_registry,
+            },
             label_enable,
             grace,
             health_timeout,
@@ -439,23 +433,6 @@ impl Config {
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, &token).map_err(data_dir_error)?;
         Ok((Secret(token), true))
-    }
-
-    /// What the webhook sources need.
-    pub fn source_settings(&self) -> crate::sources::Settings {
-        crate::sources::Settings {
-            owners: self.owners.clone(),
-            dockerhub_registry: self.dockerhub_registry.clone(),
-            registry_host: self.registry_host.clone(),
-            github_secret: self.github_secret.clone(),
-            github_registry: self.github_registry.clone(),
-            gitea_secret: self.gitea_secret.clone(),
-            gitea_registry: self.gitea_registry.clone(),
-            gitlab_token: self.gitlab_token.clone(),
-            gitlab_registry: self.gitlab_registry.clone(),
-            harbor_auth: self.harbor_auth.clone(),
-            quay_registry: self.quay_registry.clone(),
-        }
     }
 
     /// What the updater needs.
@@ -502,17 +479,17 @@ impl Config {
                         Some(token) => token.masked(),
                         None => format!("(generated, kept in {})", self.token_path().display()),
                     },
-                    "owner" => self.owners.join(","),
-                    "dockerhub_registry" => self.dockerhub_registry.clone(),
-                    "registry_host" => shown(&self.registry_host),
-                    "github_secret" => masked(&self.github_secret),
-                    "github_registry" => self.github_registry.clone(),
-                    "gitea_secret" => masked(&self.gitea_secret),
-                    "gitea_registry" => shown(&self.gitea_registry),
-                    "gitlab_token" => masked(&self.gitlab_token),
-                    "gitlab_registry" => self.gitlab_registry.clone(),
-                    "harbor_auth" => masked(&self.harbor_auth),
-                    "quay_registry" => self.quay_registry.clone(),
+                    "owner" => self.sources.owners.join(","),
+                    "dockerhub_registry" => self.sources.dockerhub_registry.clone(),
+                    "registry_host" => shown(&self.sources.registry_host),
+                    "github_secret" => masked(&self.sources.github_secret),
+                    "github_registry" => self.sources.github_registry.clone(),
+                    "gitea_secret" => masked(&self.sources.gitea_secret),
+                    "gitea_registry" => shown(&self.sources.gitea_registry),
+                    "gitlab_token" => masked(&self.sources.gitlab_token),
+                    "gitlab_registry" => self.sources.gitlab_registry.clone(),
+                    "harbor_auth" => masked(&self.sources.harbor_auth),
+                    "quay_registry" => self.sources.quay_registry.clone(),
                     "label_enable" => self.label_enable.to_string(),
                     "grace" => format!("{}s", self.grace.as_secs_f64()),
                     "health_timeout" => format!("{}s", self.health_timeout.as_secs_f64()),
@@ -704,8 +681,8 @@ mod tests {
     fn defaults_need_only_an_owner() {
         let config = load(None, &[("OWNER", "alice")]).unwrap();
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.owners, vec!["alice"]);
-        assert_eq!(config.dockerhub_registry, "docker.io");
+        assert_eq!(config.sources.owners, vec!["alice"]);
+        assert_eq!(config.sources.dockerhub_registry, "docker.io");
         assert_eq!(config.grace, Duration::from_secs(5));
         assert_eq!(config.max_body, 1024 * 1024);
         assert!(!config.label_enable);
@@ -728,7 +705,7 @@ mod tests {
     #[test]
     fn owners_are_split_trimmed_lowercased_and_deduplicated() {
         let config = load(None, &[("OWNER", " Alice, bob ,alice")]).unwrap();
-        assert_eq!(config.owners, vec!["alice", "bob"]);
+        assert_eq!(config.sources.owners, vec!["alice", "bob"]);
         assert!(load(None, &[("OWNER", "alice/site")]).is_err());
         assert!(load(None, &[("OWNER", "al ice")]).is_err());
     }
@@ -743,18 +720,18 @@ mod tests {
             dockerhub_registry = "127.0.0.1:5000"
         "#;
         let config = load(Some(file), &[("DOCKHOOK_GRACE", "750ms")]).unwrap();
-        assert_eq!(config.owners, vec!["alice", "bob"]);
+        assert_eq!(config.sources.owners, vec!["alice", "bob"]);
         assert_eq!(config.grace, Duration::from_millis(750));
         assert!(config.label_enable);
         assert_eq!(config.max_body, 4096);
-        assert_eq!(config.dockerhub_registry, "127.0.0.1:5000");
+        assert_eq!(config.sources.dockerhub_registry, "127.0.0.1:5000");
         let config = load(
             Some(file),
             &[("DOCKHOOK_OWNER", "carol"), ("OWNER", "dave")],
         )
         .unwrap();
         assert_eq!(
-            config.owners,
+            config.sources.owners,
             vec!["carol"],
             "DOCKHOOK_OWNER wins over OWNER"
         );
@@ -770,7 +747,7 @@ mod tests {
             (k == "DOCKHOOK_CONFIG").then(|| path_text.clone())
         })
         .unwrap();
-        assert_eq!(config.owners, vec!["alice"]);
+        assert_eq!(config.sources.owners, vec!["alice"]);
     }
 
     #[test]

@@ -380,13 +380,7 @@ impl<E: Engine> Updater<E> {
         aliases: Vec<(String, EndpointSettings)>,
     ) -> Result<(), String> {
         let new_id = swap.new_id.clone().unwrap_or_default();
-        self.record(job.deployment, State::Starting, Some(&short(&new_id)));
-        self.engine
-            .start_container(&new_id)
-            .await
-            .map_err(|e| format!("the new container did not start: {e}"))?;
-        self.record(job.deployment, State::Verifying, None);
-        self.gate(&new_id, policy).await?;
+        self.start_and_gate(job, &new_id, policy).await?;
         // Ready: now it may answer to the shared aliases, beside the old one.
         let had_aliases = !aliases.is_empty();
         for (network, endpoint) in aliases {
@@ -457,13 +451,18 @@ impl<E: Engine> Updater<E> {
             .stop_container(&swap.old_id, None)
             .await
             .map_err(|e| format!("cannot stop {target}: {e}"))?;
-        self.record(job.deployment, State::Starting, Some(&short(&new_id)));
+        self.start_and_gate(job, &new_id, policy).await
+    }
+
+    /// Starts the new container and waits for its health gate.
+    async fn start_and_gate(&self, job: &Job, new_id: &str, policy: &Policy) -> Result<(), String> {
+        self.record(job.deployment, State::Starting, Some(&short(new_id)));
         self.engine
-            .start_container(&new_id)
+            .start_container(new_id)
             .await
             .map_err(|e| format!("the new container did not start: {e}"))?;
         self.record(job.deployment, State::Verifying, None);
-        self.gate(&new_id, policy).await
+        self.gate(new_id, policy).await
     }
 
     /// Waits until the new container is healthy (when it has a healthcheck)

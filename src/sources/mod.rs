@@ -64,7 +64,7 @@ impl Verdict {
 }
 
 /// What the sources need from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     /// Docker Hub namespaces allowed to trigger updates.
     pub owners: Vec<String>,
