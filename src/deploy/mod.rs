@@ -5,6 +5,7 @@
 pub mod plan;
 pub mod policy;
 pub mod queue;
+mod recover;
 pub mod update;
 
 #[cfg(test)]

@@ -24,8 +24,8 @@
 //! the reason and the new container's last log lines.
 //!
 //! Every step is written to the store before it is taken, and container
-//! names are derived from the deployment, so [`Updater::recover`] can finish
-//! or undo a deployment that a crash interrupted.
+//! names are derived from the deployment, so recovery (`recover.rs`) can
+//! finish or undo a deployment that a crash interrupted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +40,7 @@ use super::policy::{policy, Policy, Strategy, StrategySetting};
 use crate::credentials::{self, Login, Lookup};
 use crate::engine::{Engine, EngineError, ImageRemoval};
 use crate::image_ref::ImageRef;
-use crate::store::{Deployment, State, Store};
+use crate::store::{State, Store};
 use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::PARKED_MARKER;
 
@@ -57,12 +57,12 @@ pub struct Job {
 
 impl Job {
     /// The name the successor has until it takes over.
-    fn new_name(&self) -> String {
+    pub(super) fn new_name(&self) -> String {
         format!("{}{PARKED_MARKER}new-{}", self.target, self.deployment)
     }
 
     /// The name the old container has once it made way.
-    fn parked_name(&self) -> String {
+    pub(super) fn parked_name(&self) -> String {
         format!("{}{PARKED_MARKER}old-{}", self.target, self.deployment)
     }
 }
@@ -130,9 +130,9 @@ impl Default for Settings {
 
 /// Runs jobs against an engine and records every step.
 pub struct Updater<E> {
-    engine: Arc<E>,
+    pub(super) engine: Arc<E>,
     store: Arc<Store>,
-    settings: Settings,
+    pub(super) settings: Settings,
 }
 
 /// How often a starting container is looked at.
@@ -147,15 +147,15 @@ const LOG_LINES: usize = 20;
 
 /// What has been done to the host so far, to undo it.
 #[derive(Debug, Clone)]
-struct Swap {
-    target: String,
+pub(super) struct Swap {
+    pub(super) target: String,
     /// The tag to point at the old image again when undoing.
-    retag: Option<ImageRef>,
-    old_id: String,
-    old_image_id: String,
-    new_id: Option<String>,
+    pub(super) retag: Option<ImageRef>,
+    pub(super) old_id: String,
+    pub(super) old_image_id: String,
+    pub(super) new_id: Option<String>,
     /// The old container no longer has the target's name.
-    old_parked: bool,
+    pub(super) old_parked: bool,
 }
 
 impl<E: Engine> Updater<E> {
@@ -175,7 +175,7 @@ impl<E: Engine> Updater<E> {
         self.finish(job.deployment, &job.target, outcome)
     }
 
-    fn finish(&self, deployment: i64, target: &str, outcome: Outcome) -> Outcome {
+    pub(super) fn finish(&self, deployment: i64, target: &str, outcome: Outcome) -> Outcome {
         match &outcome {
             Outcome::Succeeded(_) | Outcome::Skipped(_) => {
                 tracing::info!(deployment, %target, ?outcome, "deployment ended")
@@ -467,7 +467,7 @@ impl<E: Engine> Updater<E> {
 
     /// Waits until the new container is healthy (when it has a healthcheck)
     /// or has kept running through the grace period (when it has not).
-    async fn gate(&self, id: &str, policy: &Policy) -> Result<(), String> {
+    pub(super) async fn gate(&self, id: &str, policy: &Policy) -> Result<(), String> {
         let inspect = self.inspect_new(id).await?;
         let has_healthcheck = inspect
             .config
@@ -554,7 +554,7 @@ impl<E: Engine> Updater<E> {
     /// more, the old image; then updates the containers that depended on the
     /// old one. Failures here are reported, not fatal: the new container
     /// already serves.
-    async fn clean_up(&self, swap: &Swap) -> Vec<String> {
+    pub(super) async fn clean_up(&self, swap: &Swap) -> Vec<String> {
         let mut notes = Vec::new();
         let new_id = swap.new_id.clone().unwrap_or_default();
         notes.extend(
@@ -695,7 +695,7 @@ impl<E: Engine> Updater<E> {
     /// reason), the old one gets its name back and runs again, and the tag
     /// points at the old image once more. Keeps trying for a while when
     /// Docker does not answer, as during a daemon restart.
-    async fn roll_back(&self, swap: &Swap, reason: String) -> Outcome {
+    pub(super) async fn roll_back(&self, swap: &Swap, reason: String) -> Outcome {
         let mut reason = reason;
         if let Some(new_id) = &swap.new_id {
             if let Ok(logs) = self.engine.logs_tail(new_id, LOG_LINES).await {
@@ -764,128 +764,6 @@ impl<E: Engine> Updater<E> {
             self.engine.tag_image(&swap.old_image_id, image).await?;
         }
         Ok(())
-    }
-
-    /// Finishes or undoes a deployment that was under way when dockhook
-    /// stopped, from what the store says and what the engine shows, and
-    /// records how it ended. Leaves exactly one container under the target's
-    /// name, running, and no temporary containers.
-    pub async fn recover(&self, deployment: &Deployment) -> Outcome {
-        if deployment.state == State::Queued {
-            // It never started: the push it answers still deserves an update.
-            if let Ok(image) = ImageRef::parse(&deployment.image) {
-                let job = Job {
-                    deployment: deployment.id,
-                    target: deployment.target.clone(),
-                    image,
-                    digest: deployment.digest.clone(),
-                };
-                return self.run(&job).await;
-            }
-        }
-        let outcome = self.reconcile(deployment).await;
-        let outcome = match outcome {
-            Outcome::Succeeded(s) => {
-                Outcome::Succeeded(format!("{s} (finished after dockhook restarted)"))
-            }
-            Outcome::RolledBack(s) => {
-                Outcome::RolledBack(format!("{s} (undone after dockhook restarted)"))
-            }
-            other => other,
-        };
-        self.finish(deployment.id, &deployment.target, outcome)
-    }
-
-    async fn reconcile(&self, deployment: &Deployment) -> Outcome {
-        let image = match ImageRef::parse(&deployment.image) {
-            Ok(image) => image,
-            Err(e) => return Outcome::Failed(format!("recorded image is invalid: {e}")),
-        };
-        let job = Job {
-            deployment: deployment.id,
-            target: deployment.target.clone(),
-            image,
-            digest: deployment.digest.clone(),
-        };
-        let find = async |name: &str| match self.engine.inspect_container(name).await {
-            Ok(c) => Ok(c.id),
-            Err(EngineError::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        };
-        let (named, new, parked) = match (
-            find(&job.target).await,
-            find(&job.new_name()).await,
-            find(&job.parked_name()).await,
-        ) {
-            (Ok(named), Ok(new), Ok(parked)) => (named, new, parked),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                return Outcome::Failed(format!("cannot look at {}: {e}", job.target))
-            }
-        };
-        let old_id = deployment.old_container_id.clone().unwrap_or_default();
-        let new_id = deployment.new_container_id.clone().or(new.clone());
-        let old_configured = match self.engine.inspect_container(&old_id).await {
-            Ok(old) => old.config.and_then(|c| c.image),
-            Err(_) => None,
-        };
-        let same_tag = old_configured
-            .and_then(|image| ImageRef::parse(&image).ok())
-            .is_some_and(|image| image.tag == job.image.tag);
-        let swap = Swap {
-            target: job.target.clone(),
-            retag: same_tag.then(|| job.image.clone()),
-            old_id: old_id.clone(),
-            old_image_id: deployment.old_image_id.clone().unwrap_or_default(),
-            new_id: new_id.clone(),
-            old_parked: parked.is_some(),
-        };
-        let interrupted = format!("dockhook stopped during step {}", deployment.state.as_str());
-        let swapped = named.is_some() && named == new_id;
-        if !swapped {
-            if named.is_none() && parked.is_none() && new.is_none() {
-                return Outcome::Failed(format!(
-                    "{interrupted}; no container {} is left",
-                    job.target
-                ));
-            }
-            // Not committed yet: the old container takes its place again.
-            return self.roll_back(&swap, interrupted).await;
-        }
-        // The new container has the name: it must still pass its gate.
-        let policy = match self
-            .engine
-            .inspect_container(new_id.as_deref().unwrap_or_default())
-            .await
-        {
-            Ok(inspect) => policy(
-                &inspect,
-                self.settings.strategy,
-                self.settings.health_timeout,
-            ),
-            Err(e) => Err(e.to_string()),
-        };
-        let policy = match policy {
-            Ok(policy) => policy,
-            Err(reason) => {
-                return self
-                    .roll_back(&swap, format!("{interrupted}; {reason}"))
-                    .await
-            }
-        };
-        let id = new_id.unwrap_or_default();
-        // Stop-first may have been stopped between the renames and the stop.
-        if let Err(e) = self.engine.stop_container(&old_id, None).await {
-            tracing::debug!(error = %e, "old container not stopped during recovery");
-        }
-        let _ = self.engine.start_container(&id).await;
-        if let Err(reason) = self.gate(&id, &policy).await {
-            return self
-                .roll_back(&swap, format!("{interrupted}; {reason}"))
-                .await;
-        }
-        let mut notes = vec![format!("replaced container {}", short(&old_id))];
-        notes.extend(self.clean_up(&swap).await);
-        Outcome::Succeeded(notes.join("; "))
     }
 }
 
@@ -965,7 +843,7 @@ fn not_running(state: &ContainerState, restart_count: i64) -> Option<String> {
 }
 
 /// The short form Docker prints for IDs.
-fn short(id: &str) -> String {
+pub(super) fn short(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
