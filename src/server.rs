@@ -267,7 +267,8 @@ async fn receive<E: Engine>(
         }
     }
     if let Some(reason) = verdict.ignored {
-        tracing::info!(source = source.name, %reason, "webhook ignored");
+        // Registries notify of every blob; only a log at debug level.
+        tracing::debug!(source = source.name, %reason, "webhook ignored");
         return Ok(ignored(reason));
     }
     let mut deployments = Vec::new();

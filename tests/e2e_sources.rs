@@ -38,7 +38,11 @@ fn a_docker_push_alone_updates_the_container() {
     cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
     run_container(&name, &site.image("latest"), &[]);
 
-    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    // Pushed without untagging it here afterwards (as `Site::push` does):
+    // the notification arrives during the push, and dockhook's pull must
+    // not race a test's `docker rmi`.
+    let v2 = SiteImage::new("v2").build_and_push(&site.image("latest"));
+    cleanup.image(&v2);
     let updated = wait_until(Duration::from_secs(90), || {
         container_inspect(&name)["Image"] == v2.as_str()
             && container_inspect(&name)["State"]["Running"] == true
