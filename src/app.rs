@@ -41,6 +41,85 @@ pub fn dockerhub_hook_path(token: &str) -> String {
     format!("/hooks/dockerhub/{token}")
 }
 
+/// One webhook endpoint, as a user sets it up in a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub source: &'static str,
+    /// The path, with `token` (shown as given) where the token goes.
+    pub path: String,
+    /// How the sender proves itself.
+    pub auth: &'static str,
+    /// Whether the source is on: signed sources need their secret.
+    pub enabled: bool,
+}
+
+/// Every webhook endpoint, with `token` as it should be shown.
+pub fn hooks(config: &Config, token: &str) -> Vec<Hook> {
+    let sources = &config.sources;
+    let hook = |source, path: String, auth, enabled| Hook {
+        source,
+        path,
+        auth,
+        enabled,
+    };
+    vec![
+        hook(
+            "Docker Hub",
+            dockerhub_hook_path(token),
+            "token in the URL",
+            true,
+        ),
+        hook(
+            "distribution registry",
+            format!("/hooks/registry/{token}"),
+            "token in the URL, or POST /hooks/registry with Authorization: Bearer <token>",
+            true,
+        ),
+        hook(
+            "GitHub",
+            "/hooks/github".into(),
+            "X-Hub-Signature-256 with github_secret",
+            sources.github_secret.is_some(),
+        ),
+        hook(
+            "Gitea / Forgejo",
+            "/hooks/gitea".into(),
+            "X-Gitea-Signature / X-Forgejo-Signature with gitea_secret",
+            sources.gitea_secret.is_some(),
+        ),
+        hook(
+            "GitLab",
+            "/hooks/gitlab".into(),
+            "X-Gitlab-Token equal to gitlab_token",
+            sources.gitlab_token.is_some(),
+        ),
+        hook(
+            "Harbor",
+            "/hooks/harbor".into(),
+            "Authorization equal to harbor_auth",
+            sources.harbor_auth.is_some(),
+        ),
+        hook(
+            "Quay",
+            format!("/hooks/quay/{token}"),
+            "token in the URL",
+            true,
+        ),
+        hook(
+            "Azure Container Registry",
+            format!("/hooks/acr/{token}"),
+            "token in the URL",
+            true,
+        ),
+        hook(
+            "generic (CI)",
+            format!("/hooks/generic/{token}"),
+            "token in the URL",
+            true,
+        ),
+    ]
+}
+
 /// Runs dockhook until `shutdown` resolves, then drains the queue.
 pub async fn serve(
     config: Config,

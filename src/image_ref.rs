@@ -139,6 +139,17 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// Splits `host/rest` at its first '/', for the locations registries put in
+/// their payloads (Harbor's `resource_url`, Quay's `docker_url`), whose first
+/// component is always their own host: unlike [`ImageRef::parse`], a host
+/// without '.' or ':' (`harbor/library/app`) is not taken for a Docker Hub
+/// namespace. `None` when there is no '/' or nothing before it.
+pub fn split_host(location: &str) -> Option<(&str, &str)> {
+    location
+        .split_once('/')
+        .filter(|(host, _)| !host.is_empty())
+}
+
 /// Splits `host/path` into registry and repository the way Docker does: the
 /// first component is a registry when it has a '.' or a ':', or is `localhost`.
 fn split_registry(name: &str) -> (&str, &str) {
@@ -338,6 +349,21 @@ mod tests {
         }
         assert!(ImageRef::parse(&format!("a/{}", "b".repeat(300))).is_err());
         assert!(ImageRef::parse(&format!("a:{}", "b".repeat(129))).is_err());
+    }
+
+    #[test]
+    fn split_host_takes_the_first_component_whatever_it_looks_like() {
+        assert_eq!(
+            split_host("harbor/library/app:v1"),
+            Some(("harbor", "library/app:v1"))
+        );
+        assert_eq!(
+            split_host("quay.example.com:8443/ops/api"),
+            Some(("quay.example.com:8443", "ops/api"))
+        );
+        assert_eq!(split_host("/library/app"), None);
+        assert_eq!(split_host("app:v1"), None);
+        assert_eq!(split_host(""), None);
     }
 
     #[test]

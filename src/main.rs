@@ -95,13 +95,17 @@ fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
         Some(token) => token.masked(),
         None => "<generated on first start>".to_string(),
     };
-    println!(
-        "\nDocker Hub webhook URL:\n  {}{}",
-        config.base_url(),
-        app::dockerhub_hook_path(&shown)
-    );
+    println!("\nWebhook URLs:");
+    for hook in app::hooks(config, &shown) {
+        if hook.enabled {
+            println!("  {:<26} {}{}", hook.source, config.base_url(), hook.path);
+            println!("  {:<26} ({})", "", hook.auth);
+        } else {
+            println!("  {:<26} off: set its secret to turn it on", hook.source);
+        }
+    }
     if token.is_some() && !show_token {
-        println!("  (run with --show-token to print it whole)");
+        println!("  (run with --show-token to print the token whole)");
     }
     Ok(())
 }

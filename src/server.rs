@@ -8,6 +8,13 @@
 //! | route                        | auth                  |
 //! |------------------------------|-----------------------|
 //! | `POST /hooks/dockerhub/{token}` | token in the path  |
+//! | `POST /hooks/github`         | `X-Hub-Signature-256` (HMAC with `github_secret`) |
+//! | `POST /hooks/gitea`          | `X-Gitea-Signature` / `X-Forgejo-Signature` (HMAC with `gitea_secret`) |
+//! | `POST /hooks/gitlab`         | `X-Gitlab-Token` equal to `gitlab_token` |
+//! | `POST /hooks/harbor`         | `Authorization` equal to `harbor_auth` |
+//! | `POST /hooks/quay/{token}`   | token in the path     |
+//! | `POST /hooks/acr/{token}`    | token in the path     |
+//! | `POST /hooks/generic/{token}` | token in the path    |
 //! | `GET /healthz`               | none                  |
 //! | `GET /api/deployments`       | `Authorization: Bearer` |
 //! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
@@ -53,6 +60,34 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
         .route(
             "/hooks/dockerhub/{token}",
             post(|state, path, request| path_token_hook::<E>(DOCKERHUB, state, path, request)),
+        )
+        .route(
+            "/hooks/github",
+            post(|state, request| own_auth_hook::<E>(GITHUB, state, request)),
+        )
+        .route(
+            "/hooks/gitea",
+            post(|state, request| own_auth_hook::<E>(GITEA, state, request)),
+        )
+        .route(
+            "/hooks/gitlab",
+            post(|state, request| own_auth_hook::<E>(GITLAB, state, request)),
+        )
+        .route(
+            "/hooks/harbor",
+            post(|state, request| own_auth_hook::<E>(HARBOR, state, request)),
+        )
+        .route(
+            "/hooks/quay/{token}",
+            post(|state, path, request| path_token_hook::<E>(QUAY, state, path, request)),
+        )
+        .route(
+            "/hooks/acr/{token}",
+            post(|state, path, request| path_token_hook::<E>(ACR, state, path, request)),
+        )
+        .route(
+            "/hooks/generic/{token}",
+            post(|state, path, request| path_token_hook::<E>(GENERIC, state, path, request)),
         )
         .route(
             "/hooks/registry/{token}",
@@ -209,8 +244,49 @@ const DOCKERHUB: Source = Source {
     parse: sources::dockerhub::parse,
 };
 
+const GITHUB: Source = Source {
+    name: sources::github::SOURCE,
+    auth: Auth::Own,
+    parse: sources::github::parse,
+};
+
+const GITEA: Source = Source {
+    name: sources::gitea::SOURCE,
+    auth: Auth::Own,
+    parse: sources::gitea::parse,
+};
+
+const GITLAB: Source = Source {
+    name: sources::gitlab::SOURCE,
+    auth: Auth::Own,
+    parse: sources::gitlab::parse,
+};
+
+const HARBOR: Source = Source {
+    name: sources::harbor::SOURCE,
+    auth: Auth::Own,
+    parse: sources::harbor::parse,
+};
+
+const QUAY: Source = Source {
+    name: sources::quay::SOURCE,
+    auth: Auth::PathToken,
+    parse: sources::quay::parse,
+};
+
+const ACR: Source = Source {
+    name: sources::acr::SOURCE,
+    auth: Auth::PathToken,
+    parse: sources::acr::parse,
+};
+
+const GENERIC: Source = Source {
+    name: sources::generic::SOURCE,
+    auth: Auth::PathToken,
+    parse: sources::generic::parse,
+};
+
 /// The handler of a source that authenticates its requests itself.
-#[allow(dead_code)]
 async fn own_auth_hook<E: Engine>(
     source: Source,
     State(state): Shared<E>,
@@ -274,9 +350,17 @@ async fn receive<E: Engine>(
     let mut deployments = Vec::new();
     let mut reasons = Vec::new();
     for event in verdict.events {
-        match dispatch(state, &event).await? {
-            Dispatched::Queued(ids) => deployments.extend(ids),
-            Dispatched::NoTarget(reason) => reasons.push(reason),
+        match dispatch(state, &event).await {
+            Ok(Dispatched::Queued(ids)) => deployments.extend(ids),
+            Ok(Dispatched::NoTarget(reason)) => reasons.push(reason),
+            Err(error) => {
+                // Not processed: the sender's retry of this delivery must
+                // not be taken for a replay.
+                if let Some(delivery) = &verdict.delivery {
+                    state.store.forget_delivery(source.name, delivery)?;
+                }
+                return Err(error);
+            }
         }
     }
     if deployments.is_empty() {

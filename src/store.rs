@@ -372,6 +372,18 @@ impl Store {
         })
     }
 
+    /// Forgets a delivery ID, for a delivery that could not be processed
+    /// and will be sent again.
+    pub fn forget_delivery(&self, source: &str, delivery: &str) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "DELETE FROM deliveries WHERE source = ?1 AND delivery = ?2",
+                params![source, delivery],
+            )
+            .map(drop)
+        })
+    }
+
     /// Deployments that were under way when dockhook last stopped.
     pub fn unfinished(&self) -> Result<Vec<Deployment>, StoreError> {
         let rows = self.with(|conn| {
@@ -567,6 +579,11 @@ mod tests {
         );
         assert!(store.remember_delivery("gitea", "d-1").unwrap());
         assert!(store.remember_delivery("github", "d-2").unwrap());
+        store.forget_delivery("github", "d-2").unwrap();
+        assert!(
+            store.remember_delivery("github", "d-2").unwrap(),
+            "forgotten"
+        );
     }
 
     #[test]

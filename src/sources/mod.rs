@@ -17,8 +17,17 @@ use http::HeaderMap;
 use crate::config::Secret;
 use crate::event::ImageEvent;
 
+pub mod acr;
 pub mod dockerhub;
+pub mod generic;
+pub mod gitea;
+pub mod github;
+pub mod gitlab;
+pub mod harbor;
+pub mod quay;
 pub mod registry;
+#[cfg(test)]
+mod testing;
 
 /// What a source is given.
 #[derive(Debug, Clone, Copy)]

@@ -1,0 +1,105 @@
+//! Test support for the sources: fixtures, signatures, and the router served
+//! over real HTTP with a fake engine, for tests that go through a route.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{Request, Settings, SourceError, Verdict};
+use crate::deploy::fake::FakeEngine;
+use crate::deploy::{Queue, Updater};
+use crate::inventory::Inventory;
+use crate::server::{router, AppState};
+use crate::store::Store;
+
+/// The bytes of `tests/fixtures/{name}`.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A fixture parsed as JSON, to be changed by a test.
+pub fn fixture_json(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&fixture(name)).expect("fixtures are JSON")
+}
+
+/// The HMAC-SHA256 of `body` under `secret`, in lowercase hex.
+pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A header map from name/value pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            (
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Runs a source's parser on a request made of `pairs` and `body`.
+pub fn run(
+    parse: fn(&Request<'_>, &Settings) -> Result<Verdict, SourceError>,
+    pairs: &[(&str, &str)],
+    body: &[u8],
+    settings: &Settings,
+) -> Result<Verdict, SourceError> {
+    let headers = headers(pairs);
+    parse(
+        &Request {
+            headers: &headers,
+            body,
+        },
+        settings,
+    )
+}
+
+/// The whole router on a local port, with no container running; returns
+/// its base URL. The server lives as long as the test's runtime.
+pub async fn serve(sources: Settings) -> String {
+    let engine = Arc::new(FakeEngine::default());
+    let store = Arc::new(Store::in_memory().unwrap());
+    let updater = Arc::new(Updater::new(
+        engine.clone(),
+        store.clone(),
+        crate::deploy::Settings::default(),
+    ));
+    let state = Arc::new(AppState {
+        token: crate::config::Secret::for_tests("path-token-not-used-here"),
+        sources,
+        rules: crate::targets::TargetRules::default(),
+        max_body: 1024 * 1024,
+        inventory: Arc::new(Inventory::new(engine.clone())),
+        engine,
+        queue: Queue::new(updater, store.clone()),
+        store,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    format!("http://{address}")
+}
+
+/// POSTs `body` with `pairs` as headers; the status and the JSON answer.
+pub async fn post(url: &str, pairs: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .headers(headers(pairs))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
