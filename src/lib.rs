@@ -1,17 +1,20 @@
 //! # dockhook
 //!
 //! Keeps Docker containers up to date the moment a registry says a new image
-//! is out. A registry POSTs a webhook; dockhook authenticates it, finds the
-//! running containers configured with that repository and tag, pulls the
-//! image, and replaces each container with an identical one on the new
-//! image, rolling back if the new one does not stay up.
+//! is out. A registry (Docker Hub, a distribution registry, GitHub, Gitea,
+//! GitLab, Harbor, Quay, ACR, a CI job) POSTs a webhook; dockhook
+//! authenticates it, finds the running containers whose image and tag policy
+//! take that repository and tag, pulls the image, and replaces each container
+//! with an identical one on the new image (beside it first where it can),
+//! rolling back if the new one is not healthy, and finishing or undoing an
+//! update a crash interrupted.
 //!
 //! ## The flow
 //!
 //! ```text
-//! HTTP request ─► source parser ─► ImageEvent ─► gate (token, owner)
-//!     ─► targets (which containers) ─► deploy queue ─► engine (Docker API)
-//!     ─► store (history)
+//! HTTP request ─► source parser ─► ImageEvent ─► gate (token or signature,
+//!     owner, replay) ─► targets (inventory + tag policies) ─► deploy queue
+//!     ─► update (policy, plan, engine: Docker API) ─► store (history, steps)
 //! ```
 //!
 //! Data flows one way; nothing downstream reaches back upstream.
@@ -29,8 +32,9 @@
 //!   events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers an event selects. Pure.
 //! - [`tags`]: tag policies (`exact`, `semver:…`, `glob:…`). Pure.
-//! - [`deploy`]: the per-container queue, the plan (inspected container to
-//!   create options, pure) and the update step machine with rollback.
+//! - [`deploy`]: the per-container queue, the policy (strategy, health gate,
+//!   hooks), the plan (inspected container to create options, pure), the
+//!   update step machine with rollback, and crash recovery.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
 //! - [`store`]: the only module with SQL: deployments and their steps.
