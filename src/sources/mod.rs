@@ -1,7 +1,7 @@
 //! Webhook sources: one module per registry payload format.
 //!
 //! A source turns a request (headers and raw body) into
-//! [`ImageEvent`](crate::event::ImageEvent)s and decides whether the sender
+//! `ImageEvent`s and decides whether the sender
 //! is allowed to say them. It knows payload formats and how each sender
 //! proves itself, nothing else: no Docker calls, no HTTP framework beyond
 //! the header map, no state (replays are remembered by the server from the
