@@ -217,12 +217,7 @@ mod tests {
                 "invalid image",
             ),
         ] {
-            match parse_body(body.as_bytes()) {
-                Err(SourceError::Malformed(message)) => {
-                    assert!(message.contains(needle), "{body}: {message}")
-                }
-                other => panic!("{body}: {other:?}"),
-            }
+            crate::sources::testing::assert_malformed(parse_body(body.as_bytes()), needle, &body);
         }
     }
 

@@ -508,12 +508,7 @@ mod tests {
                 "is not library/app:v1",
             ),
         ] {
-            match parse_body(body.as_bytes()) {
-                Err(SourceError::Malformed(message)) => {
-                    assert!(message.contains(needle), "{body}: {message}")
-                }
-                other => panic!("{body}: {other:?}"),
-            }
+            crate::sources::testing::assert_malformed(parse_body(body.as_bytes()), needle, &body);
         }
     }
 

@@ -318,12 +318,11 @@ mod tests {
                 "invalid digest",
             ),
         ] {
-            match parse_body(body.as_bytes(), &Settings::for_tests()) {
-                Err(SourceError::Malformed(message)) => {
-                    assert!(message.contains(needle), "{body}: {message}")
-                }
-                other => panic!("{body}: {other:?}"),
-            }
+            crate::sources::testing::assert_malformed(
+                parse_body(body.as_bytes(), &Settings::for_tests()),
+                needle,
+                &body,
+            );
         }
     }
 

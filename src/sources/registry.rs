@@ -237,12 +237,11 @@ mod tests {
                 "invalid image",
             ),
         ] {
-            match parse_body(body.as_bytes(), &settings) {
-                Err(SourceError::Malformed(message)) => {
-                    assert!(message.contains(needle), "{body}: {message}")
-                }
-                other => panic!("{body}: {other:?}"),
-            }
+            crate::sources::testing::assert_malformed(
+                parse_body(body.as_bytes(), &settings),
+                needle,
+                &body,
+            );
         }
     }
 }

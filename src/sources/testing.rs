@@ -23,6 +23,19 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
     serde_json::from_slice(&fixture(name)).expect("fixtures are JSON")
 }
 
+/// Asserts that a source refused `body` as malformed, saying `needle`.
+pub fn assert_malformed(result: Result<Verdict, SourceError>, needle: &str, body: &str) {
+    match result {
+        Err(SourceError::Malformed(message)) => {
+            assert!(
+                message.contains(needle),
+                "{body}: {message:?} lacks {needle:?}"
+            )
+        }
+        other => panic!("{body}: expected a malformed-body error, got {other:?}"),
+    }
+}
+
 /// The HMAC-SHA256 of `body` under `secret`, in lowercase hex.
 pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
