@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -187,10 +188,7 @@ pub async fn serve(
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!("listening on {addr}");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Serve)?;
+    serve_http(listener, router(state), shutdown).await;
     stop_watching.cancel();
     let _ = watcher.await;
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
@@ -215,6 +213,71 @@ async fn recover_interrupted(
         updater.recover(&deployment).await;
     }
     Ok(())
+}
+
+/// How long a client may take to send a request's headers, and how long an
+/// idle keep-alive connection is kept: a client that trickles bytes cannot
+/// hold a connection for ever.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 1024;
+/// How long requests in flight may take to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then lets the
+/// requests in flight finish. Unlike `axum::serve`, it bounds the time to
+/// read request headers and the number of connections.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, say: wait instead of spinning.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .serve_connection(
+                TokioIo::new(stream),
+                TowerToHyperService::new(router.clone()),
+            );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; closing them");
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM (what `docker stop` sends).

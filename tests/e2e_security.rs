@@ -330,3 +330,32 @@ fn generated_token_is_logged_once_and_survives_restarts() {
     let (status, _) = post_json(&second.url(&path), &body, &[]);
     assert_eq!(status, 200, "the stored token still works after a restart");
 }
+
+#[test]
+fn a_client_trickling_its_headers_is_cut_off() {
+    use std::io::{Read, Write};
+    let dockhook = Dockhook::start(
+        "127.0.0.1:9",
+        &[("DOCKHOOK_DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    let mut stream = std::net::TcpStream::connect(dockhook.addr()).unwrap();
+    stream
+        .write_all(b"POST /hooks/dockerhub/x HTTP/1.1\r\nHost: dockhook\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    // The server closes the connection: the read ends, with or without an
+    // error status, long before the 30 s read timeout.
+    let _ = stream.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(25),
+        "still open after {waited:?}"
+    );
+    // Meanwhile the server answers others.
+    let response = request("GET", &dockhook.url("/healthz"), &[], b"").unwrap();
+    assert_eq!(response.status, 503);
+}
