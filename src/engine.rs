@@ -37,8 +37,6 @@ pub struct ContainerInfo {
     pub name: String,
     /// The image reference the container was created from, as written then.
     pub image: String,
-    /// The ID of the image it runs.
-    pub image_id: String,
     pub labels: HashMap<String, String>,
 }
 
@@ -255,7 +253,6 @@ impl Engine for DockerEngine {
                 id,
                 name,
                 image,
-                image_id: summary.image_id.unwrap_or_default(),
                 labels: summary.labels.unwrap_or_default(),
             });
         }

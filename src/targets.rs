@@ -127,7 +127,6 @@ mod tests {
             id: format!("{name:0<64}").replace(|c: char| !c.is_ascii_hexdigit(), "a"),
             name: name.to_string(),
             image: image.to_string(),
-            image_id: "sha256:old".into(),
             labels: labels
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -139,7 +139,6 @@ impl Engine for FakeEngine {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 image: c.image.clone(),
-                image_id: c.image_id.clone(),
                 labels: HashMap::new(),
             })
             .collect())
