@@ -2,10 +2,14 @@
 //! running the update step by step (and recovering an interrupted one), and
 //! the queue that serialises updates per container.
 
+mod cleanup;
+mod cutover;
+mod gate;
 pub mod plan;
 pub mod policy;
 pub mod queue;
 mod recover;
+mod undo;
 pub mod update;
 
 #[cfg(test)]

@@ -1,0 +1,156 @@
+//! Clean-up after a successful cutover: the old container goes, the old
+//! image goes when nothing uses or names it, and the containers that depended
+//! on the old one (a shared network stack, legacy links) are recreated on
+//! the new one. Failures here are reported, never fatal: the new container
+//! already serves.
+
+use bollard::models::ContainerInspectResponse;
+
+use super::plan::plan;
+use crate::engine::{Engine, EngineError, ImageRemoval};
+use crate::targets::PARKED_MARKER;
+
+use super::update::{short, Swap, Updater};
+
+impl<E: Engine> Updater<E> {
+    /// Removes the old container and, when nothing uses or names it any
+    /// more, the old image; then updates the containers that depended on the
+    /// old one. Failures here are reported, not fatal: the new container
+    /// already serves.
+    pub(super) async fn clean_up(&self, swap: &Swap) -> Vec<String> {
+        let mut notes = Vec::new();
+        let new_id = swap.new_id.clone().unwrap_or_default();
+        notes.extend(
+            self.update_dependents(&swap.target, &swap.old_id, &new_id)
+                .await,
+        );
+        match self.engine.remove_container(&swap.old_id).await {
+            Ok(()) | Err(EngineError::NotFound(_)) => {}
+            Err(e) => notes.push(format!("could not remove the old container: {e}")),
+        }
+        let old = short(&swap.old_image_id);
+        let tags: Vec<String> = match self.engine.inspect_image(&swap.old_image_id).await {
+            Ok(image) => image
+                .repo_tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|t| t != "<none>:<none>")
+                .collect(),
+            Err(EngineError::NotFound(_)) => return notes,
+            Err(e) => vec![format!("(unknown: {e})")],
+        };
+        if !tags.is_empty() {
+            notes.push(format!(
+                "kept old image {old}: still tagged {}",
+                tags.join(", ")
+            ));
+            return notes;
+        }
+        match self.engine.remove_image(&swap.old_image_id).await {
+            Ok(ImageRemoval::Removed) => notes.push(format!("removed old image {old}")),
+            Ok(ImageRemoval::InUse) => {
+                notes.push(format!("kept old image {old}: another container uses it"))
+            }
+            Err(e) => notes.push(format!("could not remove old image {old}: {e}")),
+        }
+        notes
+    }
+
+    /// Containers sharing the old container's network stack lose it with
+    /// the old container, and legacy links point at the old container by
+    /// ID: such dependents are recreated, on the same image, joined or
+    /// linked to the new one.
+    async fn update_dependents(&self, target: &str, old_id: &str, new_id: &str) -> Vec<String> {
+        let mut notes = Vec::new();
+        let running = match self.engine.list_running().await {
+            Ok(running) => running,
+            Err(e) => return vec![format!("could not look for dependent containers: {e}")],
+        };
+        // Docker renames links with their container: the old one may be
+        // parked by now.
+        let parked = format!("{target}{PARKED_MARKER}old-");
+        let is_old = |name: &str| name == target || name.starts_with(&parked);
+        for container in running.iter().filter(|c| c.id != new_id && c.id != old_id) {
+            let Ok(inspect) = self.engine.inspect_container(&container.id).await else {
+                continue;
+            };
+            let host = inspect.host_config.clone().unwrap_or_default();
+            let mode = host.network_mode.as_deref().unwrap_or_default();
+            let shares_stack = mode.strip_prefix("container:").is_some_and(|joined| {
+                is_old(joined) || (!joined.is_empty() && old_id.starts_with(joined))
+            });
+            let linked = host.links.iter().flatten().any(|link| {
+                is_old(
+                    link.trim_start_matches('/')
+                        .split(':')
+                        .next()
+                        .unwrap_or_default(),
+                )
+            });
+            if !shares_stack && !linked {
+                continue;
+            }
+            let result = self
+                .recreate_dependent(&inspect, new_id, |host| {
+                    if shares_stack {
+                        host.network_mode = Some(format!("container:{new_id}"));
+                    }
+                    for link in host.links.iter_mut().flatten() {
+                        if let Some((other, alias)) = link.split_once(':') {
+                            if is_old(other) {
+                                *link = format!("{target}:{alias}");
+                            }
+                        }
+                    }
+                })
+                .await;
+            let name = &container.name;
+            notes.push(match result {
+                Ok(()) => format!("recreated dependent container {name}"),
+                Err(e) => format!("could not recreate dependent container {name}: {e}"),
+            });
+        }
+        notes
+    }
+
+    /// Recreates `dependent` on the same image, with `adjust` applied to its
+    /// host configuration.
+    async fn recreate_dependent(
+        &self,
+        dependent: &ContainerInspectResponse,
+        new_id: &str,
+        adjust: impl FnOnce(&mut bollard::models::HostConfig),
+    ) -> Result<(), EngineError> {
+        let id = dependent.id.clone().unwrap_or_default();
+        let name = dependent.name.clone().unwrap_or_default();
+        let name = name.trim_start_matches('/');
+        let image = dependent
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        let image_config = match self
+            .engine
+            .inspect_image(dependent.image.as_deref().unwrap_or_default())
+            .await
+        {
+            Ok(i) => i.config,
+            Err(_) => None,
+        };
+        let mut create = plan(dependent, image_config.as_ref(), &image);
+        // Same image, not the tag: the dependent is not being updated.
+        create.body.image = dependent.image.clone();
+        if let Some(host) = create.body.host_config.as_mut() {
+            adjust(host);
+        }
+        let temporary = format!("{name}{PARKED_MARKER}dep-{}", short(new_id));
+        let replacement = self
+            .engine
+            .create_container(&temporary, create.body)
+            .await?;
+        self.engine.stop_container(&id, None).await?;
+        self.engine.remove_container(&id).await?;
+        self.engine.rename_container(&replacement, name).await?;
+        self.engine.start_container(&replacement).await
+    }
+}
