@@ -161,8 +161,21 @@ pub async fn serve(
         store.clone(),
         config.update_settings(),
     ));
-    recover_interrupted(&store, &updater).await?;
     let queue = Queue::new(updater, store.clone());
+    // Before any request is taken: the interrupted deployments hold their
+    // targets' slots, so no new update of those containers starts before
+    // the host is put right. They run in the background; `/healthz` says
+    // not ready until they are done.
+    let unfinished = store.unfinished()?;
+    for deployment in &unfinished {
+        tracing::warn!(
+            deployment = deployment.id,
+            target = %deployment.target,
+            step = deployment.state.as_str(),
+            "resuming a deployment interrupted by a restart"
+        );
+    }
+    queue.resume(unfinished);
     let inventory = Arc::new(Inventory::new(engine.clone()));
     let stop_watching = CancellationToken::new();
     let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
@@ -192,28 +205,25 @@ pub async fn serve(
     stop_watching.cancel();
     let _ = watcher.await;
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
-    queue.drain().await;
+    if tokio::time::timeout(DRAIN_LIMIT, queue.drain())
+        .await
+        .is_err()
+    {
+        // Every step is on record: the next start finishes or undoes what
+        // is under way and runs what is still queued.
+        tracing::warn!(
+            "deployments still running after {DRAIN_LIMIT:?}; stopping anyway, the next start \
+             finishes or undoes them"
+        );
+        return Ok(());
+    }
     tracing::info!("all deployments finished; bye");
     Ok(())
 }
 
-/// Finishes or undoes the deployments a previous run left under way (a
-/// crash, a `kill -9`, a host reboot), before any new one starts.
-async fn recover_interrupted(
-    store: &Store,
-    updater: &Updater<DockerEngine>,
-) -> Result<(), StoreError> {
-    for deployment in store.unfinished()? {
-        tracing::warn!(
-            deployment = deployment.id,
-            target = %deployment.target,
-            step = deployment.state.as_str(),
-            "recovering a deployment interrupted by a restart"
-        );
-        updater.recover(&deployment).await;
-    }
-    Ok(())
-}
+/// How long shutdown waits for the deployment under way to end. Queued
+/// ones are not started once shutdown began; they run at the next start.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long a client may take to send a request's headers, and how long an
 /// idle keep-alive connection is kept: a client that trickles bytes cannot

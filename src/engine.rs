@@ -55,6 +55,10 @@ pub enum EngineError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// Docker does not answer (stopped, restarting, socket not mounted):
+    /// worth trying again later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Other(String),
 }
@@ -79,7 +83,7 @@ impl From<bollard::errors::Error> for EngineError {
             | Error::IOError { .. }
             | Error::SocketNotFoundError(_)
             | Error::RequestTimeoutError) => {
-                EngineError::Other(format!("Docker does not answer ({unreachable})"))
+                EngineError::Unavailable(format!("Docker does not answer ({unreachable})"))
             }
             other => EngineError::Other(other.to_string()),
         }
@@ -186,7 +190,7 @@ impl DockerEngine {
     async fn connect(&self) -> Result<Docker> {
         let host = &self.host;
         let unreachable = |e: bollard::errors::Error| {
-            EngineError::Other(format!(
+            EngineError::Unavailable(format!(
                 "Docker does not answer at {host}: {e}. Is the engine running, and is its \
                  socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
             ))

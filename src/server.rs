@@ -38,6 +38,7 @@ use crate::event::ImageEvent;
 use crate::inventory::Inventory;
 use crate::sources::{self, SourceError, Verdict};
 use crate::store::Store;
+use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::{self, TargetRules};
 
 /// What the handlers share.
@@ -422,15 +423,21 @@ async fn dispatch<E: Engine>(
     }
     let mut deployments = Vec::with_capacity(selected.len());
     for targets::Selected { container, why } in selected {
-        let id = state.queue.submit(&DeployRequest {
-            target: &container.name,
-            container_id: &container.id,
-            image: &event.image,
-            source: event.source,
-            pusher: event.pusher.as_deref(),
-            digest: event.digest.as_deref(),
-            reason: &why,
-        })?;
+        let label = container.labels.get(POLICY_LABEL).map(String::as_str);
+        let policy = TagPolicy::parse(label).unwrap_or(TagPolicy::Exact);
+        let id = state
+            .queue
+            .submit(&DeployRequest {
+                target: &container.name,
+                container_id: &container.id,
+                image: &event.image,
+                source: event.source,
+                pusher: event.pusher.as_deref(),
+                digest: event.digest.as_deref(),
+                reason: &why,
+                policy: &policy,
+            })
+            .await?;
         tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, "update queued");
         deployments.push(id);
     }
@@ -439,7 +446,18 @@ async fn dispatch<E: Engine>(
 
 async fn healthz<E: Engine>(State(state): Shared<E>) -> Response {
     match tokio::time::timeout(Duration::from_secs(3), state.engine.ping()).await {
-        Ok(Ok(())) => Json(json!({ "status": "ok", "docker": "ok" })).into_response(),
+        Ok(Ok(())) => match state.queue.recovering() {
+            0 => Json(json!({ "status": "ok", "docker": "ok" })).into_response(),
+            n => {
+                let body = json!({
+                    "status": "recovering",
+                    "docker": "ok",
+                    "recovering": n,
+                    "error": format!("finishing or undoing {n} deployment(s) interrupted by a restart"),
+                });
+                (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+            }
+        },
         Ok(Err(e)) => unhealthy(e.to_string()),
         Err(_) => unhealthy("the Docker engine did not answer within 3 s".to_string()),
     }

@@ -6,12 +6,12 @@
 //! SQLite itself.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-/// Where a deployment is in its life. Final states are the last four.
+/// Where a deployment is in its life. Final states are the last five.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -28,10 +28,12 @@ pub enum State {
     Skipped,
     Failed,
     RolledBack,
+    /// Undoing a failed update failed too: the host needs a person.
+    RollbackFailed,
 }
 
 impl State {
-    const ALL: [State; 13] = [
+    const ALL: [State; 14] = [
         State::Queued,
         State::Pulling,
         State::PreUpdate,
@@ -45,6 +47,7 @@ impl State {
         State::Skipped,
         State::Failed,
         State::RolledBack,
+        State::RollbackFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl State {
             State::Skipped => "skipped",
             State::Failed => "failed",
             State::RolledBack => "rolled_back",
+            State::RollbackFailed => "rollback_failed",
         }
     }
 
@@ -73,7 +77,11 @@ impl State {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            State::Succeeded | State::Skipped | State::Failed | State::RolledBack
+            State::Succeeded
+                | State::Skipped
+                | State::Failed
+                | State::RolledBack
+                | State::RollbackFailed
         )
     }
 }
@@ -95,6 +103,13 @@ pub struct Deployment {
     pub new_container_id: Option<String>,
     pub old_image_id: Option<String>,
     pub new_image_id: Option<String>,
+    /// `start-first` or `stop-first`, once chosen.
+    pub strategy: Option<String>,
+    /// The old container's network endpoints (JSON, as Docker inspects
+    /// them), recorded before it leaves its networks, so undoing puts it
+    /// back on each with its aliases and addresses.
+    #[serde(skip)]
+    pub old_networks: Option<String>,
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -109,18 +124,31 @@ pub struct Step {
     pub detail: Option<String>,
 }
 
+/// What a deployment learnt on its way, recorded with a step.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub old_container_id: Option<String>,
+    pub old_image_id: Option<String>,
+    pub new_image_id: Option<String>,
+    pub new_container_id: Option<String>,
+    pub strategy: Option<String>,
+    pub old_networks: Option<String>,
+}
+
 /// What a new deployment is about.
 #[derive(Debug, Clone)]
-pub struct NewDeployment<'a> {
-    pub target: &'a str,
-    pub container_id: &'a str,
-    pub image: &'a str,
-    pub source: &'a str,
-    pub pusher: Option<&'a str>,
+pub struct NewDeployment {
+    pub target: String,
+    /// The container the event selected; the update records the one it
+    /// finds when it runs.
+    pub container_id: String,
+    pub image: String,
+    pub source: String,
+    pub pusher: Option<String>,
     /// The digest the webhook named, if any.
-    pub digest: Option<&'a str>,
+    pub digest: Option<String>,
     /// Why it was queued, for its first step.
-    pub reason: Option<&'a str>,
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +157,8 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("history database holds an unknown state {0:?}")]
     UnknownState(String),
+    #[error("history database thread failed: {0}")]
+    Background(String),
 }
 
 /// The history database.
@@ -156,7 +186,9 @@ const SCHEMA: &str = "
         created_at       TEXT NOT NULL,
         updated_at       TEXT NOT NULL,
         finished_at      TEXT,
-        digest           TEXT
+        digest           TEXT,
+        strategy         TEXT,
+        old_networks     TEXT
     );
     CREATE INDEX IF NOT EXISTS deployments_target ON deployments (target, id);
     CREATE TABLE IF NOT EXISTS steps (
@@ -177,7 +209,10 @@ const SCHEMA: &str = "
 
 const COLUMNS: &str = "id, target, image, source, pusher, state, old_container_id, \
     new_container_id, old_image_id, new_image_id, error, created_at, updated_at, finished_at, \
-    digest";
+    digest, strategy, old_networks";
+
+/// Columns added after the first release, for databases made before them.
+const ADDED_COLUMNS: [&str; 3] = ["digest", "strategy", "old_networks"];
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -193,18 +228,31 @@ impl Store {
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        // Databases made before deployments recorded digests.
-        let has_digest: bool = conn.query_row(
-            "SELECT COUNT(*) FROM pragma_table_info('deployments') WHERE name = 'digest'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_digest {
-            conn.execute_batch("ALTER TABLE deployments ADD COLUMN digest TEXT")?;
+        for column in ADDED_COLUMNS {
+            let present: bool = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('deployments') WHERE name = ?1",
+                [column],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE deployments ADD COLUMN {column} TEXT"))?;
+            }
         }
         Ok(Self {
             conn: Mutex::new(conn),
         })
+    }
+
+    /// Runs `f` on a blocking thread: SQLite never holds up the async
+    /// threads that serve requests and drive deployments.
+    pub async fn call<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Background(e.to_string()))?
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -215,7 +263,7 @@ impl Store {
     }
 
     /// Records a new deployment in state `queued` and returns its id.
-    pub fn create(&self, new: &NewDeployment<'_>) -> Result<i64, StoreError> {
+    pub fn create(&self, new: &NewDeployment) -> Result<i64, StoreError> {
         self.with(|conn| {
             conn.execute(
                 &format!(
@@ -233,7 +281,7 @@ impl Store {
                 ],
             )?;
             let id = conn.last_insert_rowid();
-            insert_step(conn, id, State::Queued, new.reason)?;
+            insert_step(conn, id, State::Queued, new.reason.as_deref())?;
             Ok(id)
         })
     }
@@ -247,31 +295,56 @@ impl Store {
         state: State,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let error = matches!(state, State::Failed | State::RolledBack)
-            .then_some(detail)
-            .flatten();
+        self.step(id, state, detail, &Facts::default())
+    }
+
+    /// [`Store::transition`], recording `facts` in the same transaction:
+    /// a step and what was learnt on the way to it are written together or
+    /// not at all.
+    pub fn step(
+        &self,
+        id: i64,
+        state: State,
+        detail: Option<&str>,
+        facts: &Facts,
+    ) -> Result<(), StoreError> {
+        let error = matches!(
+            state,
+            State::Failed | State::RolledBack | State::RollbackFailed
+        )
+        .then_some(detail)
+        .flatten();
         self.with(|conn| {
-            conn.execute(
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
                 &format!(
                     "UPDATE deployments SET state = ?2, updated_at = {NOW}, \
                      error = COALESCE(?3, error), \
-                     finished_at = CASE WHEN ?4 THEN {NOW} ELSE finished_at END \
+                     finished_at = CASE WHEN ?4 THEN {NOW} ELSE finished_at END, \
+                     old_container_id = COALESCE(?5, old_container_id), \
+                     old_image_id = COALESCE(?6, old_image_id), \
+                     new_image_id = COALESCE(?7, new_image_id), \
+                     new_container_id = COALESCE(?8, new_container_id), \
+                     strategy = COALESCE(?9, strategy), \
+                     old_networks = COALESCE(?10, old_networks) \
                      WHERE id = ?1"
                 ),
-                params![id, state.as_str(), error, state.is_final()],
+                params![
+                    id,
+                    state.as_str(),
+                    error,
+                    state.is_final(),
+                    facts.old_container_id,
+                    facts.old_image_id,
+                    facts.new_image_id,
+                    facts.new_container_id,
+                    facts.strategy,
+                    facts.old_networks,
+                ],
             )?;
-            insert_step(conn, id, state, detail)
+            insert_step(&tx, id, state, detail)?;
+            tx.commit()
         })
-    }
-
-    /// Records the image the target ran before the update.
-    pub fn set_old_image(&self, id: i64, image_id: &str) -> Result<(), StoreError> {
-        self.set_column(id, "old_image_id", image_id)
-    }
-
-    /// Records the image that was pulled.
-    pub fn set_new_image(&self, id: i64, image_id: &str) -> Result<(), StoreError> {
-        self.set_column(id, "new_image_id", image_id)
     }
 
     /// Records the container that replaces the old one.
@@ -336,24 +409,6 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Some((row.into_deployment()?, steps)))
-    }
-
-    /// The newest deployment of `target` for `digest` that did not fail:
-    /// the same push arriving again, through another source or delivery.
-    pub fn deployment_of_digest(
-        &self,
-        target: &str,
-        digest: &str,
-    ) -> Result<Option<i64>, StoreError> {
-        self.with(|conn| {
-            conn.query_row(
-                "SELECT id FROM deployments WHERE target = ?1 AND digest = ?2 \
-                 AND state NOT IN ('failed', 'rolled_back') ORDER BY id DESC LIMIT 1",
-                params![target, digest],
-                |r| r.get(0),
-            )
-            .optional()
-        })
     }
 
     /// Remembers a webhook delivery ID; false when it was seen before (a
@@ -438,6 +493,8 @@ impl RawDeployment {
                 updated_at: r.get(12)?,
                 finished_at: r.get(13)?,
                 digest: r.get(14)?,
+                strategy: r.get(15)?,
+                old_networks: r.get(16)?,
             },
             r.get(5)?,
         ))
@@ -454,13 +511,13 @@ impl RawDeployment {
 mod tests {
     use super::*;
 
-    fn new<'a>(target: &'a str) -> NewDeployment<'a> {
+    fn new(target: &str) -> NewDeployment {
         NewDeployment {
-            target,
-            container_id: "c0ffee",
-            image: "docker.io/alice/site:latest",
-            source: "dockerhub",
-            pusher: Some("alice"),
+            target: target.into(),
+            container_id: "c0ffee".into(),
+            image: "docker.io/alice/site:latest".into(),
+            source: "dockerhub".into(),
+            pusher: Some("alice".into()),
             digest: None,
             reason: None,
         }
@@ -470,9 +527,17 @@ mod tests {
     fn deployment_lifecycle_is_recorded_with_steps() {
         let store = Store::in_memory().unwrap();
         let id = store.create(&new("site")).unwrap();
-        store.set_old_image(id, "sha256:old").unwrap();
-        store.transition(id, State::Pulling, None).unwrap();
-        store.set_new_image(id, "sha256:new").unwrap();
+        let facts = Facts {
+            old_image_id: Some("sha256:old".into()),
+            strategy: Some("stop-first".into()),
+            ..Facts::default()
+        };
+        store.step(id, State::Pulling, None, &facts).unwrap();
+        let facts = Facts {
+            new_image_id: Some("sha256:new".into()),
+            ..Facts::default()
+        };
+        store.step(id, State::Creating, None, &facts).unwrap();
         store
             .transition(id, State::Starting, Some("container abc"))
             .unwrap();
@@ -497,11 +562,12 @@ mod tests {
             [
                 State::Queued,
                 State::Pulling,
+                State::Creating,
                 State::Starting,
                 State::RolledBack
             ]
         );
-        assert_eq!(steps[2].detail.as_deref(), Some("container abc"));
+        assert_eq!(steps[3].detail.as_deref(), Some("container abc"));
     }
 
     #[test]
@@ -545,28 +611,35 @@ mod tests {
     }
 
     #[test]
-    fn the_same_digest_is_found_unless_it_failed() {
-        let store = Store::in_memory().unwrap();
-        let digest = format!("sha256:{}", "d".repeat(64));
-        let first = store
-            .create(&NewDeployment {
-                digest: Some(&digest),
-                ..new("site")
-            })
-            .unwrap();
-        assert_eq!(
-            store.deployment_of_digest("site", &digest).unwrap(),
-            Some(first)
-        );
-        assert_eq!(store.deployment_of_digest("other", &digest).unwrap(), None);
+    fn a_database_from_before_the_new_columns_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE deployments (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, \
+             image TEXT NOT NULL, source TEXT NOT NULL, pusher TEXT, state TEXT NOT NULL, \
+             old_container_id TEXT, new_container_id TEXT, old_image_id TEXT, new_image_id TEXT, \
+             error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, finished_at TEXT);
+             INSERT INTO deployments (target, image, source, state, created_at, updated_at) \
+             VALUES ('site', 'alice/site:latest', 'dockerhub', 'pulling', 'x', 'x');",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        let unfinished = store.unfinished().unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].strategy, None);
+        let facts = Facts {
+            strategy: Some("start-first".into()),
+            old_networks: Some("{}".into()),
+            ..Facts::default()
+        };
         store
-            .transition(first, State::Failed, Some("pull failed"))
+            .step(unfinished[0].id, State::Stopping, None, &facts)
             .unwrap();
-        assert_eq!(store.deployment_of_digest("site", &digest).unwrap(), None);
-        assert_eq!(
-            store.get(first).unwrap().unwrap().0.digest.as_deref(),
-            Some(digest.as_str())
-        );
+        let (d, _) = store.get(unfinished[0].id).unwrap().unwrap();
+        assert_eq!(d.strategy.as_deref(), Some("start-first"));
+        assert_eq!(d.old_networks.as_deref(), Some("{}"));
     }
 
     #[test]

@@ -138,8 +138,20 @@ impl<E: Engine> Updater<E> {
             Err(_) => None,
         };
         let mut create = plan(dependent, image_config.as_ref(), &image);
-        // Same image, not the tag: the dependent is not being updated.
-        create.body.image = dependent.image.clone();
+        // The dependent is not being updated: it keeps its image. It is
+        // created from its reference, so later pushes still match it, as
+        // long as the reference still names that image; if the tag moved
+        // since, only the image ID keeps it on what it ran.
+        let running = dependent.image.clone().unwrap_or_default();
+        let resolves = self
+            .engine
+            .inspect_image(&image)
+            .await
+            .is_ok_and(|i| i.id.as_deref() == Some(running.as_str()));
+        if !resolves {
+            tracing::warn!(dependent = %name, %image, "the tag moved since the dependent was created; recreating it on its image ID");
+            create.body.image = Some(running);
+        }
         if let Some(host) = create.body.host_config.as_mut() {
             adjust(host);
         }

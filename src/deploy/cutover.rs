@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, EndpointSettings};
+use bollard::models::EndpointSettings;
 
 use super::policy::Policy;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineError};
 use crate::store::State;
 
 use super::update::{short, Job, Swap, Updater};
@@ -24,8 +24,7 @@ impl<E: Engine> Updater<E> {
     pub(super) async fn start_first(
         &self,
         job: &Job,
-        swap: &mut Swap,
-        old: &ContainerInspectResponse,
+        swap: &Swap,
         policy: &Policy,
         aliases: Vec<(String, EndpointSettings)>,
     ) -> Result<(), String> {
@@ -48,36 +47,38 @@ impl<E: Engine> Updater<E> {
             tokio::time::sleep(SETTLE).await;
         }
 
-        // The commit point: from here on the new container serves.
-        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
-        let networks = old
-            .network_settings
-            .as_ref()
-            .and_then(|s| s.networks.as_ref())
-            .map(|n| n.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default();
-        for network in networks
-            .iter()
+        // The commit point: from here on the new container serves, and
+        // recovery finishes the update rather than undoing it.
+        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)))
+            .await;
+        self.retire(job, swap).await
+    }
+
+    /// Retires the old container once the new one serves: off its
+    /// networks, stopped, and its name given to the new one. Safe to run
+    /// again after a crash.
+    pub(super) async fn retire(&self, job: &Job, swap: &Swap) -> Result<(), String> {
+        let mut networks: Vec<_> = swap
+            .old_networks
+            .keys()
             .filter(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
-        {
+            .collect();
+        networks.sort();
+        for network in networks {
             // Off the networks before the stop: name lookups stop returning
             // it at once, rather than after its process has exited.
-            if let Err(e) = self.engine.disconnect_network(network, &swap.old_id).await {
-                tracing::warn!(%network, error = %e, "cannot take the old container off a network");
+            match self.engine.disconnect_network(network, &swap.old_id).await {
+                Ok(()) | Err(EngineError::NotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%network, error = %e, "cannot take the old container off a network")
+                }
             }
         }
+        // Waits for the stop to finish, even one a crash interrupted.
         if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
             tracing::warn!(error = %e, "cannot stop the old container; it will be removed");
         }
-        self.engine
-            .rename_container(&swap.old_id, &job.parked_name())
-            .await
-            .map_err(|e| format!("cannot rename the old container: {e}"))?;
-        swap.old_parked = true;
-        self.engine
-            .rename_container(&new_id, &job.target)
-            .await
-            .map_err(|e| format!("cannot give the new container the name {}: {e}", job.target))
+        self.take_name(job, swap).await
     }
 
     /// The old container stops, then the new one starts at once under its
@@ -85,23 +86,16 @@ impl<E: Engine> Updater<E> {
     pub(super) async fn stop_first(
         &self,
         job: &Job,
-        swap: &mut Swap,
+        swap: &Swap,
         policy: &Policy,
     ) -> Result<(), String> {
         let new_id = swap.new_id.clone().unwrap_or_default();
         let target = &job.target;
-        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
+        self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)))
+            .await;
         // Names first, while the old container still serves: the site is
         // down only from the stop to the start.
-        self.engine
-            .rename_container(&swap.old_id, &job.parked_name())
-            .await
-            .map_err(|e| format!("cannot rename {target}: {e}"))?;
-        swap.old_parked = true;
-        self.engine
-            .rename_container(&new_id, target)
-            .await
-            .map_err(|e| format!("cannot give the new container the name {target}: {e}"))?;
+        self.take_name(job, swap).await?;
         self.engine
             .stop_container(&swap.old_id, None)
             .await
@@ -109,14 +103,46 @@ impl<E: Engine> Updater<E> {
         self.start_and_gate(job, &new_id, policy).await
     }
 
+    /// Parks the old container under a name derived from the deployment and
+    /// gives the target's name to the new one. It looks at the names the
+    /// containers have, so running it again renames nothing twice.
+    pub(super) async fn take_name(&self, job: &Job, swap: &Swap) -> Result<(), String> {
+        let target = &job.target;
+        let new_id = swap.new_id.clone().unwrap_or_default();
+        if self.name_of(&swap.old_id).await?.as_deref() == Some(target.as_str()) {
+            self.engine
+                .rename_container(&swap.old_id, &job.parked_name())
+                .await
+                .map_err(|e| format!("cannot rename {target}: {e}"))?;
+        }
+        if self.name_of(&new_id).await?.as_deref() != Some(target.as_str()) {
+            self.engine
+                .rename_container(&new_id, target)
+                .await
+                .map_err(|e| format!("cannot give the new container the name {target}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The name container `id` has now, without Docker's `/`; `None` when
+    /// the container is gone.
+    pub(super) async fn name_of(&self, id: &str) -> Result<Option<String>, String> {
+        match self.engine.inspect_container(id).await {
+            Ok(c) => Ok(c.name.map(|n| n.trim_start_matches('/').to_string())),
+            Err(EngineError::NotFound(_)) => Ok(None),
+            Err(e) => Err(format!("cannot inspect container {}: {e}", short(id))),
+        }
+    }
+
     /// Starts the new container and waits for its health gate.
     async fn start_and_gate(&self, job: &Job, new_id: &str, policy: &Policy) -> Result<(), String> {
-        self.record(job.deployment, State::Starting, Some(&short(new_id)));
+        self.record(job.deployment, State::Starting, Some(&short(new_id)))
+            .await;
         self.engine
             .start_container(new_id)
             .await
             .map_err(|e| format!("the new container did not start: {e}"))?;
-        self.record(job.deployment, State::Verifying, None);
+        self.record(job.deployment, State::Verifying, None).await;
         self.gate(new_id, policy).await
     }
 }

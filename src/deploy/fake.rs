@@ -42,6 +42,10 @@ pub struct World {
     pub fail_start_of_new: bool,
     /// New containers exit right after starting.
     pub new_exits: bool,
+    /// Starting a container that is not new fails (to fail a rollback).
+    pub fail_start_of_old: bool,
+    /// Creating a container panics, as a bug in dockhook would.
+    pub panic_on_create: bool,
     pub next_id: u32,
     /// Every mutating call, in order.
     pub calls: Vec<String>,
@@ -207,6 +211,11 @@ impl Engine for FakeEngine {
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
         let mut world = self.lock();
         world.calls.push(format!("create {name}"));
+        if world.panic_on_create {
+            world.panic_on_create = false;
+            drop(world);
+            panic!("a bug while creating {name}");
+        }
         if world.containers.iter().any(|c| c.name == name) {
             return Err(EngineError::Conflict(format!("name {name} is in use")));
         }
@@ -243,10 +252,14 @@ impl Engine for FakeEngine {
     async fn start_container(&self, id: &str) -> Result<()> {
         let mut world = self.lock();
         world.calls.push(format!("start {id}"));
-        let (fail, exits) = (world.fail_start_of_new, world.new_exits);
+        let (fail, exits, fail_old) = (
+            world.fail_start_of_new,
+            world.new_exits,
+            world.fail_start_of_old,
+        );
         let c = world.find(id)?;
         let is_new = c.id.starts_with("new-");
-        if is_new && fail {
+        if (is_new && fail) || (!is_new && fail_old) {
             return Err(EngineError::Other("OCI runtime create failed".into()));
         }
         c.running = !(is_new && exits);

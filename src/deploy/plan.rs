@@ -221,7 +221,11 @@ fn networks(
     (networking_config, extra)
 }
 
-fn endpoint_to_recreate(network: &str, endpoint: &EndpointSettings, id: &str) -> EndpointSettings {
+pub(super) fn endpoint_to_recreate(
+    network: &str,
+    endpoint: &EndpointSettings,
+    id: &str,
+) -> EndpointSettings {
     // The default bridge has no aliases; elsewhere Docker adds the short ID
     // of each container itself.
     let aliases = endpoint

@@ -1,26 +1,50 @@
 //! The deploy queue: one worker per target, bursts folded into one job.
 //!
 //! Updates of one container never overlap: each target has at most one job
-//! running and one waiting. A job submitted while another waits for the same
-//! target and image is the same job (Docker Hub sends several webhooks for
-//! one multi-arch push), so the caller gets the waiting deployment's id
-//! back. A job submitted while one runs waits for it: the push may be newer
-//! than what the running job pulled.
+//! running and one waiting. A push that is already in flight for the target
+//! (running, or waiting with the same image and digest) is the same job:
+//! Docker Hub sends several webhooks for one multi-arch push, and a push can
+//! arrive through several sources. Nothing else is suppressed: a tag moved
+//! back to an image it held before deploys again. A newer push replaces the
+//! one that waits, but an older version never replaces a newer one under a
+//! semver policy.
+//!
+//! The queue also runs the recovery of deployments a crash interrupted, in
+//! the target's slot, so no new job for that container starts before the
+//! host is put right. A worker that panics does not take its queue with it:
+//! the deployment is recovered from the store like a crashed one, and the
+//! next job runs.
+//!
+//! No lock is held across SQL: the bookkeeping is decided under the lock,
+//! the history written after it.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_util::FutureExt;
 use tokio_util::task::TaskTracker;
 
 use super::update::{Job, Updater};
 use crate::engine::Engine;
 use crate::image_ref::ImageRef;
-use crate::store::{NewDeployment, Store, StoreError};
+use crate::store::{Deployment, NewDeployment, State, Store, StoreError};
+use crate::tags::TagPolicy;
 
 /// Per-target bookkeeping.
 #[derive(Default)]
 struct Slot {
+    running: Option<Job>,
     waiting: Option<Job>,
+}
+
+/// What a worker does next.
+enum Work {
+    Update(Job),
+    /// Finish or undo the deployments of one target that a crash
+    /// interrupted, oldest first.
+    Recover(Vec<Deployment>),
 }
 
 /// Hands jobs to per-target workers.
@@ -29,6 +53,10 @@ pub struct Queue<E> {
     updater: Arc<Updater<E>>,
     store: Arc<Store>,
     tracker: TaskTracker,
+    /// Recoveries not finished yet; `/healthz` is not ready until none is.
+    recovering: Arc<AtomicUsize>,
+    /// Shutdown began: jobs that wait are left queued for the next start.
+    closing: Arc<AtomicBool>,
 }
 
 impl<E> Clone for Queue<E> {
@@ -38,6 +66,8 @@ impl<E> Clone for Queue<E> {
             updater: self.updater.clone(),
             store: self.store.clone(),
             tracker: self.tracker.clone(),
+            recovering: self.recovering.clone(),
+            closing: self.closing.clone(),
         }
     }
 }
@@ -53,6 +83,20 @@ pub struct Request<'a> {
     pub digest: Option<&'a str>,
     /// Why this container takes this image (its tag policy's decision).
     pub reason: &'a str,
+    /// The container's tag policy, to order the pushes that wait.
+    pub policy: &'a TagPolicy,
+}
+
+/// Where a request goes, decided under the lock.
+enum Placement {
+    /// The same push is in flight as this deployment.
+    Duplicate(i64),
+    /// A newer version waits: this older one is not deployed.
+    Older { waiting: i64, tag: String },
+    Queued {
+        superseded: Option<i64>,
+        start_worker: bool,
+    },
 }
 
 impl<E: Engine> Queue<E> {
@@ -62,79 +106,189 @@ impl<E: Engine> Queue<E> {
             updater,
             store,
             tracker: TaskTracker::new(),
+            recovering: Arc::default(),
+            closing: Arc::default(),
         }
     }
 
-    /// Queues an update and returns its deployment id. An identical waiting
-    /// one is reused, and so is any deployment of the same digest to the
-    /// same container that did not fail: one push that arrives through
-    /// several sources or deliveries deploys once.
-    pub fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(digest) = request.digest {
-            if let Some(existing) = self.store.deployment_of_digest(request.target, digest)? {
-                return Ok(existing);
-            }
+    /// Queues an update and returns its deployment id, or the id of the
+    /// deployment in flight for the same push.
+    pub async fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
+        if let Some(existing) = self.in_flight(request) {
+            return Ok(existing);
         }
-        if let Some(slot) = slots.get(request.target) {
-            let same = |j: &&Job| {
-                &j.image == request.image
-                    && (request.digest.is_none() || j.digest.as_deref() == request.digest)
-            };
-            if let Some(waiting) = slot.waiting.as_ref().filter(same) {
-                return Ok(waiting.deployment);
-            }
-        }
-        let deployment = self.store.create(&NewDeployment {
-            target: request.target,
-            container_id: request.container_id,
-            image: &request.image.to_string(),
-            source: request.source,
-            pusher: request.pusher,
-            digest: request.digest,
-            reason: Some(request.reason),
-        })?;
+        let new = NewDeployment {
+            target: request.target.to_string(),
+            container_id: request.container_id.to_string(),
+            image: request.image.to_string(),
+            source: request.source.to_string(),
+            pusher: request.pusher.map(str::to_string),
+            digest: request.digest.map(str::to_string),
+            reason: Some(request.reason.to_string()),
+        };
+        let deployment = self.store.call(move |store| store.create(&new)).await?;
         let job = Job {
             deployment,
             target: request.target.to_string(),
             image: request.image.clone(),
             digest: request.digest.map(str::to_string),
         };
-        match slots.get_mut(request.target) {
-            // A worker is busy with this target and will pick the job up; a
-            // different image waiting before it is overtaken.
-            Some(slot) => {
-                if let Some(replaced) = slot.waiting.replace(job) {
-                    let note = format!("superseded by deployment {deployment}");
-                    self.store.transition(
-                        replaced.deployment,
-                        crate::store::State::Skipped,
-                        Some(&note),
-                    )?;
-                }
+        let placement = self.place(job.clone(), request);
+        match placement {
+            Placement::Duplicate(existing) => {
+                let note = format!("the same push is deployment {existing}");
+                self.end(deployment, State::Skipped, note).await?;
+                Ok(existing)
             }
-            None => {
-                slots.insert(request.target.to_string(), Slot::default());
-                self.spawn_worker(job);
+            Placement::Older { waiting, tag } => {
+                let note = format!(
+                    "{} is older than {tag}, which waits in deployment {waiting}",
+                    request.image.tag
+                );
+                self.end(deployment, State::Skipped, note).await?;
+                Ok(deployment)
+            }
+            Placement::Queued {
+                superseded,
+                start_worker,
+            } => {
+                if start_worker {
+                    self.spawn_worker(Work::Update(job));
+                }
+                if let Some(replaced) = superseded {
+                    let note = format!("superseded by deployment {deployment}");
+                    self.end(replaced, State::Skipped, note).await?;
+                }
+                Ok(deployment)
             }
         }
-        Ok(deployment)
     }
 
-    fn spawn_worker(&self, first: Job) {
+    /// The deployment already running or waiting for the same push.
+    fn in_flight(&self, request: &Request<'_>) -> Option<i64> {
+        in_flight(
+            &self.slots.lock().unwrap_or_else(|e| e.into_inner()),
+            request,
+        )
+    }
+
+    fn place(&self, job: Job, request: &Request<'_>) -> Placement {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        // The in-flight check again, now that the row exists: a duplicate
+        // may have been placed meanwhile.
+        if let Some(existing) = in_flight(&slots, request) {
+            return Placement::Duplicate(existing);
+        }
+        let Some(slot) = slots.get_mut(&job.target) else {
+            slots.insert(
+                job.target.clone(),
+                Slot {
+                    running: Some(job),
+                    waiting: None,
+                },
+            );
+            return Placement::Queued {
+                superseded: None,
+                start_worker: true,
+            };
+        };
+        if let Some(waiting) = &slot.waiting {
+            let (waits, pushed) = (&waiting.image.tag, &job.image.tag);
+            if waits != pushed && request.policy.decide(waits, pushed).is_err() {
+                return Placement::Older {
+                    waiting: waiting.deployment,
+                    tag: waits.clone(),
+                };
+            }
+        }
+        // A worker is busy with this target and will pick the job up.
+        let superseded = slot.waiting.replace(job).map(|j| j.deployment);
+        Placement::Queued {
+            superseded,
+            start_worker: false,
+        }
+    }
+
+    /// Hands the deployments a previous run left unfinished to the workers:
+    /// those under way are recovered (finished or undone) first, those that
+    /// never started are run again. Call before taking new requests.
+    pub fn resume(&self, unfinished: Vec<Deployment>) {
+        let mut under_way: HashMap<String, Vec<Deployment>> = HashMap::new();
+        let mut queued = Vec::new();
+        for deployment in unfinished {
+            if deployment.state == State::Queued {
+                queued.extend(Job::of(&deployment));
+            } else {
+                under_way
+                    .entry(deployment.target.clone())
+                    .or_default()
+                    .push(deployment);
+            }
+        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        for (target, deployments) in under_way {
+            self.recovering
+                .fetch_add(deployments.len(), Ordering::AcqRel);
+            slots.insert(target, Slot::default());
+            self.spawn_worker(Work::Recover(deployments));
+        }
+        let mut superseded = Vec::new();
+        for job in queued {
+            match slots.get_mut(&job.target) {
+                Some(slot) => superseded.extend(slot.waiting.replace(job)),
+                None => {
+                    slots.insert(
+                        job.target.clone(),
+                        Slot {
+                            running: Some(job.clone()),
+                            waiting: None,
+                        },
+                    );
+                    self.spawn_worker(Work::Update(job));
+                }
+            }
+        }
+        drop(slots);
+        for job in superseded {
+            let queue = self.clone();
+            self.tracker.spawn(async move {
+                let note = "superseded by a newer push that was queued too".to_string();
+                if let Err(e) = queue.end(job.deployment, State::Skipped, note).await {
+                    tracing::error!(deployment = job.deployment, error = %e, "cannot record a skipped deployment");
+                }
+            });
+        }
+    }
+
+    /// How many interrupted deployments are still being recovered.
+    pub fn recovering(&self) -> usize {
+        self.recovering.load(Ordering::Acquire)
+    }
+
+    async fn end(&self, deployment: i64, state: State, note: String) -> Result<(), StoreError> {
+        self.store
+            .call(move |store| store.transition(deployment, state, Some(&note)))
+            .await
+    }
+
+    fn spawn_worker(&self, first: Work) {
         let queue = self.clone();
         self.tracker.spawn(async move {
-            let mut job = first;
+            let mut work = first;
             loop {
-                queue.updater.run(&job).await;
+                let target = queue.perform(work).await;
                 let mut slots = queue.slots.lock().unwrap_or_else(|e| e.into_inner());
-                match slots
-                    .get_mut(&job.target)
-                    .and_then(|slot| slot.waiting.take())
-                {
-                    Some(next) => job = next,
+                let Some(slot) = slots.get_mut(&target) else {
+                    break;
+                };
+                let closing = queue.closing.load(Ordering::Acquire);
+                match slot.waiting.take().filter(|_| !closing) {
+                    Some(next) => {
+                        slot.running = Some(next.clone());
+                        work = Work::Update(next);
+                    }
                     None => {
-                        slots.remove(&job.target);
+                        slots.remove(&target);
                         break;
                     }
                 }
@@ -142,9 +296,114 @@ impl<E: Engine> Queue<E> {
         });
     }
 
-    /// Stops taking work and waits for the running and waiting jobs.
-    pub async fn drain(&self) {
+    /// Does one piece of work and returns its target. A panic in an update
+    /// is caught and the deployment recovered like a crashed one.
+    async fn perform(&self, work: Work) -> String {
+        match work {
+            Work::Update(job) => {
+                let target = job.target.clone();
+                let updater = self.updater.clone();
+                let done = AssertUnwindSafe(async move { updater.run(&job).await })
+                    .catch_unwind()
+                    .await;
+                if let Err(panic) = done {
+                    let deployment = self.running_deployment(&target);
+                    self.after_panic(deployment, panic_message(&panic)).await;
+                }
+                target
+            }
+            Work::Recover(deployments) => {
+                let target = deployments[0].target.clone();
+                for deployment in deployments {
+                    let cause =
+                        format!("dockhook stopped during step {}", deployment.state.as_str());
+                    let done = AssertUnwindSafe(self.updater.recover(&deployment, &cause))
+                        .catch_unwind()
+                        .await;
+                    self.recovering.fetch_sub(1, Ordering::AcqRel);
+                    if let Err(panic) = done {
+                        self.after_panic(Some(deployment.id), panic_message(&panic))
+                            .await;
+                    }
+                }
+                target
+            }
+        }
+    }
+
+    fn running_deployment(&self, target: &str) -> Option<i64> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .get(target)
+            .and_then(|slot| slot.running.as_ref())
+            .map(|job| job.deployment)
+    }
+
+    async fn after_panic(&self, deployment: Option<i64>, message: String) {
+        let Some(deployment) = deployment else {
+            return;
+        };
+        tracing::error!(deployment, %message, "a deployment worker panicked; recovering the deployment");
+        let cause = format!("an internal error stopped the deployment (panic: {message})");
+        let loaded = self.store.call(move |store| store.get(deployment)).await;
+        let recovered = match loaded {
+            Ok(Some((d, _))) if !d.state.is_final() => {
+                AssertUnwindSafe(self.updater.recover(&d, &cause))
+                    .catch_unwind()
+                    .await
+                    .is_ok()
+            }
+            _ => true,
+        };
+        if !recovered {
+            let note = format!("{cause}; recovering it panicked too");
+            if let Err(e) = self.end(deployment, State::Failed, note).await {
+                tracing::error!(deployment, error = %e, "cannot record a failed deployment");
+            }
+        }
+    }
+
+    /// Waits for every job, those that wait too (for tests).
+    #[cfg(test)]
+    pub(crate) async fn finish_all(&self) {
         self.tracker.close();
         self.tracker.wait().await;
     }
+
+    /// Stops taking work and waits for the jobs that run; those that wait
+    /// stay queued in the history, for the next start.
+    pub async fn drain(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// The deployment in `slots` already running or waiting for the same push.
+fn in_flight(slots: &HashMap<String, Slot>, request: &Request<'_>) -> Option<i64> {
+    let slot = slots.get(request.target)?;
+    let same_digest = |job: &&Job| {
+        &job.image == request.image
+            && request.digest.is_some()
+            && job.digest.as_deref() == request.digest
+    };
+    // Without a digest a push is known only by its tag: one that waits takes
+    // it, one that runs may have pulled before it.
+    let same_waiting = |job: &&Job| {
+        &job.image == request.image
+            && (request.digest.is_none() || job.digest.as_deref() == request.digest)
+    };
+    slot.running
+        .as_ref()
+        .filter(same_digest)
+        .or(slot.waiting.as_ref().filter(same_waiting))
+        .map(|job| job.deployment)
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown".into())
 }

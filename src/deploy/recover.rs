@@ -1,139 +1,214 @@
 //! Recovery: finishing or undoing the deployments a crash interrupted.
 //!
-//! dockhook writes each step before taking it and derives the names of its
-//! temporary containers from the deployment, so at start-up it can tell,
-//! from the store and from what the engine shows, how far an interrupted
-//! update got: before the new container took the name, the old one gets it
-//! back; after, the new one must still pass its health gate. Either way
-//! exactly one container keeps the name, running, and no temporary one is
-//! left.
+//! dockhook writes each step, with what it learnt (the old container, its
+//! networks, the strategy, the images), before taking it, and derives the
+//! names of its temporary containers from the deployment. So at start-up it
+//! can tell, from the store and from what the engine shows now, how far an
+//! interrupted update got:
+//!
+//! - before the commit point (start-first: the new container passed its
+//!   gate; stop-first: the new container has the target's name), the old
+//!   container gets its name, networks and running state back;
+//! - past it, the update is finished: the old container is retired and the
+//!   new one must still pass its gate, or the update is undone.
+//!
+//! It trusts no snapshot: a stop that the crash interrupted goes on inside
+//! Docker, so recovery lets it end before it decides what runs, and it
+//! records an end state only once the host shows it. While Docker does not
+//! answer, recovery waits and tries again; it never gives up on a
+//! deployment because the engine was down.
+
+use std::time::Duration;
 
 use super::policy::policy;
 use super::update::{short, Job, Outcome, Swap, Updater};
 use crate::engine::{Engine, EngineError};
-use crate::image_ref::ImageRef;
 use crate::store::{Deployment, State};
+
+/// The longest pause between two attempts while Docker does not answer.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Why a recovery could not decide now.
+enum Retry {
+    /// Docker does not answer: try again later.
+    Unavailable(String),
+}
+
+impl From<EngineError> for Retry {
+    fn from(e: EngineError) -> Self {
+        Retry::Unavailable(e.to_string())
+    }
+}
 
 impl<E: Engine> Updater<E> {
     /// Finishes or undoes a deployment that was under way when dockhook
-    /// stopped, from what the store says and what the engine shows, and
-    /// records how it ended. Leaves exactly one container under the target's
-    /// name, running, and no temporary containers.
-    pub async fn recover(&self, deployment: &Deployment) -> Outcome {
+    /// stopped (`cause` says how), from what the store says and what the
+    /// engine shows, and records how it ended. Leaves exactly one container
+    /// under the target's name, running, and no temporary containers.
+    /// Waits for Docker as long as it takes.
+    pub async fn recover(&self, deployment: &Deployment, cause: &str) -> Outcome {
+        let Some(job) = Job::of(deployment) else {
+            let outcome = Outcome::Failed(format!(
+                "{cause}; its recorded image {:?} is invalid",
+                deployment.image
+            ));
+            return self
+                .finish(deployment.id, &deployment.target, outcome)
+                .await;
+        };
         if deployment.state == State::Queued {
             // It never started: the push it answers still deserves an update.
-            if let Ok(image) = ImageRef::parse(&deployment.image) {
-                let job = Job {
-                    deployment: deployment.id,
-                    target: deployment.target.clone(),
-                    image,
-                    digest: deployment.digest.clone(),
-                };
-                return self.run(&job).await;
-            }
+            return self.run(&job).await;
         }
-        let outcome = self.reconcile(deployment).await;
+        let mut pause = Duration::from_millis(500);
+        let outcome = loop {
+            match self.reconcile(deployment, &job, cause).await {
+                Ok(outcome) => break outcome,
+                Err(Retry::Unavailable(e)) => {
+                    tracing::warn!(
+                        deployment = deployment.id,
+                        error = %e,
+                        "cannot recover the deployment while Docker does not answer; trying again in {pause:?}"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_BACKOFF);
+                }
+            }
+        };
         let outcome = match outcome {
-            Outcome::Succeeded(s) => {
-                Outcome::Succeeded(format!("{s} (finished after dockhook restarted)"))
-            }
-            Outcome::RolledBack(s) => {
-                Outcome::RolledBack(format!("{s} (undone after dockhook restarted)"))
-            }
+            Outcome::Succeeded(s) => Outcome::Succeeded(format!("{s} (finished after {cause})")),
+            Outcome::RolledBack(s) => Outcome::RolledBack(format!("{s} (undone after {cause})")),
             other => other,
         };
         self.finish(deployment.id, &deployment.target, outcome)
+            .await
     }
 
-    async fn reconcile(&self, deployment: &Deployment) -> Outcome {
-        let image = match ImageRef::parse(&deployment.image) {
-            Ok(image) => image,
-            Err(e) => return Outcome::Failed(format!("recorded image is invalid: {e}")),
-        };
-        let job = Job {
-            deployment: deployment.id,
-            target: deployment.target.clone(),
-            image,
-            digest: deployment.digest.clone(),
-        };
-        let find = async |name: &str| match self.engine.inspect_container(name).await {
+    async fn reconcile(
+        &self,
+        deployment: &Deployment,
+        job: &Job,
+        cause: &str,
+    ) -> Result<Outcome, Retry> {
+        self.engine.ping().await?;
+        let _serialised = self.repository_lock(&job.image).await;
+        let id_of = async |name: &str| match self.engine.inspect_container(name).await {
             Ok(c) => Ok(c.id),
             Err(EngineError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         };
-        let (named, new, parked) = match (
-            find(&job.target).await,
-            find(&job.new_name()).await,
-            find(&job.parked_name()).await,
-        ) {
-            (Ok(named), Ok(new), Ok(parked)) => (named, new, parked),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                return Outcome::Failed(format!("cannot look at {}: {e}", job.target))
-            }
+        let named = id_of(&job.target).await?;
+        let new = id_of(&job.new_name()).await?;
+        let parked = id_of(&job.parked_name()).await?;
+        let Some(old_id) = deployment.old_container_id.clone().filter(|_| {
+            // Recorded with the first step; a deployment that never got
+            // there changed nothing.
+            deployment.state != State::Pulling || deployment.old_image_id.is_some()
+        }) else {
+            return Ok(Outcome::Failed(format!("{cause}; nothing was changed")));
         };
-        let old_id = deployment.old_container_id.clone().unwrap_or_default();
         let new_id = deployment.new_container_id.clone().or(new.clone());
-        let old_configured = match self.engine.inspect_container(&old_id).await {
-            Ok(old) => old.config.and_then(|c| c.image),
-            Err(_) => None,
-        };
-        let same_tag = old_configured
-            .and_then(|image| ImageRef::parse(&image).ok())
-            .is_some_and(|image| image.tag == job.image.tag);
+        let start_first = deployment.strategy.as_deref() == Some("start-first");
+        let swapped = named.is_some() && named == new_id;
+        let committed = swapped
+            || (start_first && deployment.state == State::Stopping && new_id.is_some())
+            || matches!(deployment.state, State::CleaningUp | State::PostUpdate);
         let swap = Swap {
             target: job.target.clone(),
-            retag: same_tag.then(|| job.image.clone()),
+            retag: self.retag_for(&old_id, job).await?,
             old_id: old_id.clone(),
             old_image_id: deployment.old_image_id.clone().unwrap_or_default(),
+            old_networks: deployment
+                .old_networks
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok())
+                .unwrap_or_default(),
             new_id: new_id.clone(),
-            old_parked: parked.is_some(),
+            // Both strategies stop the old container at this step (stop-first
+            // once the names are swapped).
+            old_may_be_stopping: deployment.state == State::Stopping && (start_first || swapped),
         };
-        let interrupted = format!("dockhook stopped during step {}", deployment.state.as_str());
-        let swapped = named.is_some() && named == new_id;
-        if !swapped {
-            if named.is_none() && parked.is_none() && new.is_none() {
-                return Outcome::Failed(format!(
-                    "{interrupted}; no container {} is left",
-                    job.target
-                ));
-            }
-            // Not committed yet: the old container takes its place again.
-            return self.roll_back(&swap, interrupted).await;
+        if named.is_none() && parked.is_none() && new.is_none() && id_of(&old_id).await?.is_none() {
+            return Ok(Outcome::RollbackFailed(format!(
+                "{cause}; no container {} is left",
+                job.target
+            )));
         }
-        // The new container has the name: it must still pass its gate.
-        let policy = match self
-            .engine
-            .inspect_container(new_id.as_deref().unwrap_or_default())
-            .await
-        {
-            Ok(inspect) => policy(
-                &inspect,
-                self.settings.strategy,
-                self.settings.health_timeout,
-            ),
-            Err(e) => Err(e.to_string()),
+        if !committed {
+            // Not committed yet: the old container takes its place again.
+            return Ok(self.roll_back(&swap, cause.to_string()).await);
+        }
+        let Some(new_id) = new_id else {
+            return Ok(self.roll_back(&swap, cause.to_string()).await);
         };
-        let policy = match policy {
-            Ok(policy) => policy,
-            Err(reason) => {
+        Ok(self
+            .finish_cutover(deployment, job, &swap, &new_id, cause)
+            .await)
+    }
+
+    /// Past the commit point: retires the old container (waiting for a stop
+    /// the crash interrupted), and the new one must still pass its gate.
+    async fn finish_cutover(
+        &self,
+        deployment: &Deployment,
+        job: &Job,
+        swap: &Swap,
+        new_id: &str,
+        cause: &str,
+    ) -> Outcome {
+        let new = match self.engine.inspect_container(new_id).await {
+            Ok(new) => new,
+            Err(e) => {
                 return self
-                    .roll_back(&swap, format!("{interrupted}; {reason}"))
+                    .roll_back(swap, format!("{cause}; the new container is gone: {e}"))
                     .await
             }
         };
-        let id = new_id.unwrap_or_default();
-        // Stop-first may have been stopped between the renames and the stop.
-        if let Err(e) = self.engine.stop_container(&old_id, None).await {
-            tracing::debug!(error = %e, "old container not stopped during recovery");
+        let policy = match policy(&new, self.settings.strategy, self.settings.health_timeout) {
+            Ok(policy) => policy,
+            Err(reason) => return self.roll_back(swap, format!("{cause}; {reason}")).await,
+        };
+        if let Err(reason) = self.retire(job, swap).await {
+            return self.roll_back(swap, format!("{cause}; {reason}")).await;
         }
-        let _ = self.engine.start_container(&id).await;
-        if let Err(reason) = self.gate(&id, &policy).await {
-            return self
-                .roll_back(&swap, format!("{interrupted}; {reason}"))
-                .await;
+        if new.state.as_ref().and_then(|s| s.running) != Some(true) {
+            if let Err(e) = self.engine.start_container(new_id).await {
+                let reason = format!("{cause}; the new container did not start: {e}");
+                return self.roll_back(swap, reason).await;
+            }
         }
-        let mut notes = vec![format!("replaced container {}", short(&old_id))];
-        notes.extend(self.clean_up(&swap).await);
+        let image_id = deployment
+            .new_image_id
+            .clone()
+            .or(new.image.clone())
+            .unwrap_or_default();
+        let checked = match self.gate(new_id, &policy).await {
+            Ok(()) => self.serves(&job.target, new_id, &image_id).await,
+            Err(reason) => Err(reason),
+        };
+        if let Err(reason) = checked {
+            return self.roll_back(swap, format!("{cause}; {reason}")).await;
+        }
+        let mut notes = vec![format!("replaced container {}", short(&swap.old_id))];
+        notes.extend(self.clean_up(swap).await);
         Outcome::Succeeded(notes.join("; "))
+    }
+
+    /// The tag to point back at the old image when undoing: the pushed one,
+    /// when the old container was configured with that tag.
+    async fn retag_for(
+        &self,
+        old_id: &str,
+        job: &Job,
+    ) -> Result<Option<crate::image_ref::ImageRef>, EngineError> {
+        let configured = match self.engine.inspect_container(old_id).await {
+            Ok(old) => old.config.and_then(|c| c.image),
+            Err(EngineError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let same_tag = configured
+            .and_then(|image| crate::image_ref::ImageRef::parse(&image).ok())
+            .is_some_and(|image| image.tag == job.image.tag);
+        Ok(same_tag.then(|| job.image.clone()))
     }
 }

@@ -7,6 +7,7 @@ use super::fake::FakeEngine;
 use super::{Job, Outcome, Queue, Request, Settings, Strategy, StrategySetting, Updater};
 use crate::image_ref::ImageRef;
 use crate::store::{NewDeployment, State, Store};
+use crate::tags::TagPolicy;
 
 const IMAGE: &str = "127.0.0.1:5000/alice/site:latest";
 
@@ -49,12 +50,12 @@ impl Rig {
         let deployment = self
             .store
             .create(&NewDeployment {
-                target: "site",
-                container_id: "site-id",
-                image: IMAGE,
-                source: "test",
+                target: "site".into(),
+                container_id: "site-id".into(),
+                image: IMAGE.into(),
+                source: "test".into(),
                 pusher: None,
-                digest: self.digest.as_deref(),
+                digest: self.digest.clone(),
                 reason: None,
             })
             .unwrap();
@@ -75,6 +76,7 @@ impl Rig {
 
 fn request(image: &ImageRef) -> Request<'_> {
     Request {
+        policy: &TagPolicy::Exact,
         target: "site",
         container_id: "site-id",
         image,
@@ -300,13 +302,14 @@ async fn burst_of_submissions_runs_one_update_then_one_check() {
     let rig = rig("sha256:old", "sha256:new");
     let queue = Queue::new(rig.updater.clone(), rig.store.clone());
     let image = ImageRef::parse(IMAGE).unwrap();
-    let ids: Vec<i64> = (0..10)
-        .map(|_| queue.submit(&request(&image)).unwrap())
-        .collect();
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(queue.submit(&request(&image)).await.unwrap());
+    }
     // The first starts at once; the other nine fold into one waiting job.
     assert_eq!(ids[0], 1);
     assert!(ids[1..].iter().all(|&id| id == 2), "{ids:?}");
-    queue.drain().await;
+    queue.finish_all().await;
     let creates = rig
         .calls()
         .iter()
@@ -365,19 +368,42 @@ async fn one_digest_through_several_deliveries_deploys_once() {
         digest: Some(&digest),
         ..request(&image)
     };
-    let first = queue.submit(&with_digest).unwrap();
-    queue.drain().await;
-    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
-    let again = queue.submit(&Request {
-        source: "another-source",
-        ..with_digest
-    });
-    assert_eq!(again.unwrap(), first, "the same push deploys once");
-    assert_eq!(rig.store.list(10).unwrap().len(), 1);
+    let first = queue.submit(&with_digest).await.unwrap();
+    let again = queue
+        .submit(&Request {
+            source: "another-source",
+            ..with_digest
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "the same push in flight is the same deployment"
+    );
+    queue.finish_all().await;
     assert_eq!(
         rig.store.get(first).unwrap().unwrap().0.state,
         State::Succeeded
     );
+    // Delivered again once it runs: nothing to do, and the history says so.
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let late = queue
+        .submit(&Request {
+            source: "another-source",
+            ..with_digest
+        })
+        .await
+        .unwrap();
+    queue.finish_all().await;
+    let (late, _) = rig.store.get(late).unwrap().unwrap();
+    assert_eq!(late.state, State::Skipped);
+    assert!(late.error.is_none());
+    let creates = rig
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1, "one push deploys once");
 }
 
 #[tokio::test]
@@ -404,10 +430,10 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
     let pushed = ImageRef::parse("127.0.0.1:5000/alice/site:1.3.0").unwrap();
     let deployment = store
         .create(&NewDeployment {
-            target: "site",
-            container_id: "site-id",
-            image: &pushed.to_string(),
-            source: "test",
+            target: "site".into(),
+            container_id: "site-id".into(),
+            image: pushed.to_string(),
+            source: "test".into(),
             pusher: None,
             digest: None,
             reason: None,
@@ -426,4 +452,189 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
     assert_eq!(site.image_id, "sha256:new");
     // The old tag still names the old image, so it is kept.
     assert!(engine.lock().images.contains_key("sha256:old"));
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_has_its_own_state() {
+    let rig = rig("sha256:old", "sha256:new");
+    {
+        let mut world = rig.engine.lock();
+        world.new_exits = true;
+        world.fail_start_of_old = true;
+    }
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::RollbackFailed(ref s) if s.contains("rolling back failed too")),
+        "{outcome:?}"
+    );
+    let (deployment, _) = rig.store.get(1).unwrap().unwrap();
+    assert_eq!(deployment.state, State::RollbackFailed);
+    assert!(deployment.error.is_some());
+}
+
+#[tokio::test]
+async fn a_panicking_worker_ends_its_deployment_and_frees_the_queue() {
+    let rig = rig("sha256:old", "sha256:new");
+    rig.engine.lock().panic_on_create = true;
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let first = queue.submit(&request(&image)).await.unwrap();
+    let second = queue.submit(&request(&image)).await.unwrap();
+    queue.finish_all().await;
+    let (first, _) = rig.store.get(first).unwrap().unwrap();
+    assert!(first.state.is_final(), "{first:?}");
+    assert!(
+        first.error.as_deref().unwrap_or_default().contains("panic"),
+        "{first:?}"
+    );
+    let (second, _) = rig.store.get(second).unwrap().unwrap();
+    assert_eq!(second.state, State::Succeeded, "{second:?}");
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!((site.image_id.as_str(), site.running), ("sha256:new", true));
+}
+
+#[tokio::test]
+async fn a_tag_moved_back_to_an_earlier_digest_deploys_again() {
+    let rig = rig("sha256:a", "sha256:b");
+    let digest_a = format!("sha256:{}", "a".repeat(64));
+    let digest_b = format!("sha256:{}", "b".repeat(64));
+    {
+        let mut world = rig.engine.lock();
+        world.digests.insert("sha256:a".into(), digest_a.clone());
+        world.digests.insert("sha256:b".into(), digest_b.clone());
+    }
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let push = |digest| Request {
+        digest: Some(digest),
+        ..request(&image)
+    };
+    // A -> B.
+    let to_b = queue.submit(&push(&digest_b)).await.unwrap();
+    queue.finish_all().await;
+    assert_eq!(
+        rig.store.get(to_b).unwrap().unwrap().0.state,
+        State::Succeeded
+    );
+    // The registry's tag moves back to A (a rollback by re-tagging).
+    {
+        let mut world = rig.engine.lock();
+        world.registry.insert(image.to_string(), "sha256:a".into());
+        world.images.entry("sha256:a".into()).or_default();
+    }
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let to_a = queue.submit(&push(&digest_a)).await.unwrap();
+    queue.finish_all().await;
+    let (to_a, _) = rig.store.get(to_a).unwrap().unwrap();
+    assert_eq!(to_a.state, State::Succeeded, "{to_a:?}");
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:a");
+}
+
+#[tokio::test]
+async fn an_older_version_never_replaces_a_newer_one_that_waits() {
+    let rig = rig("sha256:old", "sha256:new");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let semver = TagPolicy::parse(Some("semver:minor")).unwrap();
+    let tagged = |tag: &str| ImageRef::parse(&format!("127.0.0.1:5000/alice/site:{tag}")).unwrap();
+    let (running, newer, older) = (tagged("1.3.0"), tagged("1.5.0"), tagged("1.4.0"));
+    let submit = |image| Request {
+        policy: &semver,
+        ..request(image)
+    };
+    // Hold the repository so the first job stays running.
+    let held = rig.updater.repository_lock(&running).await;
+    queue.submit(&submit(&running)).await.unwrap();
+    let newer = queue.submit(&submit(&newer)).await.unwrap();
+    let older = queue.submit(&submit(&older)).await.unwrap();
+    let (older, steps) = rig.store.get(older).unwrap().unwrap();
+    assert_eq!(older.state, State::Skipped);
+    assert!(
+        steps
+            .last()
+            .unwrap()
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("older than 1.5.0"),
+        "{steps:?}"
+    );
+    drop(held);
+    queue.finish_all().await;
+    assert_ne!(
+        rig.store.get(newer).unwrap().unwrap().0.state,
+        State::Queued,
+        "the newer one still ran"
+    );
+}
+
+#[tokio::test]
+async fn a_queued_job_records_the_container_it_finds_when_it_runs() {
+    let rig = rig("sha256:old", "sha256:new");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let first = queue.submit(&request(&image)).await.unwrap();
+    // Queued while the first runs, with the container id of that moment.
+    let second = queue.submit(&request(&image)).await.unwrap();
+    queue.finish_all().await;
+    let (first, _) = rig.store.get(first).unwrap().unwrap();
+    let (second, _) = rig.store.get(second).unwrap().unwrap();
+    assert_eq!(first.state, State::Succeeded);
+    assert_eq!(
+        second.old_container_id, first.new_container_id,
+        "the second update acts on the container the first one made"
+    );
+}
+
+#[tokio::test]
+async fn replicas_of_one_image_are_updated_one_after_the_other() {
+    let rig = rig("sha256:old", "sha256:new");
+    {
+        let mut world = rig.engine.lock();
+        let mut replica = world.containers[0].clone();
+        replica.id = "replica-id".into();
+        replica.name = "replica".into();
+        world.containers.push(replica);
+    }
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let a = queue.submit(&request(&image)).await.unwrap();
+    let b = queue
+        .submit(&Request {
+            target: "replica",
+            container_id: "replica-id",
+            ..request(&image)
+        })
+        .await
+        .unwrap();
+    queue.finish_all().await;
+    for id in [a, b] {
+        let (d, _) = rig.store.get(id).unwrap().unwrap();
+        assert!(
+            matches!(d.state, State::Succeeded | State::Skipped),
+            "{d:?}"
+        );
+    }
+    // One deployment's calls never interleave with the other's: the second
+    // pulls only once the first is done.
+    let calls = rig.calls();
+    let last_of_first = calls
+        .iter()
+        .rposition(|c| c.contains("new-1") || c.contains("site-id"))
+        .unwrap();
+    let second_pull = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.starts_with("pull"))
+        .nth(1)
+        .unwrap()
+        .0;
+    assert!(last_of_first < second_pull, "interleaved: {calls:?}");
+    for name in ["site", "replica"] {
+        let c = rig.engine.named(name).unwrap();
+        assert_eq!(
+            (c.image_id.as_str(), c.running),
+            ("sha256:new", true),
+            "{name}"
+        );
+    }
 }

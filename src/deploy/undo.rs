@@ -8,7 +8,8 @@ use tokio::time::Instant;
 
 use crate::engine::{Engine, EngineError};
 
-use super::update::{Outcome, Swap, Updater};
+use super::plan::endpoint_to_recreate;
+use super::update::{short, Outcome, Swap, Updater};
 
 /// How long undoing an update keeps retrying while Docker does not answer.
 const UNDO_PATIENCE: Duration = Duration::from_secs(120);
@@ -17,9 +18,10 @@ const LOG_LINES: usize = 20;
 
 impl<E: Engine> Updater<E> {
     /// Undoes `swap`: the new container goes (its last log lines join the
-    /// reason), the old one gets its name back and runs again, and the tag
-    /// points at the old image once more. Keeps trying for a while when
-    /// Docker does not answer, as during a daemon restart.
+    /// reason), the old one gets its name, its networks and its running
+    /// state back, and the tag points at the old image once more. Keeps
+    /// trying for a while when Docker does not answer, as during a daemon
+    /// restart, and checks what the host shows before it says it is done.
     pub(super) async fn roll_back(&self, swap: &Swap, reason: String) -> Outcome {
         let mut reason = reason;
         if let Some(new_id) = &swap.new_id {
@@ -30,53 +32,95 @@ impl<E: Engine> Updater<E> {
                 }
             }
         }
+        let target = &swap.target;
         let deadline = Instant::now() + UNDO_PATIENCE;
         let mut pause = Duration::from_millis(250);
         loop {
-            match self.undo(swap).await {
-                Ok(()) => {
-                    let nothing_changed = swap.new_id.is_none();
-                    let target = &swap.target;
-                    return if nothing_changed {
-                        Outcome::Failed(format!("{reason}; {target} keeps running"))
-                    } else {
-                        Outcome::RolledBack(format!(
-                            "{reason}; {target} runs its previous container and image again"
-                        ))
-                    };
+            let error = match self.undo(swap).await {
+                Ok(()) if swap.new_id.is_none() => {
+                    return Outcome::Failed(format!("{reason}; {target} keeps running"))
                 }
-                Err(EngineError::Other(e)) if Instant::now() + pause < deadline => {
+                Ok(()) => {
+                    return Outcome::RolledBack(format!(
+                        "{reason}; {target} runs its previous container and image again"
+                    ))
+                }
+                Err(error) => error,
+            };
+            match error {
+                UndoError::Engine(EngineError::Unavailable(e))
+                    if Instant::now() + pause < deadline =>
+                {
                     tracing::warn!(error = %e, "rolling back failed, trying again");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(5));
                 }
-                Err(e) => {
-                    return Outcome::Failed(format!("{reason}; rolling back also failed: {e}"))
+                error if swap.new_id.is_none() => {
+                    // No container was touched: the site still runs.
+                    return Outcome::Failed(format!(
+                        "{reason}; {target} keeps running, but restoring its tag failed: {error}"
+                    ));
+                }
+                error => {
+                    return Outcome::RollbackFailed(format!(
+                        "{reason}; rolling back failed too: {error}"
+                    ))
                 }
             }
         }
     }
 
-    async fn undo(&self, swap: &Swap) -> Result<(), EngineError> {
+    async fn undo(&self, swap: &Swap) -> Result<(), UndoError> {
+        let target = &swap.target;
         if let Some(new_id) = &swap.new_id {
             match self.engine.remove_container(new_id).await {
                 Ok(()) | Err(EngineError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
-        if swap.old_parked {
+        let old = match self.engine.inspect_container(&swap.old_id).await {
+            Ok(old) => old,
+            Err(EngineError::NotFound(_)) => {
+                return Err(UndoError::Host(format!(
+                    "the old container {} is gone",
+                    short(&swap.old_id)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // By the name it has, not by what was done: a rollback run again
+        // after a crash renames nothing twice.
+        let name = old
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .trim_start_matches('/');
+        if name != target {
+            self.engine.rename_container(&swap.old_id, target).await?;
+        }
+        let attached = old
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref());
+        let mut missing: Vec<_> = swap
+            .old_networks
+            .iter()
+            .filter(|(network, _)| !attached.is_some_and(|a| a.contains_key(*network)))
+            .collect();
+        missing.sort_by_key(|(network, _)| network.as_str());
+        for (network, endpoint) in missing {
+            let endpoint = endpoint_to_recreate(network, endpoint, &swap.old_id);
             self.engine
-                .rename_container(&swap.old_id, &swap.target)
+                .connect_network(network, &swap.old_id, endpoint)
                 .await?;
         }
-        let running = self
-            .engine
-            .inspect_container(&swap.old_id)
-            .await?
-            .state
-            .and_then(|s| s.running)
-            == Some(true);
-        if !running {
+        if swap.old_may_be_stopping {
+            // A stop that a crash interrupted goes on inside Docker: let it
+            // end, or it would take the container down after the restart.
+            self.engine.stop_container(&swap.old_id, None).await?;
+        }
+        let running = old.state.as_ref().and_then(|s| s.running) == Some(true);
+        if !running || swap.old_may_be_stopping {
             self.engine.start_container(&swap.old_id).await?;
         }
         if let Some(image) = swap
@@ -88,6 +132,53 @@ impl<E: Engine> Updater<E> {
             // what runs, and the new image stays, untagged, for inspection.
             self.engine.tag_image(&swap.old_image_id, image).await?;
         }
+        self.check_restored(swap).await
+    }
+
+    /// What the host shows after undoing: the target's name on the old
+    /// container, running, on every network it had.
+    async fn check_restored(&self, swap: &Swap) -> Result<(), UndoError> {
+        let target = &swap.target;
+        let named = match self.engine.inspect_container(target).await {
+            Ok(named) => named,
+            Err(EngineError::NotFound(_)) => {
+                return Err(UndoError::Host(format!("no container is called {target}")))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if named.id.as_deref() != Some(swap.old_id.as_str()) {
+            return Err(UndoError::Host(format!(
+                "{target} is container {}, not the old {}",
+                short(named.id.as_deref().unwrap_or("?")),
+                short(&swap.old_id)
+            )));
+        }
+        if named.state.as_ref().and_then(|s| s.running) != Some(true) {
+            return Err(UndoError::Host(format!("{target} does not run")));
+        }
+        let attached = named
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.as_ref());
+        if let Some(network) = swap
+            .old_networks
+            .keys()
+            .find(|n| !attached.is_some_and(|a| a.contains_key(*n)))
+        {
+            return Err(UndoError::Host(format!(
+                "{target} is not on network {network} again"
+            )));
+        }
         Ok(())
     }
+}
+
+/// Why undoing failed.
+#[derive(Debug, thiserror::Error)]
+enum UndoError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The host is not as it should be afterwards.
+    #[error("{0}")]
+    Host(String),
 }

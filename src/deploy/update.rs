@@ -27,17 +27,19 @@
 //! names are derived from the deployment, so recovery (`recover.rs`) can
 //! finish or undo a deployment that a crash interrupted.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, ImageInspect};
+use bollard::models::{ContainerInspectResponse, EndpointSettings, ImageInspect};
+use tokio::sync::OwnedMutexGuard;
 
 use super::plan::plan;
 use super::policy::{policy, Strategy, StrategySetting};
 use crate::credentials::{self, Login, Lookup};
 use crate::engine::{Engine, EngineError};
 use crate::image_ref::ImageRef;
-use crate::store::{State, Store};
+use crate::store::{Facts, State, Store};
 use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::PARKED_MARKER;
 
@@ -53,6 +55,17 @@ pub struct Job {
 }
 
 impl Job {
+    /// The job a recorded deployment stands for; `None` when its image
+    /// reference no longer parses.
+    pub fn of(deployment: &crate::store::Deployment) -> Option<Job> {
+        Some(Job {
+            deployment: deployment.id,
+            target: deployment.target.clone(),
+            image: ImageRef::parse(&deployment.image).ok()?,
+            digest: deployment.digest.clone(),
+        })
+    }
+
     /// The name the successor has until it takes over.
     pub(super) fn new_name(&self) -> String {
         format!("{}{PARKED_MARKER}new-{}", self.target, self.deployment)
@@ -73,6 +86,8 @@ pub enum Outcome {
     Failed(String),
     /// The successor failed; the old container runs again.
     RolledBack(String),
+    /// The successor failed and putting the old container back failed too.
+    RollbackFailed(String),
 }
 
 impl Outcome {
@@ -82,6 +97,7 @@ impl Outcome {
             Outcome::Skipped(_) => State::Skipped,
             Outcome::Failed(_) => State::Failed,
             Outcome::RolledBack(_) => State::RolledBack,
+            Outcome::RollbackFailed(_) => State::RollbackFailed,
         }
     }
 
@@ -90,7 +106,8 @@ impl Outcome {
             Outcome::Succeeded(s)
             | Outcome::Skipped(s)
             | Outcome::Failed(s)
-            | Outcome::RolledBack(s) => s,
+            | Outcome::RolledBack(s)
+            | Outcome::RollbackFailed(s) => s,
         }
     }
 }
@@ -128,8 +145,10 @@ impl Default for Settings {
 /// Runs jobs against an engine and records every step.
 pub struct Updater<E> {
     pub(super) engine: Arc<E>,
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     pub(super) settings: Settings,
+    /// One lock per repository; see [`Updater::repository_lock`].
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What has been done to the host so far, to undo it.
@@ -140,9 +159,13 @@ pub(super) struct Swap {
     pub(super) retag: Option<ImageRef>,
     pub(super) old_id: String,
     pub(super) old_image_id: String,
+    /// The old container's network endpoints before the update, to put it
+    /// back on each one exactly.
+    pub(super) old_networks: HashMap<String, EndpointSettings>,
     pub(super) new_id: Option<String>,
-    /// The old container no longer has the target's name.
-    pub(super) old_parked: bool,
+    /// A crash may have interrupted a stop of the old container, which
+    /// Docker carries on with: undoing lets it end before starting it.
+    pub(super) old_may_be_stopping: bool,
 }
 
 impl<E: Engine> Updater<E> {
@@ -151,6 +174,7 @@ impl<E: Engine> Updater<E> {
             engine,
             store,
             settings,
+            locks: Mutex::default(),
         }
     }
 
@@ -159,23 +183,48 @@ impl<E: Engine> Updater<E> {
         let outcome = match self.update(job).await {
             Ok(outcome) | Err(outcome) => outcome,
         };
-        self.finish(job.deployment, &job.target, outcome)
+        self.finish(job.deployment, &job.target, outcome).await
     }
 
-    pub(super) fn finish(&self, deployment: i64, target: &str, outcome: Outcome) -> Outcome {
+    pub(super) async fn finish(&self, deployment: i64, target: &str, outcome: Outcome) -> Outcome {
         match &outcome {
             Outcome::Succeeded(_) | Outcome::Skipped(_) => {
                 tracing::info!(deployment, %target, ?outcome, "deployment ended")
             }
+            Outcome::RollbackFailed(_) => tracing::error!(
+                deployment,
+                %target,
+                ?outcome,
+                "ROLLBACK FAILED: {target} needs a person; see the deployment's history"
+            ),
             _ => tracing::warn!(deployment, %target, ?outcome, "deployment ended"),
         }
-        self.record(deployment, outcome.state(), Some(outcome.detail()));
+        self.record(deployment, outcome.state(), Some(outcome.detail()))
+            .await;
         outcome
     }
 
     /// Writes a step to the store; it is taken only after this returns.
-    pub(super) fn record(&self, deployment: i64, state: State, detail: Option<&str>) {
-        if let Err(e) = self.store.transition(deployment, state, detail) {
+    pub(super) async fn record(&self, deployment: i64, state: State, detail: Option<&str>) {
+        self.record_with(deployment, state, detail, Facts::default())
+            .await
+    }
+
+    /// [`Updater::record`], with what the deployment learnt on the way, in
+    /// the same transaction.
+    pub(super) async fn record_with(
+        &self,
+        deployment: i64,
+        state: State,
+        detail: Option<&str>,
+        facts: Facts,
+    ) {
+        let detail = detail.map(str::to_string);
+        let written = self
+            .store
+            .call(move |store| store.step(deployment, state, detail.as_deref(), &facts))
+            .await;
+        if let Err(e) = written {
             tracing::error!(deployment, error = %e, "cannot record step");
         }
         if self.settings.abort_at == Some(state) && !state.is_final() {
@@ -188,15 +237,24 @@ impl<E: Engine> Updater<E> {
         }
     }
 
-    fn note(&self, result: Result<(), crate::store::StoreError>) {
-        if let Err(e) = result {
-            tracing::error!(error = %e, "cannot record deployment detail");
-        }
+    /// The lock that serialises the deployments of one repository: replicas
+    /// of one image are updated one after the other, so one's pull, retag or
+    /// rollback never moves the tag under another's create.
+    pub(super) async fn repository_lock(&self, image: &ImageRef) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget the locks nobody holds or waits for.
+            locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+            locks.entry(image.name()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     async fn update(&self, job: &Job) -> Result<Outcome, Outcome> {
         let target = job.target.as_str();
-        self.record(job.deployment, State::Pulling, None);
+        let _serialised = self.repository_lock(&job.image).await;
+        // The container is resolved now, by name, not when the webhook came:
+        // an earlier update may have replaced it since.
         let old = match self.engine.inspect_container(target).await {
             Ok(old) => old,
             Err(EngineError::NotFound(_)) => {
@@ -206,6 +264,11 @@ impl<E: Engine> Updater<E> {
             }
             Err(e) => return Err(Outcome::Failed(format!("cannot inspect {target}: {e}"))),
         };
+        if old.state.as_ref().and_then(|s| s.running) != Some(true) {
+            return Ok(Outcome::Skipped(format!(
+                "{target} is not running; dockhook updates running containers only"
+            )));
+        }
         let old_id = old.id.clone().unwrap_or_default();
         let old_image_id = old.image.clone().unwrap_or_default();
         let configured = old
@@ -223,7 +286,30 @@ impl<E: Engine> Updater<E> {
         };
         let policy = policy(&old, self.settings.strategy, self.settings.health_timeout)
             .map_err(Outcome::Failed)?;
-        self.note(self.store.set_old_image(job.deployment, &old_image_id));
+        let old_image = self.engine.inspect_image(&old_image_id).await.ok();
+        if let (Some(digest), Some(running)) = (&job.digest, &old_image) {
+            if has_digest(running, &job.image, digest) {
+                return Ok(Outcome::Skipped(format!("{target} already runs {digest}")));
+            }
+        }
+        let old_networks = old
+            .network_settings
+            .as_ref()
+            .and_then(|s| s.networks.clone())
+            .unwrap_or_default();
+        self.record_with(
+            job.deployment,
+            State::Pulling,
+            None,
+            Facts {
+                old_container_id: Some(old_id.clone()),
+                old_image_id: Some(old_image_id.clone()),
+                strategy: Some(strategy_name(policy.strategy).to_string()),
+                old_networks: serde_json::to_string(&old_networks).ok(),
+                ..Facts::default()
+            },
+        )
+        .await;
 
         let (login, login_note) = self.login_for(&job.image)?;
         self.engine
@@ -238,7 +324,6 @@ impl<E: Engine> Updater<E> {
             Outcome::Failed(format!("cannot inspect pulled image {reference}: {e}"))
         })?;
         let new_image_id = pulled.id.clone().unwrap_or_default();
-        self.note(self.store.set_new_image(job.deployment, &new_image_id));
         if new_image_id == old_image_id {
             return Ok(Outcome::Skipped(format!(
                 "{target} already runs the newest {reference} ({})",
@@ -252,8 +337,9 @@ impl<E: Engine> Updater<E> {
             retag: same_tag.then(|| job.image.clone()),
             old_id,
             old_image_id,
+            old_networks,
             new_id: None,
-            old_parked: false,
+            old_may_be_stopping: false,
         };
 
         if let Some(digest) = &job.digest {
@@ -269,15 +355,24 @@ impl<E: Engine> Updater<E> {
         }
 
         if let Some(command) = &policy.pre_update {
-            self.record(job.deployment, State::PreUpdate, Some(&command.join(" ")));
+            self.record(job.deployment, State::PreUpdate, Some(&command.join(" ")))
+                .await;
             if let Err(reason) = self.hook(&swap.old_id, command).await {
                 let reason = format!("pre-update hook failed: {reason}; nothing was changed");
                 return Err(self.roll_back(&swap, reason).await);
             }
         }
 
-        self.record(job.deployment, State::Creating, None);
-        let old_image = self.engine.inspect_image(&swap.old_image_id).await.ok();
+        self.record_with(
+            job.deployment,
+            State::Creating,
+            None,
+            Facts {
+                new_image_id: Some(new_image_id.clone()),
+                ..Facts::default()
+            },
+        )
+        .await;
         let mut create = plan(
             &old,
             old_image.as_ref().and_then(|i| i.config.as_ref()),
@@ -299,7 +394,21 @@ impl<E: Engine> Updater<E> {
             }
         };
         swap.new_id = Some(new_id.clone());
-        self.note(self.store.set_new_container(job.deployment, &new_id));
+        let recorded = self
+            .store
+            .call({
+                let (deployment, new_id) = (job.deployment, new_id.clone());
+                move |store| store.set_new_container(deployment, &new_id)
+            })
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(error = %e, "cannot record the new container");
+        }
+        // The reference is resolved at create: the new container must run
+        // exactly the image this deployment pulled and checked.
+        if let Err(reason) = self.runs_image(&new_id, &new_image_id).await {
+            return Err(self.roll_back(&swap, reason).await);
+        }
         for (network, endpoint) in create.extra_networks {
             if let Err(e) = self
                 .engine
@@ -313,16 +422,20 @@ impl<E: Engine> Updater<E> {
 
         let result = match policy.strategy {
             Strategy::StartFirst => {
-                self.start_first(job, &mut swap, &old, &policy, deferred_aliases)
+                self.start_first(job, &swap, &policy, deferred_aliases)
                     .await
             }
-            Strategy::StopFirst => self.stop_first(job, &mut swap, &policy).await,
+            Strategy::StopFirst => self.stop_first(job, &swap, &policy).await,
+        };
+        let result = match result {
+            Ok(()) => self.serves(target, &new_id, &new_image_id).await,
+            Err(reason) => Err(reason),
         };
         if let Err(reason) = result {
             return Err(self.roll_back(&swap, reason).await);
         }
 
-        self.record(job.deployment, State::CleaningUp, None);
+        self.record(job.deployment, State::CleaningUp, None).await;
         let mut notes = vec![format!(
             "{} replaced container {}",
             strategy_name(policy.strategy),
@@ -330,13 +443,55 @@ impl<E: Engine> Updater<E> {
         )];
         notes.extend(self.clean_up(&swap).await);
         if let Some(command) = &policy.post_update {
-            self.record(job.deployment, State::PostUpdate, Some(&command.join(" ")));
+            self.record(job.deployment, State::PostUpdate, Some(&command.join(" ")))
+                .await;
             match self.hook(&new_id, command).await {
                 Ok(()) => notes.push("post-update hook succeeded".into()),
                 Err(reason) => notes.push(format!("post-update hook failed: {reason}")),
             }
         }
         Ok(Outcome::Succeeded(notes.join("; ")))
+    }
+
+    /// Whether container `id` runs image `image_id`; why not, if not.
+    pub(super) async fn runs_image(&self, id: &str, image_id: &str) -> Result<(), String> {
+        let inspect = self.inspect_new(id).await?;
+        match inspect.image.as_deref() {
+            Some(actual) if actual == image_id => Ok(()),
+            actual => Err(format!(
+                "the new container was created from image {}, not the pulled {} \
+                 (the tag moved during the update)",
+                short(actual.unwrap_or("?")),
+                short(image_id)
+            )),
+        }
+    }
+
+    /// Whether `target` is now the new container `id`, running image
+    /// `image_id`: a deployment succeeds only on what the host shows.
+    pub(super) async fn serves(
+        &self,
+        target: &str,
+        id: &str,
+        image_id: &str,
+    ) -> Result<(), String> {
+        let named = self
+            .engine
+            .inspect_container(target)
+            .await
+            .map_err(|e| format!("cannot inspect {target} after the cutover: {e}"))?;
+        let running = named.state.as_ref().and_then(|s| s.running) == Some(true);
+        if named.id.as_deref() != Some(id) {
+            return Err(format!(
+                "after the cutover {target} is container {}, not the new {}",
+                short(named.id.as_deref().unwrap_or("?")),
+                short(id)
+            ));
+        }
+        if !running {
+            return Err(format!("after the cutover {target} is not running"));
+        }
+        self.runs_image(id, image_id).await
     }
 
     /// The login for the image's registry from the Docker configuration, and
