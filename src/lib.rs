@@ -32,12 +32,16 @@
 //!   events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers an event selects. Pure.
 //! - [`tags`]: tag policies (`exact`, `semver:…`, `glob:…`). Pure.
-//! - [`deploy`]: the per-container queue, the policy (strategy, health gate,
-//!   hooks), the plan (inspected container to create options, pure), the
-//!   update step machine with rollback, and crash recovery.
+//! - [`deploy`]: the per-container queue (bursts folded, replicas of one
+//!   repository serialised, interrupted deployments resumed, panics
+//!   contained), the policy (strategy, health gate, hooks), and the update
+//!   step machine split by phase: plan (pure), update (pull, create),
+//!   cutover (start-first / stop-first), gate, clean-up and dependents,
+//!   undo, and crash recovery.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
-//! - [`store`]: the only module with SQL: deployments and their steps.
+//! - [`store`]: the only module with SQL: deployments and their steps, each
+//!   step written in one transaction, on a blocking thread.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 
 pub mod app;

@@ -1,6 +1,9 @@
-//! Deployments: the policy for each container, planning its replacement,
-//! running the update step by step (and recovering an interrupted one), and
-//! the queue that serialises updates per container.
+//! Deployments: the queue that serialises updates per container (and per
+//! repository), the policy for each container, and the update step machine,
+//! one file per phase: `plan` (pure), `update` (the flow: pull, create),
+//! `cutover` (start-first, stop-first), `gate` (health, hooks), `cleanup`
+//! (old container and image, dependents), `undo` (rollback) and `recover`
+//! (finishing or undoing what a crash interrupted).
 
 mod cleanup;
 mod cutover;

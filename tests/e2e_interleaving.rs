@@ -1,0 +1,271 @@
+//! End to end: crashes and restarts at the moments that used to strand a
+//! site. A kill during the second of two queued updates, a kill while the
+//! old container is in its graceful stop, and a start while Docker does not
+//! answer: each time the site is back under its own name, the history says
+//! what is true on the host, and the next push updates it.
+
+mod support;
+
+use std::io::Read;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::Duration;
+
+use support::scenario::{api, containers_named, wait_deployment, Site};
+use support::*;
+
+/// A site container named `name` on `site`'s `latest`.
+fn run_site(cleanup: &mut Cleanup, site: &Site, name: &str, args: &[&str]) -> String {
+    let name = cleanup.container(name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    run_container(&name, &site.image("latest"), args);
+    name
+}
+
+/// Exactly one container has the target's name, it runs, and it runs `image`.
+fn assert_one_running(name: &str, image: &str) {
+    assert_eq!(
+        containers_named(name),
+        vec![name.to_string()],
+        "leftover containers"
+    );
+    let container = container_inspect(name);
+    assert_eq!(container["State"]["Running"], true, "{name} is not running");
+    assert_eq!(container["Image"], image, "{name} runs the wrong image");
+}
+
+fn state_of(dockhook: &Dockhook, id: i64) -> String {
+    api(dockhook, &format!("/api/deployments/{id}")).1["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Issue: a queued job recorded the container of the moment the webhook
+/// came, which the update before it then replaced. Killed during that
+/// second update and restarted, dockhook undid it with the stale ID and
+/// left the site down. Now the job resolves its container when it runs.
+#[test]
+fn kill_9_during_the_second_of_two_queued_updates_leaves_the_site_up() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, _v1) = Site::new(&mut cleanup, "queuedkill");
+    let name = run_site(
+        &mut cleanup,
+        &site,
+        &site.name,
+        &["--label", "dockhook.strategy=stop-first"],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let env = [
+        ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+        ("DOCKHOOK_GRACE", "20s"),
+    ];
+    let mut first = Dockhook::start(&site.registry.host(), &env);
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let one = answer["deployments"][0].as_i64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || state_of(&first, one)
+            == "verifying"),
+        "{}",
+        first.log_text()
+    );
+    // Queued behind the first, while the v1 container still has the name.
+    let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let two = answer["deployments"][0].as_i64().unwrap();
+    assert_ne!(one, two);
+    let second_verifying = wait_until(Duration::from_secs(90), || {
+        state_of(&first, two) == "verifying"
+    });
+    assert!(second_verifying, "{}", first.log_text());
+    first.kill_9();
+
+    let second = Dockhook::start(
+        &site.registry.host(),
+        &[
+            ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+            ("DOCKHOOK_GRACE", "1s"),
+        ],
+    );
+    let deployment = wait_deployment(&second, two);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v3);
+
+    // The next push updates it.
+    let v4 = site.push(&mut cleanup, "latest", SiteImage::new("v4"));
+    let deployment = site.deploy(&second, "latest");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v4);
+}
+
+/// Issue: killed while the old container was in its graceful stop and
+/// restarted at once, dockhook saw it still running, removed the healthy
+/// new one and recorded a rollback; then the old one finished stopping and
+/// the site was down. Now recovery lets the stop end, finishes the update
+/// (start-first passed its commit point), and records what the host shows.
+#[test]
+fn kill_9_during_the_old_containers_graceful_stop_finishes_the_update() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, _v1) = Site::new(&mut cleanup, "stopkill");
+    let network = cleanup.network(&format!("{}-net", site.name));
+    docker(["network", "create", "--label", "dockhook-test=1", &network]);
+    // busybox httpd ignores SIGWINCH: each stop takes the full timeout.
+    let name = run_site(
+        &mut cleanup,
+        &site,
+        &site.name,
+        &[
+            "--network",
+            &network,
+            "--network-alias",
+            "web",
+            "--stop-signal",
+            "SIGWINCH",
+            "--stop-timeout",
+            "8",
+        ],
+    );
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let env = [("DOCKHOOK_DATA_DIR", data_dir.as_str())];
+    let mut first = Dockhook::start(&site.registry.host(), &env);
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_i64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || state_of(&first, id)
+            == "stopping"),
+        "{}",
+        first.log_text()
+    );
+    // In the middle of the old container's 8 s stop.
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill_9();
+    let old_still_running = container_inspect(&name)["State"]["Running"] == true;
+
+    let second = Dockhook::start(&site.registry.host(), &env);
+    let deployment = wait_deployment(&second, id);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert!(old_still_running, "the kill came during the stop");
+    // Long after the interrupted stop would have ended, the site runs.
+    std::thread::sleep(Duration::from_secs(9));
+    assert_one_running(&name, &v2);
+    let aliases =
+        &container_inspect(&name)["NetworkSettings"]["Networks"][network.as_str()]["Aliases"];
+    assert!(
+        aliases.as_array().unwrap().iter().any(|a| a == "web"),
+        "{aliases}"
+    );
+}
+
+/// Forwards connections from a socket of its own to Docker's, once it is
+/// told to: a Docker that comes up after dockhook does.
+struct LateDocker {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LateDocker {
+    fn new() -> LateDocker {
+        let dir = tempfile::tempdir().unwrap();
+        LateDocker {
+            path: dir.path().join("docker.sock"),
+            _dir: dir,
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    /// Starts answering, by forwarding to the real engine's socket.
+    fn come_up(&self) {
+        let listener = UnixListener::bind(&self.path).unwrap();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(engine) = UnixStream::connect("/var/run/docker.sock") else {
+                    continue;
+                };
+                pipe(client.try_clone().unwrap(), engine.try_clone().unwrap());
+                pipe(engine, client);
+            }
+        });
+    }
+}
+
+fn pipe(mut from: UnixStream, mut to: UnixStream) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if std::io::Write::write_all(&mut to, &buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
+
+/// Issue: with Docker down at start, interrupted deployments were marked
+/// failed for good. Now recovery waits (and `/healthz` says not ready),
+/// then puts the site right once Docker answers.
+#[test]
+fn recovery_waits_for_docker_to_answer() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "latedocker");
+    let name = run_site(&mut cleanup, &site, &site.name, &[]);
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let mut first = Dockhook::start(
+        &site.registry.host(),
+        &[
+            ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+            ("DOCKHOOK_GRACE", "60s"),
+        ],
+    );
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_i64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || state_of(&first, id)
+            == "verifying"),
+        "{}",
+        first.log_text()
+    );
+    first.kill_9();
+
+    let docker = LateDocker::new();
+    let host = docker.host();
+    let second = Dockhook::start(
+        &site.registry.host(),
+        &[
+            ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+            ("DOCKHOOK_DOCKER_HOST", host.as_str()),
+        ],
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(state_of(&second, id), "verifying", "nothing decided yet");
+    let health = request("GET", &second.url("/healthz"), &[], b"").unwrap();
+    assert_eq!(health.status, 503);
+
+    docker.come_up();
+    let deployment = wait_deployment(&second, id);
+    assert_eq!(deployment["state"], "rolled_back", "{deployment}");
+    assert_one_running(&name, &v1);
+    let ready = wait_until(Duration::from_secs(10), || {
+        request("GET", &second.url("/healthz"), &[], b"").is_ok_and(|r| r.status == 200)
+    });
+    assert!(ready, "{}", second.log_text());
+}
