@@ -339,7 +339,12 @@ async fn receive<E: Engine>(
         &state.sources,
     )?;
     if let Some(delivery) = &verdict.delivery {
-        if !state.store.remember_delivery(source.name, delivery)? {
+        let (name, id) = (source.name, delivery.clone());
+        let fresh = state
+            .store
+            .call(move |store| store.remember_delivery(name, &id))
+            .await?;
+        if !fresh {
             return Ok(ignored(format!("delivery {delivery} was already received")));
         }
     }
@@ -357,8 +362,12 @@ async fn receive<E: Engine>(
             Err(error) => {
                 // Not processed: the sender's retry of this delivery must
                 // not be taken for a replay.
-                if let Some(delivery) = &verdict.delivery {
-                    state.store.forget_delivery(source.name, delivery)?;
+                if let Some(delivery) = verdict.delivery.clone() {
+                    let name = source.name;
+                    state
+                        .store
+                        .call(move |store| store.forget_delivery(name, &delivery))
+                        .await?;
                 }
                 return Err(error);
             }
@@ -487,7 +496,7 @@ async fn list_deployments<E: Engine>(
             "limit must be between 1 and 1000",
         ));
     }
-    let deployments = state.store.list(limit)?;
+    let deployments = state.store.call(move |store| store.list(limit)).await?;
     Ok(Json(json!({ "deployments": deployments })).into_response())
 }
 
@@ -499,7 +508,7 @@ async fn get_deployment<E: Engine>(
     require_bearer(&state.token, &headers)?;
     let Path(id) =
         id.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "deployment id must be a number"))?;
-    match state.store.get(id)? {
+    match state.store.call(move |store| store.get(id)).await? {
         Some((deployment, steps)) => {
             let mut body = serde_json::to_value(deployment).expect("deployments serialise");
             body["steps"] = serde_json::to_value(steps).expect("steps serialise");

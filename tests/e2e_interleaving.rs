@@ -269,3 +269,114 @@ fn recovery_waits_for_docker_to_answer() {
     });
     assert!(ready, "{}", second.log_text());
 }
+
+/// The manifest digest the registry serves image `id` under.
+fn digest_of(id: &str) -> String {
+    let digests = docker_stdout(["image", "inspect", "--format", "{{json .RepoDigests}}", id]);
+    let digests: Vec<String> = serde_json::from_str(&digests).unwrap();
+    let first = digests
+        .first()
+        .unwrap_or_else(|| panic!("{id} has no digest"));
+    first.rsplit_once('@').unwrap().1.to_string()
+}
+
+/// Sends the generic hook for `image` at `digest` and waits for the one
+/// deployment it queues.
+fn deploy_digest(dockhook: &Dockhook, image: &str, digest: &str) -> serde_json::Value {
+    let body = serde_json::json!({ "image": image, "digest": digest }).to_string();
+    let url = dockhook.url(&format!("/hooks/generic/{TOKEN}"));
+    let (status, answer) = post_json(&url, &body, &[]);
+    assert_eq!(status, 202, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    wait_deployment(dockhook, answer["deployments"][0].as_i64().unwrap())
+}
+
+/// A registry tag moved back to an image it held before (a rollback by
+/// re-tagging) deploys that image again; then forward again.
+#[test]
+fn a_tag_moved_back_and_forth_deploys_each_time() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "backforth");
+    let name = run_site(&mut cleanup, &site, &site.name, &[]);
+    let digest_a = digest_of(&v1);
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let latest = site.image("latest");
+    // The push left no local copy: read its digest from a pull.
+    docker(["pull", &latest]);
+    let digest_b = digest_of(&v2);
+    docker(["rmi", &latest]);
+    let dockhook = Dockhook::start(&site.registry.host(), &[]);
+    let by_digest = |digest: &str| format!("{}@{digest}", latest.rsplit_once(':').unwrap().0);
+    // Moves `latest` in the registry to the image at `digest`.
+    let retag = |digest: &str| {
+        docker(["pull", &by_digest(digest)]);
+        docker(["tag", &by_digest(digest), &latest]);
+        docker(["push", &latest]);
+        docker(["rmi", &latest]);
+    };
+
+    let deployment = deploy_digest(&dockhook, &latest, &digest_b);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v2);
+    retag(&digest_a);
+    let deployment = deploy_digest(&dockhook, &latest, &digest_a);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v1);
+    retag(&digest_b);
+    let deployment = deploy_digest(&dockhook, &latest, &digest_b);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v2);
+}
+
+/// Two replicas of one tag, updated by one push: each ends on the new
+/// image, one after the other, and the old image goes once neither uses it.
+#[test]
+fn replicas_of_one_image_both_move_and_the_old_image_goes_last() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "replicas");
+    let a = run_site(&mut cleanup, &site, &format!("{}-a", site.name), &[]);
+    let b = run_site(&mut cleanup, &site, &format!("{}-b", site.name), &[]);
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let dockhook = Dockhook::start(&site.registry.host(), &[]);
+    let (status, answer) = site.hook(&dockhook, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let ids: Vec<i64> = answer["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{answer}");
+    let ended: Vec<_> = ids
+        .iter()
+        .map(|&id| wait_deployment(&dockhook, id))
+        .collect();
+    for deployment in &ended {
+        assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    }
+    // Serialised: the second started only after the first ended.
+    let (first, second) = if ended[0]["finished_at"].as_str() <= ended[1]["finished_at"].as_str() {
+        (&ended[0], &ended[1])
+    } else {
+        (&ended[1], &ended[0])
+    };
+    let second_steps = second["steps"].as_array().expect("steps");
+    let second_pulled = second_steps
+        .iter()
+        .find(|step| step["state"] == "pulling")
+        .expect("the second pulled")["at"]
+        .as_str()
+        .unwrap();
+    assert!(
+        first["finished_at"].as_str().unwrap() <= second_pulled,
+        "{first}\n{second}"
+    );
+    assert_one_running(&a, &v2);
+    assert_one_running(&b, &v2);
+    assert!(
+        !support::scenario::image_exists(&v1),
+        "the old image is removed once no replica uses it"
+    );
+}

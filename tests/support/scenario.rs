@@ -122,9 +122,15 @@ pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
         let (status, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
         assert_eq!(status, 200, "{deployment}");
         let state = deployment["state"].as_str().unwrap_or_default();
-        ["succeeded", "skipped", "failed", "rolled_back"]
-            .contains(&state)
-            .then_some(deployment)
+        [
+            "succeeded",
+            "skipped",
+            "failed",
+            "rolled_back",
+            "rollback_failed",
+        ]
+        .contains(&state)
+        .then_some(deployment)
     })
     .unwrap_or_else(|| {
         panic!(
