@@ -380,3 +380,129 @@ fn replicas_of_one_image_both_move_and_the_old_image_goes_last() {
         "the old image is removed once no replica uses it"
     );
 }
+
+/// The aliases a container answers to on `network`, without Docker's own
+/// short-ID alias.
+fn aliases(name: &str, network: &str) -> Vec<String> {
+    let inspect = container_inspect(name);
+    let id = inspect["Id"].as_str().unwrap().to_string();
+    let mut aliases: Vec<String> = inspect["NetworkSettings"]["Networks"][network]["Aliases"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{name} is not on {network}: {inspect}"))
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .filter(|a| !id.starts_with(a.as_str()))
+        .collect();
+    aliases.sort();
+    aliases
+}
+
+/// A start-first update undone after the old container had left its
+/// networks (here: the new one vanished during a crash past the commit
+/// point) puts the old one back on every network with every alias.
+#[test]
+fn an_undone_start_first_update_puts_the_old_container_back_on_its_networks() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "undonets");
+    let front = cleanup.network(&format!("{}-front", site.name));
+    let back = cleanup.network(&format!("{}-back", site.name));
+    for network in [&front, &back] {
+        docker(["network", "create", "--label", "dockhook-test=1", network]);
+    }
+    let name = run_site(
+        &mut cleanup,
+        &site,
+        &site.name,
+        &[
+            "--network",
+            &front,
+            "--network-alias",
+            "web",
+            "--stop-signal",
+            "SIGWINCH",
+            "--stop-timeout",
+            "8",
+        ],
+    );
+    docker([
+        "network",
+        "connect",
+        "--alias",
+        "api",
+        "--alias",
+        "db-client",
+        &back,
+        &name,
+    ]);
+    let (front_before, back_before) = (aliases(&name, &front), aliases(&name, &back));
+    let old_id = container_inspect(&name)["Id"].as_str().unwrap().to_string();
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let env = [("DOCKHOOK_DATA_DIR", data_dir.as_str())];
+    let mut first = Dockhook::start(&site.registry.host(), &env);
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_i64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || state_of(&first, id)
+            == "stopping"),
+        "{}",
+        first.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill_9();
+    // The new container is lost while dockhook is down.
+    docker(["rm", "-f", &format!("{name}-dockhook-new-{id}")]);
+
+    let second = Dockhook::start(&site.registry.host(), &env);
+    let deployment = wait_deployment(&second, id);
+    assert_eq!(deployment["state"], "rolled_back", "{deployment}");
+    assert_one_running(&name, &v1);
+    assert_eq!(container_inspect(&name)["Id"], old_id.as_str());
+    assert_eq!(aliases(&name, &front), front_before);
+    assert_eq!(aliases(&name, &back), back_before);
+    // Long after the interrupted stop would have ended, it still runs.
+    std::thread::sleep(Duration::from_secs(7));
+    assert_one_running(&name, &v1);
+}
+
+/// SIGTERM lets the update under way end and leaves the queued one for the
+/// next start, which runs it.
+#[test]
+fn shutdown_leaves_queued_updates_for_the_next_start() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, _) = Site::new(&mut cleanup, "drain");
+    let name = run_site(&mut cleanup, &site, &site.name, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let env = [
+        ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+        ("DOCKHOOK_GRACE", "4s"),
+    ];
+    let mut first = Dockhook::start(&site.registry.host(), &env);
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let (_, answer) = site.hook(&first, "latest");
+    let one = answer["deployments"][0].as_i64().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || state_of(
+        &first, one
+    ) == "verifying"));
+    let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
+    let (_, answer) = site.hook(&first, "latest");
+    let two = answer["deployments"][0].as_i64().unwrap();
+    let exit = first.terminate(Duration::from_secs(30));
+    assert!(exit.is_some_and(|s| s.success()), "{}", first.log_text());
+    assert_one_running(&name, &v2);
+
+    let second = Dockhook::start(&site.registry.host(), &env);
+    let (_, before) = api(&second, &format!("/api/deployments/{one}"));
+    assert_eq!(
+        before["state"], "succeeded",
+        "the running one ended: {before}"
+    );
+    let deployment = wait_deployment(&second, two);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v3);
+}

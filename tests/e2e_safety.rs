@@ -397,6 +397,9 @@ fn containers_sharing_or_linking_the_target_are_recreated_with_it() {
         format!("container:{new_id}")
     );
     assert_eq!(side["State"]["Running"], true);
+    // Recreated from its reference, not an image ID: later pushes of its
+    // own repository still select it.
+    assert_eq!(side["Config"]["Image"], other.image("latest"));
     let through_sidecar = docker_stdout([
         "exec",
         &sidecar,
@@ -412,6 +415,7 @@ fn containers_sharing_or_linking_the_target_are_recreated_with_it() {
 
     let link = container_inspect(&linked);
     assert_eq!(link["State"]["Running"], true);
+    assert_eq!(link["Config"]["Image"], other.image("latest"));
     assert_ne!(
         link["Id"], linked_before,
         "the linked container was recreated"

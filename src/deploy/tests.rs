@@ -638,3 +638,49 @@ async fn replicas_of_one_image_are_updated_one_after_the_other() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
+    let rig = rig("sha256:old", "sha256:new");
+    let id = rig
+        .store
+        .create(&NewDeployment {
+            target: "site".into(),
+            container_id: "site-id".into(),
+            image: IMAGE.into(),
+            source: "test".into(),
+            pusher: None,
+            digest: None,
+            reason: None,
+        })
+        .unwrap();
+    let facts = crate::store::Facts {
+        old_container_id: Some("site-id".into()),
+        old_image_id: Some("sha256:old".into()),
+        new_image_id: Some("sha256:new".into()),
+        strategy: Some("stop-first".into()),
+        ..Default::default()
+    };
+    rig.store.step(id, State::Stopping, None, &facts).unwrap();
+    rig.store.set_new_container(id, "new-9").unwrap();
+    // Interrupted half-way through undoing: the new container is gone, the
+    // old one is still parked and stopped.
+    {
+        let mut world = rig.engine.lock();
+        world.containers[0].name = format!("site-dockhook-old-{id}");
+        world.containers[0].running = false;
+    }
+    let (deployment, _) = rig.store.get(id).unwrap().unwrap();
+    let outcome = rig.updater.recover(&deployment, "a test crash").await;
+    assert!(matches!(outcome, Outcome::RolledBack(_)), "{outcome:?}");
+    let again = rig.updater.recover(&deployment, "a second crash").await;
+    assert!(matches!(again, Outcome::RolledBack(_)), "{again:?}");
+    let renames: Vec<_> = rig
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("rename"))
+        .collect();
+    assert_eq!(renames, ["rename site-id site"]);
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!((site.id.as_str(), site.running), ("site-id", true));
+}
