@@ -1,10 +1,17 @@
-//! The update of one container, step by step.
+//! The update of one container, step by step. This file holds the flow;
+//! each phase has its own file beside it (`cutover`, `gate`, `cleanup`,
+//! `undo`, `recover`).
 //!
+//! 0. resolve the **container by name** when the job runs (not when the
+//!    webhook came: an earlier update may have replaced it), under the
+//!    repository's lock, so replicas of one image are updated one after the
+//!    other and nobody moves the tag under another's create;
 //! 1. **pull** while the old container still serves; a failed pull changes
 //!    nothing, and an unchanged image ID ends the deployment as `skipped`;
 //! 2. run the **pre-update** hook in the old container, if it has one; its
 //!    failure aborts the update;
-//! 3. **create** the successor under a temporary name, on every network;
+//! 3. **create** the successor under a temporary name, on every network,
+//!    and check it runs exactly the image that was pulled;
 //! 4. then, by [`Strategy`]:
 //!    - *start-first*: **start** it beside the old one and pass its
 //!      **health gate**; only then take the old one off its networks,
@@ -23,9 +30,11 @@
 //! failed image for inspection, and ends the deployment `rolled_back` with
 //! the reason and the new container's last log lines.
 //!
-//! Every step is written to the store before it is taken, and container
-//! names are derived from the deployment, so recovery (`recover.rs`) can
-//! finish or undo a deployment that a crash interrupted.
+//! A deployment succeeds only once the host shows the target's name on the
+//! new container, running the pulled image. Every step is written to the
+//! store, with what it learnt, before it is taken, and container names are
+//! derived from the deployment, so recovery (`recover.rs`) can finish or
+//! undo a deployment that a crash interrupted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
