@@ -1,11 +1,33 @@
 //! Configuration: one typed [`Config`], from an optional TOML file, then the
 //! environment (which wins), then validation.
 //!
-//! This is the only module that reads the environment. Every key has the same
-//! name in both places: `grace = "5s"` in the file is `DOCKHOOK_GRACE=5s` in
-//! the environment (`owner` is also read from plain `OWNER`, as the tool
-//! dockhook replaces used it). Unknown file keys are errors, so a typo cannot
-//! silently turn a setting off.
+//! This is the only module that reads the environment, and the only one that
+//! knows every setting. It owns no settings type of its own beyond the
+//! wiring ([`Config`]): each module that uses settings owns their type
+//! ([`sources::Settings`], [`deploy::Settings`]), built from the values in
+//! [`crate::settings`]; this module reads the file and the environment and
+//! assembles them. Nothing below it imports it.
+//!
+//! Every setting is defined once, in [`SETTINGS`]: its file key, its
+//! environment variables, the container label that overrides it, its
+//! default, what it means, whether it is secret, and how its text becomes
+//! the field of the type that uses it. Loading, `dockhook check-config` and
+//! the README's configuration table (`dockhook config-table`; a test keeps
+//! the README equal to it) all come from that table. A key has the same name
+//! in both places: `grace = "5s"` in the file is `DOCKHOOK_GRACE=5s` in the
+//! environment. Unknown file keys are errors, so a typo cannot silently turn
+//! a setting off.
+//!
+//! ## Adding a setting
+//!
+//! 1. Add the field to the settings type of the module that uses it.
+//! 2. Add one [`Setting`] to [`SETTINGS`]: key, environment names, default,
+//!    help, `apply` (text to field) and `show` (field to text).
+//! 3. Run `UPDATE_README=1 cargo test --lib readme` to rewrite the README's
+//!    table (without it, that test fails until the README matches).
+//!
+//! The file key, the environment variables, `check-config` and the README
+//! follow from the entry; nothing else changes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -13,140 +35,455 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::deploy::{Settings, StrategySetting};
+use crate::deploy::{
+    self,
+    policy::{HEALTH_TIMEOUT_LABEL, STRATEGY_LABEL},
+};
 use crate::image_ref::ImageRef;
-use crate::sources::Settings as SourceSettings;
-use crate::store::State;
+use crate::settings::{parse_duration, parse_size, Secret};
+use crate::sources;
 
-/// Every setting, with its default and what it means, in the order
-/// `check-config` prints them.
-const KEYS: &[(&str, &str)] = &[
-    ("listen", "address and port the HTTP server binds"),
-    (
-        "token",
-        "secret in the webhook URL and the API bearer token",
-    ),
-    (
-        "owner",
-        "comma-separated namespaces allowed to trigger updates",
-    ),
-    ("dockerhub_registry", "registry Docker Hub events pull from"),
-    (
-        "registry_host",
-        "registry host for distribution notifications (default: as the registry names itself)",
-    ),
-    (
-        "github_secret",
-        "GitHub webhook secret; enables /hooks/github",
-    ),
-    (
-        "github_registry",
-        "registry GitHub package events pull from",
-    ),
-    (
-        "gitea_secret",
-        "Gitea or Forgejo webhook secret; enables /hooks/gitea",
-    ),
-    (
-        "gitea_registry",
-        "registry Gitea package events pull from (default: the Gitea host)",
-    ),
-    (
-        "gitlab_token",
-        "GitLab webhook secret token; enables /hooks/gitlab",
-    ),
-    ("gitlab_registry", "registry GitLab events pull from"),
-    (
-        "harbor_auth",
-        "Harbor webhook Authorization header value; enables /hooks/harbor",
-    ),
-    ("quay_registry", "registry Quay events pull from"),
-    (
-        "label_enable",
-        "only update containers labelled dockhook.enable=true",
-    ),
-    (
-        "grace",
-        "how long a new container without healthcheck must keep running",
-    ),
-    (
-        "health_timeout",
-        "how long a new container with a healthcheck may take to become healthy",
-    ),
-    ("strategy", "auto, start-first or stop-first"),
-    (
-        "hook_timeout",
-        "how long a pre-update or post-update hook may run",
-    ),
-    (
-        "data_dir",
-        "directory for the history database and the token",
-    ),
-    ("max_body", "largest accepted webhook body"),
-    ("docker_host", "Docker Engine API endpoint"),
-    (
-        "docker_config",
-        "directory of the Docker config.json with registry logins",
-    ),
-    ("public_url", "base URL the registry reaches dockhook at"),
-    ("log", "log filter (tracing syntax)"),
-    (
-        "fault_abort_at",
-        "testing only: abort right after recording this deployment step",
-    ),
-];
-
-/// The resolved settings.
-#[derive(Clone, PartialEq, Eq)]
+/// The resolved settings: each module's settings type, and the wiring's.
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     /// `None`: generate one on first start and keep it in `data_dir`.
     pub token: Option<Secret>,
     /// What the webhook sources need: owners (never empty), registries,
     /// the secrets that turn sources on.
-    pub sources: SourceSettings,
+    pub sources: sources::Settings,
+    /// What the updater needs: strategy, health gate, hooks, logins.
+    pub update: deploy::Settings,
+    // The rest is handed out by the wiring (`app`) as it starts the parts.
     pub label_enable: bool,
-    pub grace: Duration,
-    pub health_timeout: Duration,
-    pub strategy: StrategySetting,
-    pub hook_timeout: Duration,
     pub data_dir: PathBuf,
     pub max_body: usize,
     pub docker_host: String,
-    /// Where `config.json` with registry logins is; `None`: no logins.
-    pub docker_config: Option<PathBuf>,
     pub public_url: Option<String>,
     pub log: String,
-    /// Fault injection for crash-safety tests; see [`Settings::abort_at`].
-    pub fault_abort_at: Option<State>,
 }
 
-/// A secret string that never appears whole in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// One setting, everything about it in one place.
+pub struct Setting {
+    /// Its key in the TOML file and in `check-config`.
+    pub key: &'static str,
+    /// Environment variables that set it over the file, strongest first;
+    /// the first one set wins, even empty. `DOCKHOOK_` and the key in
+    /// capitals comes first; an older name people know (`OWNER`) last, and
+    /// messages name that one.
+    pub env: &'static [&'static str],
+    /// Other tools' variables, read only when neither `env` nor the file
+    /// sets it, and only when not empty (`DOCKER_HOST`, `RUST_LOG`).
+    pub env_fallback: &'static [&'static str],
+    /// The container label that overrides it for one container.
+    pub label: Option<&'static str>,
+    pub default: DefaultValue,
+    /// What it means, in Markdown, for the README.
+    pub help: &'static str,
+    /// Masked in `check-config` and in error messages.
+    pub secret: bool,
+    /// Parses the text (trimmed, never empty) into its field.
+    apply: fn(&mut Config, &str) -> Result<(), Problem>,
+    /// The value in force, for `check-config`; secrets masked.
+    show: fn(&Config) -> String,
+}
 
-impl Secret {
-    /// A secret from a literal, for tests.
-    #[cfg(test)]
-    pub fn for_tests(text: &str) -> Self {
-        Self(text.to_string())
-    }
+/// What a setting is when nothing sets it.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    /// This text, parsed like a given value: the README's default is the
+    /// one in force.
+    Text(&'static str),
+    /// Nothing: loading fails, saying what to set.
+    Required,
+    /// Unset; the text says, for the README, what that means.
+    Unset(&'static str),
+    /// This directory under `$HOME`, as other tools find theirs; unset
+    /// without a home.
+    Home(&'static str),
+}
 
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// Why a setting's text was refused.
+#[derive(Debug)]
+enum Problem {
+    /// The text says what was expected.
+    Invalid(String),
+    /// It has no value after all (`OWNER=" , "`).
+    Empty,
+}
 
-    /// The first four characters and the length: enough to tell two apart.
-    pub fn masked(&self) -> String {
-        let head: String = self.0.chars().take(4).collect();
-        format!("{head}… ({} characters)", self.0.len())
+impl From<&str> for Problem {
+    fn from(reason: &str) -> Self {
+        Self::Invalid(reason.to_string())
     }
 }
 
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.masked())
+/// For values any text is (a path, a log filter).
+impl From<std::convert::Infallible> for Problem {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
     }
+}
+
+impl From<String> for Problem {
+    fn from(reason: String) -> Self {
+        Self::Invalid(reason)
+    }
+}
+
+/// Every setting, in the order `check-config` and the README list them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        key: "owner",
+        env: &["DOCKHOOK_OWNER", "OWNER"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Required,
+        help: "the comma-separated Docker Hub namespaces whose pushes may update this host",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.owners, owners(text)),
+        show: |c| c.sources.owners.join(","),
+    },
+    Setting {
+        key: "token",
+        env: &["DOCKHOOK_TOKEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("generated"),
+        help: "secret in the hook URLs and the API's bearer token; when unset, 256 random bits \
+               are generated once and kept in `DATA_DIR/token`",
+        secret: true,
+        apply: |c, text| set(&mut c.token, token(text).map(Some)),
+        show: |c| match &c.token {
+            Some(token) => token.masked(),
+            None => format!("(generated, kept in {})", c.token_path().display()),
+        },
+    },
+    Setting {
+        key: "listen",
+        env: &["DOCKHOOK_LISTEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("0.0.0.0:8080"),
+        help: "address and port the server binds",
+        secret: false,
+        apply: |c, text| {
+            let listen = text.parse();
+            set(
+                &mut c.listen,
+                listen.map_err(|_| "expected IP:PORT such as 0.0.0.0:8080"),
+            )
+        },
+        show: |c| c.listen.to_string(),
+    },
+    Setting {
+        key: "public_url",
+        env: &["DOCKHOOK_PUBLIC_URL"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "base URL the registries reach dockhook at, for the printed hook URLs",
+        secret: false,
+        apply: |c, text| set(&mut c.public_url, url(text).map(Some)),
+        show: |c| shown(&c.public_url),
+    },
+    Setting {
+        key: "dockerhub_registry",
+        env: &["DOCKHOOK_DOCKERHUB_REGISTRY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("docker.io"),
+        help: "registry that Docker Hub events pull from (a local mirror, or a test registry)",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.dockerhub_registry, registry(text)),
+        show: |c| c.sources.dockerhub_registry.clone(),
+    },
+    Setting {
+        key: "registry_host",
+        env: &["DOCKHOOK_REGISTRY_HOST"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("the host the notification names"),
+        help: "registry host that distribution notifications pull from",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.registry_host, registry(text).map(Some)),
+        show: |c| shown(&c.sources.registry_host),
+    },
+    Setting {
+        key: "github_secret",
+        env: &["DOCKHOOK_GITHUB_SECRET"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (source off)"),
+        help: "GitHub webhook secret; turns `/hooks/github` on",
+        secret: true,
+        apply: |c, text| set(&mut c.sources.github_secret, secret(text).map(Some)),
+        show: |c| masked(&c.sources.github_secret),
+    },
+    Setting {
+        key: "github_registry",
+        env: &["DOCKHOOK_GITHUB_REGISTRY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("ghcr.io"),
+        help: "registry that GitHub package events pull from",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.github_registry, registry(text)),
+        show: |c| c.sources.github_registry.clone(),
+    },
+    Setting {
+        key: "gitea_secret",
+        env: &["DOCKHOOK_GITEA_SECRET"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (source off)"),
+        help: "Gitea or Forgejo webhook secret; turns `/hooks/gitea` on",
+        secret: true,
+        apply: |c, text| set(&mut c.sources.gitea_secret, secret(text).map(Some)),
+        show: |c| masked(&c.sources.gitea_secret),
+    },
+    Setting {
+        key: "gitea_registry",
+        env: &["DOCKHOOK_GITEA_REGISTRY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("the Gitea host"),
+        help: "registry that Gitea package events pull from",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.gitea_registry, registry(text).map(Some)),
+        show: |c| shown(&c.sources.gitea_registry),
+    },
+    Setting {
+        key: "gitlab_token",
+        env: &["DOCKHOOK_GITLAB_TOKEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (source off)"),
+        help: "the `X-Gitlab-Token` GitLab sends; turns `/hooks/gitlab` on",
+        secret: true,
+        apply: |c, text| set(&mut c.sources.gitlab_token, secret(text).map(Some)),
+        show: |c| masked(&c.sources.gitlab_token),
+    },
+    Setting {
+        key: "gitlab_registry",
+        env: &["DOCKHOOK_GITLAB_REGISTRY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("registry.gitlab.com"),
+        help: "registry that GitLab events pull from",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.gitlab_registry, registry(text)),
+        show: |c| c.sources.gitlab_registry.clone(),
+    },
+    Setting {
+        key: "harbor_auth",
+        env: &["DOCKHOOK_HARBOR_AUTH"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (source off)"),
+        help: "the `Authorization` header Harbor sends; turns `/hooks/harbor` on",
+        secret: true,
+        apply: |c, text| set(&mut c.sources.harbor_auth, secret(text).map(Some)),
+        show: |c| masked(&c.sources.harbor_auth),
+    },
+    Setting {
+        key: "quay_registry",
+        env: &["DOCKHOOK_QUAY_REGISTRY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("quay.io"),
+        help: "registry that Quay events pull from",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.quay_registry, registry(text)),
+        show: |c| c.sources.quay_registry.clone(),
+    },
+    Setting {
+        key: "label_enable",
+        env: &["DOCKHOOK_LABEL_ENABLE"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("false"),
+        help: "only update containers labelled `dockhook.enable=true`",
+        secret: false,
+        apply: |c, text| set(&mut c.label_enable, boolean(text)),
+        show: |c| c.label_enable.to_string(),
+    },
+    Setting {
+        key: "strategy",
+        env: &["DOCKHOOK_STRATEGY"],
+        env_fallback: &[],
+        label: Some(STRATEGY_LABEL),
+        default: DefaultValue::Text("auto"),
+        help: "`auto`, `start-first` or `stop-first`",
+        secret: false,
+        apply: |c, text| set(&mut c.update.strategy, text.parse()),
+        show: |c| c.update.strategy.to_string(),
+    },
+    Setting {
+        key: "grace",
+        env: &["DOCKHOOK_GRACE"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("5s"),
+        help: "how long a new container without healthcheck must keep running",
+        secret: false,
+        apply: |c, text| set(&mut c.update.grace, parse_duration(text)),
+        show: |c| seconds(c.update.grace),
+    },
+    Setting {
+        key: "health_timeout",
+        env: &["DOCKHOOK_HEALTH_TIMEOUT"],
+        env_fallback: &[],
+        label: Some(HEALTH_TIMEOUT_LABEL),
+        default: DefaultValue::Text("60s"),
+        help: "how long a new container with a healthcheck may take to become healthy",
+        secret: false,
+        apply: |c, text| set(&mut c.update.health_timeout, parse_duration(text)),
+        show: |c| seconds(c.update.health_timeout),
+    },
+    Setting {
+        key: "hook_timeout",
+        env: &["DOCKHOOK_HOOK_TIMEOUT"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("60s"),
+        help: "how long a pre- or post-update hook may run",
+        secret: false,
+        apply: |c, text| set(&mut c.update.hook_timeout, parse_duration(text)),
+        show: |c| seconds(c.update.hook_timeout),
+    },
+    Setting {
+        key: "data_dir",
+        env: &["DOCKHOOK_DATA_DIR"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("/var/lib/dockhook"),
+        help: "history database and generated token (`/data` in the image)",
+        secret: false,
+        apply: |c, text| set(&mut c.data_dir, text.parse()),
+        show: |c| c.data_dir.display().to_string(),
+    },
+    Setting {
+        key: "max_body",
+        env: &["DOCKHOOK_MAX_BODY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("1MiB"),
+        help: "largest webhook body accepted",
+        secret: false,
+        apply: |c, text| set(&mut c.max_body, parse_size(text)),
+        show: |c| format!("{} bytes", c.max_body),
+    },
+    Setting {
+        key: "docker_host",
+        env: &["DOCKHOOK_DOCKER_HOST"],
+        env_fallback: &["DOCKER_HOST"],
+        label: None,
+        default: DefaultValue::Text("unix:///var/run/docker.sock"),
+        help: "Docker Engine API endpoint",
+        secret: false,
+        apply: |c, text| set(&mut c.docker_host, docker_host(text)),
+        show: |c| c.docker_host.clone(),
+    },
+    Setting {
+        key: "docker_config",
+        env: &["DOCKHOOK_DOCKER_CONFIG"],
+        env_fallback: &["DOCKER_CONFIG"],
+        label: None,
+        default: DefaultValue::Home(".docker"),
+        help: "directory of the `config.json` with registry logins",
+        secret: false,
+        apply: |c, text| set(&mut c.update.docker_config, text.parse().map(Some)),
+        show: |c| {
+            c.update
+                .docker_config
+                .as_ref()
+                .map_or("(unset: no registry logins)".into(), |dir| {
+                    dir.join("config.json").display().to_string()
+                })
+        },
+    },
+    Setting {
+        key: "log",
+        env: &["DOCKHOOK_LOG"],
+        env_fallback: &["RUST_LOG"],
+        label: None,
+        default: DefaultValue::Text("info"),
+        help: "log filter (`tracing` syntax: `debug`, `info,dockhook=debug`)",
+        secret: false,
+        apply: |c, text| set(&mut c.log, text.parse()),
+        show: |c| c.log.clone(),
+    },
+];
+
+/// Settings only test builds honour (the `fault-injection` feature, which
+/// `cargo test` turns on): left out of the README, and refused with a
+/// reason by other builds rather than silently ignored.
+pub static TEST_ONLY: &[Setting] = &[Setting {
+    key: "fault_abort_at",
+    env: &["DOCKHOOK_FAULT_ABORT_AT"],
+    env_fallback: &[],
+    label: None,
+    default: DefaultValue::Unset("—"),
+    help: "abort the process right after recording this deployment step (`creating`, \
+           `verifying`, …), as a crash would",
+    secret: false,
+    apply: fault::apply,
+    show: fault::show,
+}];
+
+#[cfg(feature = "fault-injection")]
+mod fault {
+    use super::{Config, Problem};
+    use crate::store::State;
+
+    pub(super) fn apply(config: &mut Config, text: &str) -> Result<(), Problem> {
+        let step = State::parse(text)
+            .filter(|s| !s.is_final())
+            .ok_or("expected a deployment step such as creating")?;
+        config.update.abort_at = Some(step);
+        Ok(())
+    }
+
+    pub(super) fn show(config: &Config) -> String {
+        config
+            .update
+            .abort_at
+            .map_or("(unset)", |s| s.as_str())
+            .to_string()
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+mod fault {
+    use super::{Config, Problem};
+
+    pub(super) fn apply(_: &mut Config, _: &str) -> Result<(), Problem> {
+        Err(
+            "only test builds have fault injection (the fault-injection feature, which \
+             `cargo test` turns on), not this one: unset it"
+                .into(),
+        )
+    }
+
+    pub(super) fn show(_: &Config) -> String {
+        "(not in this build)".into()
+    }
+}
+
+/// Every setting this build reads.
+fn all_settings() -> impl Iterator<Item = &'static Setting> {
+    SETTINGS.iter().chain(TEST_ONLY)
+}
+
+/// Every setting this build honours, for `check-config`.
+fn honoured_settings() -> impl Iterator<Item = &'static Setting> {
+    let test_only: &[Setting] = if cfg!(feature = "fault-injection") {
+        TEST_ONLY
+    } else {
+        &[]
+    };
+    SETTINGS.iter().chain(test_only)
 }
 
 impl fmt::Debug for Config {
@@ -157,18 +494,6 @@ impl fmt::Debug for Config {
         }
         map.finish()
     }
-}
-
-/// An optional setting for display.
-fn shown(value: &Option<String>) -> String {
-    value.clone().unwrap_or_else(|| "(unset)".into())
-}
-
-/// An optional secret for display: masked, or why it matters that it is unset.
-fn masked(secret: &Option<Secret>) -> String {
-    secret
-        .as_ref()
-        .map_or_else(|| "(unset: source off)".into(), Secret::masked)
 }
 
 /// What is wrong with the configuration, and how to fix it.
@@ -191,8 +516,18 @@ pub enum ConfigError {
         "config file {path}: key `{key}` must be a string, number, boolean or list of strings"
     )]
     BadType { path: PathBuf, key: String },
-    #[error("OWNER is empty: set OWNER (or DOCKHOOK_OWNER, or `owner` in the config file) to the comma-separated Docker Hub namespaces whose pushes may update this host")]
-    NoOwner,
+    /// A required setting has no value.
+    #[error("{name} is empty: set {name} ({others}or `{key}` in the config file) to {help}")]
+    Missing {
+        /// The environment variable people know it by.
+        name: &'static str,
+        /// The other variables, as `or DOCKHOOK_X, `.
+        others: String,
+        key: &'static str,
+        help: &'static str,
+    },
+    /// `key` is the name the value was given under: an environment
+    /// variable, or the file key.
     #[error("{key} = {value:?} is invalid: {reason}")]
     Invalid {
         key: String,
@@ -206,8 +541,20 @@ pub enum ConfigError {
     },
 }
 
-/// Where a value came from, before validation.
-type Raw = BTreeMap<&'static str, String>;
+impl ConfigError {
+    fn missing(setting: &'static Setting) -> Self {
+        let (name, others) = match setting.env.split_last() {
+            Some((name, others)) => (*name, others),
+            None => (setting.key, &[][..]),
+        };
+        Self::Missing {
+            name,
+            others: others.iter().map(|other| format!("or {other}, ")).collect(),
+            key: setting.key,
+            help: setting.help,
+        }
+    }
+}
 
 impl Config {
     /// Loads the configuration the way `dockhook` does: the file named by
@@ -226,187 +573,68 @@ impl Config {
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from)
         });
-        let mut raw = match &path {
+        let mut file = match &path {
             Some(path) => read_file(path)?,
-            None => Raw::new(),
+            None => BTreeMap::new(),
         };
-        if let Some(owner) = env("OWNER") {
-            raw.insert("owner", owner);
+        let present = |name: &'static str| env(name).map(|value| (name, value));
+        let mut config = Self::blank();
+        for setting in all_settings() {
+            // Which name it was given under, for the error message.
+            let given = setting
+                .env
+                .iter()
+                .find_map(|name| present(name))
+                .or_else(|| file.remove(setting.key).map(|value| (setting.key, value)))
+                .or_else(|| {
+                    setting
+                        .env_fallback
+                        .iter()
+                        .find_map(|name| present(name).filter(|(_, v)| !v.trim().is_empty()))
+                })
+                .map(|(name, value)| (name, value.trim().to_string()))
+                .filter(|(_, value)| !value.is_empty());
+            let (name, text) = match (given, setting.default) {
+                (Some(given), _) => given,
+                (None, DefaultValue::Text(text)) => (setting.key, text.to_string()),
+                (None, DefaultValue::Required) => return Err(ConfigError::missing(setting)),
+                (None, DefaultValue::Unset(_)) => continue,
+                (None, DefaultValue::Home(dir)) => match env("HOME").filter(|h| !h.is_empty()) {
+                    Some(home) => (setting.key, format!("{home}/{dir}")),
+                    None => continue,
+                },
+            };
+            (setting.apply)(&mut config, &text).map_err(|problem| match problem {
+                Problem::Empty => ConfigError::missing(setting),
+                Problem::Invalid(reason) => ConfigError::Invalid {
+                    key: name.to_string(),
+                    value: if setting.secret {
+                        Secret::new(text).masked()
+                    } else {
+                        text
+                    },
+                    reason,
+                },
+            })?;
         }
-        for (key, _) in KEYS {
-            if let Some(value) = env(&format!("DOCKHOOK_{}", key.to_ascii_uppercase())) {
-                raw.insert(key, value);
-            }
-        }
-        if !raw.contains_key("docker_host") {
-            if let Some(host) = env("DOCKER_HOST").filter(|h| !h.is_empty()) {
-                raw.insert("docker_host", host);
-            }
-        }
-        if !raw.contains_key("docker_config") {
-            // As the docker CLI finds it: $DOCKER_CONFIG, else ~/.docker.
-            let dir = env("DOCKER_CONFIG").filter(|d| !d.is_empty()).or_else(|| {
-                env("HOME")
-                    .filter(|h| !h.is_empty())
-                    .map(|h| format!("{h}/.docker"))
-            });
-            if let Some(dir) = dir {
-                raw.insert("docker_config", dir);
-            }
-        }
-        if !raw.contains_key("log") {
-            if let Some(filter) = env("RUST_LOG").filter(|f| !f.is_empty()) {
-                raw.insert("log", filter);
-            }
-        }
-        Self::from_raw(&raw)
+        Ok(config)
     }
 
-    fn from_raw(raw: &Raw) -> Result<Self, ConfigError> {
-        let get = |key: &str| raw.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
-        let invalid = |key: &str, value: &str, reason: &str| ConfigError::Invalid {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: reason.to_string(),
-        };
-
-        let listen = get("listen").unwrap_or("0.0.0.0:8080");
-        let listen = listen
-            .parse()
-            .map_err(|_| invalid("listen", listen, "expected IP:PORT such as 0.0.0.0:8080"))?;
-
-        let token = get("token").map(validate_token).transpose()?;
-
-        let owners = parse_owners(get("owner").unwrap_or(""))?;
-
-        let registry = |key: &str, text: &str| {
-            ImageRef::from_parts(text, "probe", None)
-                .map(|image| image.registry)
-                .map_err(|e| invalid(key, text, &e.to_string()))
-        };
-        let optional_registry = |key: &str| get(key).map(|text| registry(key, text)).transpose();
-        let dockerhub_registry = registry(
-            "dockerhub_registry",
-            get("dockerhub_registry").unwrap_or("docker.io"),
-        )?;
-        let registry_host = optional_registry("registry_host")?;
-        let github_registry = registry(
-            "github_registry",
-            get("github_registry").unwrap_or("ghcr.io"),
-        )?;
-        let gitea_registry = optional_registry("gitea_registry")?;
-        let gitlab_registry = registry(
-            "gitlab_registry",
-            get("gitlab_registry").unwrap_or("registry.gitlab.com"),
-        )?;
-        let quay_registry = registry("quay_registry", get("quay_registry").unwrap_or("quay.io"))?;
-        let secret = |key: &str| {
-            get(key)
-                .map(|text| {
-                    if text.len() > 1024 {
-                        Err(invalid(key, "…", "longer than 1024 characters"))
-                    } else {
-                        Ok(Secret(text.to_string()))
-                    }
-                })
-                .transpose()
-        };
-        let github_secret = secret("github_secret")?;
-        let gitea_secret = secret("gitea_secret")?;
-        let gitlab_token = secret("gitlab_token")?;
-        let harbor_auth = secret("harbor_auth")?;
-
-        let label_enable = match get("label_enable").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "no" | "off") => false,
-            Some("true" | "1" | "yes" | "on") => true,
-            Some(other) => return Err(invalid("label_enable", other, "expected true or false")),
-        };
-
-        let duration = |key: &str, default: &str| {
-            let text = get(key).unwrap_or(default);
-            parse_duration(text).map_err(|reason| invalid(key, text, reason))
-        };
-        let grace = duration("grace", "5s")?;
-        let health_timeout = duration("health_timeout", "60s")?;
-        let hook_timeout = duration("hook_timeout", "60s")?;
-        let strategy = get("strategy").unwrap_or("auto");
-        let strategy = strategy
-            .parse()
-            .map_err(|reason: String| invalid("strategy", strategy, &reason))?;
-        let fault_abort_at = get("fault_abort_at")
-            .map(|step| {
-                State::parse(step).filter(|s| !s.is_final()).ok_or_else(|| {
-                    invalid(
-                        "fault_abort_at",
-                        step,
-                        "expected a deployment step such as creating",
-                    )
-                })
-            })
-            .transpose()?;
-
-        let data_dir = PathBuf::from(get("data_dir").unwrap_or("/var/lib/dockhook"));
-
-        let max_body = get("max_body").unwrap_or("1MiB");
-        let max_body =
-            parse_size(max_body).map_err(|reason| invalid("max_body", max_body, reason))?;
-
-        let docker_host = get("docker_host")
-            .unwrap_or("unix:///var/run/docker.sock")
-            .to_string();
-        if !["unix://", "tcp://", "http://"]
-            .iter()
-            .any(|scheme| docker_host.starts_with(scheme))
-        {
-            return Err(invalid(
-                "docker_host",
-                &docker_host,
-                "expected unix:///path/to/docker.sock or tcp://HOST:PORT",
-            ));
+    /// What every setting is overwritten on: each one with a default
+    /// applies it, a required one fails without a value.
+    fn blank() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            token: None,
+            sources: sources::Settings::default(),
+            update: deploy::Settings::default(),
+            label_enable: false,
+            data_dir: PathBuf::new(),
+            max_body: 0,
+            docker_host: String::new(),
+            public_url: None,
+            log: String::new(),
         }
-
-        let docker_config = get("docker_config").map(PathBuf::from);
-
-        let public_url = get("public_url").map(|url| url.trim_end_matches('/').to_string());
-        if let Some(url) = &public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    "public_url",
-                    url,
-                    "expected an http:// or https:// URL",
-                ));
-            }
-        }
-
-        Ok(Self {
-            listen,
-            token,
-            sources: SourceSettings {
-                owners,
-                dockerhub_registry,
-                registry_host,
-                github_secret,
-                github_registry,
-                gitea_secret,
-                gitea_registry,
-                gitlab_token,
-                gitlab_registry,
-                harbor_auth,
-                quay_registry,
-            },
-            label_enable,
-            grace,
-            health_timeout,
-            strategy,
-            hook_timeout,
-            data_dir,
-            max_body,
-            docker_host,
-            docker_config,
-            public_url,
-            log: get("log").unwrap_or("info").to_string(),
-            fault_abort_at,
-        })
     }
 
     /// Returns the configured token, or the one kept in `data_dir`, creating
@@ -422,7 +650,15 @@ impl Config {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(stored) => return Ok((validate_token(stored.trim())?, false)),
+            Ok(stored) => {
+                let stored = stored.trim();
+                let token = token(stored).map_err(|reason| ConfigError::Invalid {
+                    key: format!("token in {}", path.display()),
+                    value: Secret::new(stored).masked(),
+                    reason,
+                })?;
+                return Ok((token, false));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(data_dir_error(e)),
         }
@@ -432,19 +668,12 @@ impl Config {
             .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         write_private(&path, &token).map_err(data_dir_error)?;
-        Ok((Secret(token), true))
+        Ok((Secret::new(token), true))
     }
 
     /// What the updater needs.
-    pub fn update_settings(&self) -> Settings {
-        Settings {
-            grace: self.grace,
-            health_timeout: self.health_timeout,
-            strategy: self.strategy,
-            hook_timeout: self.hook_timeout,
-            abort_at: self.fault_abort_at,
-            docker_config: self.docker_config.clone(),
-        }
+    pub fn update_settings(&self) -> deploy::Settings {
+        self.update.clone()
     }
 
     /// The token kept across restarts when none is configured.
@@ -469,56 +698,160 @@ impl Config {
         })
     }
 
-    /// Every setting as `(key, display value)`, secrets masked.
+    /// Every setting this build honours as `(key, value in force)`, secrets
+    /// masked, in table order.
     pub fn entries(&self) -> Vec<(&'static str, String)> {
-        KEYS.iter()
-            .map(|(key, _)| {
-                let value = match *key {
-                    "listen" => self.listen.to_string(),
-                    "token" => match &self.token {
-                        Some(token) => token.masked(),
-                        None => format!("(generated, kept in {})", self.token_path().display()),
-                    },
-                    "owner" => self.sources.owners.join(","),
-                    "dockerhub_registry" => self.sources.dockerhub_registry.clone(),
-                    "registry_host" => shown(&self.sources.registry_host),
-                    "github_secret" => masked(&self.sources.github_secret),
-                    "github_registry" => self.sources.github_registry.clone(),
-                    "gitea_secret" => masked(&self.sources.gitea_secret),
-                    "gitea_registry" => shown(&self.sources.gitea_registry),
-                    "gitlab_token" => masked(&self.sources.gitlab_token),
-                    "gitlab_registry" => self.sources.gitlab_registry.clone(),
-                    "harbor_auth" => masked(&self.sources.harbor_auth),
-                    "quay_registry" => self.sources.quay_registry.clone(),
-                    "label_enable" => self.label_enable.to_string(),
-                    "grace" => format!("{}s", self.grace.as_secs_f64()),
-                    "health_timeout" => format!("{}s", self.health_timeout.as_secs_f64()),
-                    "strategy" => self.strategy.to_string(),
-                    "hook_timeout" => format!("{}s", self.hook_timeout.as_secs_f64()),
-                    "data_dir" => self.data_dir.display().to_string(),
-                    "max_body" => format!("{} bytes", self.max_body),
-                    "docker_host" => self.docker_host.clone(),
-                    "docker_config" => self
-                        .docker_config
-                        .as_ref()
-                        .map_or("(unset: no registry logins)".into(), |d| {
-                            d.join("config.json").display().to_string()
-                        }),
-                    "public_url" => shown(&self.public_url),
-                    "log" => self.log.clone(),
-                    "fault_abort_at" => self
-                        .fault_abort_at
-                        .map_or("(unset)", |s| s.as_str())
-                        .to_string(),
-                    _ => unreachable!("every key in KEYS has a display"),
-                };
-                (*key, value)
-            })
+        honoured_settings()
+            .map(|setting| (setting.key, (setting.show)(self)))
             .collect()
     }
 }
 
-fn read_file(path: &Path) -> Result<Raw, ConfigError> {
+/// The README's configuration table, in Markdown: one row per setting of
+/// [`SETTINGS`]. `dockhook config-table` prints it.
+pub fn markdown_table() -> String {
+    let code = |text: &str| format!("`{text}`");
+    let mut table =
+        String::from("| key (file) | environment | default | meaning |\n|---|---|---|---|\n");
+    for setting in SETTINGS {
+        let mut env = setting
+            .env
+            .iter()
+            .map(|name| code(name))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        for name in setting.env_fallback {
+            let absent = code(setting.key);
+            env.push_str(&format!("; {} when the file has no {absent}", code(name)));
+        }
+        let default = match setting.default {
+            DefaultValue::Text(text) => code(text),
+            DefaultValue::Required => "**required**".into(),
+            DefaultValue::Unset(text) => text.into(),
+            DefaultValue::Home(dir) => code(&format!("~/{dir}")),
+        };
+        let mut help = setting.help.to_string();
+        if let Some(label) = setting.label {
+            help.push_str(&format!("; label {} sets it per container", code(label)));
+        }
+        if setting.secret {
+            help.push_str(" (masked in `check-config`)");
+        }
+        table.push_str(&format!(
+            "| {} | {env} | {default} | {help} |\n",
+            code(setting.key)
+        ));
+    }
+    table
+}
+
+/// Stores a parsed value in its field.
+fn set<T, E: Into<Problem>>(field: &mut T, value: Result<T, E>) -> Result<(), Problem> {
+    *field = value.map_err(Into::into)?;
+    Ok(())
+}
+
+/// An optional setting for display.
+fn shown(value: &Option<String>) -> String {
+    value.clone().unwrap_or_else(|| "(unset)".into())
+}
+
+/// An optional secret for display: masked, or why it matters that it is unset.
+fn masked(secret: &Option<Secret>) -> String {
+    secret
+        .as_ref()
+        .map_or_else(|| "(unset: source off)".into(), Secret::masked)
+}
+
+/// A duration for display, in seconds.
+fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
+
+fn boolean(text: &str) -> Result<bool, &'static str> {
+    match text.to_ascii_lowercase().as_str() {
+        "false" | "0" | "no" | "off" => Ok(false),
+        "true" | "1" | "yes" | "on" => Ok(true),
+        _ => Err("expected true or false"),
+    }
+}
+
+/// A base URL, without the trailing slash paths are appended to.
+fn url(text: &str) -> Result<String, &'static str> {
+    if !(text.starts_with("http://") || text.starts_with("https://")) {
+        return Err("expected an http:// or https:// URL");
+    }
+    Ok(text.trim_end_matches('/').to_string())
+}
+
+fn docker_host(text: &str) -> Result<String, &'static str> {
+    if !["unix://", "tcp://", "http://"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+    {
+        return Err("expected unix:///path/to/docker.sock or tcp://HOST:PORT");
+    }
+    Ok(text.to_string())
+}
+
+/// A registry host, normalised as image references name it.
+fn registry(text: &str) -> Result<String, String> {
+    ImageRef::from_parts(text, "probe", None)
+        .map(|image| image.registry)
+        .map_err(|e| e.to_string())
+}
+
+/// A source's secret: any text a header can carry, within reason.
+fn secret(text: &str) -> Result<Secret, &'static str> {
+    if text.len() > 1024 {
+        return Err("longer than 1024 characters");
+    }
+    Ok(Secret::new(text))
+}
+
+/// The token goes in URLs: URL-safe, and long enough not to be guessed.
+fn token(text: &str) -> Result<Secret, String> {
+    let ok = text.len() >= 16
+        && text.len() <= 256
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+    if ok {
+        Ok(Secret::new(text))
+    } else {
+        Err(
+            "use 16 to 256 URL-safe characters (letters, digits, - _ . ~); \
+             leave it unset to have one generated"
+                .into(),
+        )
+    }
+}
+
+fn owners(list: &str) -> Result<Vec<String>, Problem> {
+    let mut owners = Vec::new();
+    for owner in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let owner = owner.to_ascii_lowercase();
+        // A namespace is one repository path component.
+        if ImageRef::from_parts("docker.io", &format!("{owner}/x"), None).is_err()
+            || owner.contains('/')
+        {
+            return Err(format!(
+                "{owner:?}: a namespace is lowercase letters, digits and single separators"
+            )
+            .into());
+        }
+        if !owners.contains(&owner) {
+            owners.push(owner);
+        }
+    }
+    if owners.is_empty() {
+        return Err(Problem::Empty);
+    }
+    Ok(owners)
+}
+
+/// The file's settings as text, by key; a list becomes comma-separated.
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -529,18 +862,22 @@ fn read_file(path: &Path) -> Result<Raw, ConfigError> {
             path: path.to_path_buf(),
             message: e.message().to_string(),
         })?;
-    let mut raw = Raw::new();
+    let mut raw = BTreeMap::new();
     for (key, value) in table {
-        let Some(&(known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
+        if !all_settings().any(|setting| setting.key == key) {
             return Err(ConfigError::UnknownKey {
                 path: path.to_path_buf(),
                 key,
-                known: KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+                known: SETTINGS
+                    .iter()
+                    .map(|setting| setting.key)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
-        };
+        }
         let bad_type = || ConfigError::BadType {
             path: path.to_path_buf(),
-            key: known.to_string(),
+            key: key.clone(),
         };
         let value = match value {
             toml::Value::String(s) => s,
@@ -554,96 +891,9 @@ fn read_file(path: &Path) -> Result<Raw, ConfigError> {
                 .join(","),
             _ => return Err(bad_type()),
         };
-        raw.insert(known, value);
+        raw.insert(key, value);
     }
     Ok(raw)
-}
-
-fn validate_token(token: &str) -> Result<Secret, ConfigError> {
-    let ok = token.len() >= 16
-        && token.len() <= 256
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-    if ok {
-        Ok(Secret(token.to_string()))
-    } else {
-        Err(ConfigError::Invalid {
-            key: "token".into(),
-            value: Secret(token.to_string()).masked(),
-            reason: "use 16 to 256 URL-safe characters (letters, digits, - _ . ~); \
-                     leave it unset to have one generated"
-                .into(),
-        })
-    }
-}
-
-fn parse_owners(list: &str) -> Result<Vec<String>, ConfigError> {
-    let mut owners = Vec::new();
-    for owner in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-        let owner = owner.to_ascii_lowercase();
-        // A namespace is one repository path component.
-        if ImageRef::from_parts("docker.io", &format!("{owner}/x"), None).is_err()
-            || owner.contains('/')
-        {
-            return Err(ConfigError::Invalid {
-                key: "owner".into(),
-                value: owner,
-                reason: "a namespace is lowercase letters, digits and single separators".into(),
-            });
-        }
-        if !owners.contains(&owner) {
-            owners.push(owner);
-        }
-    }
-    if owners.is_empty() {
-        return Err(ConfigError::NoOwner);
-    }
-    Ok(owners)
-}
-
-/// `5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
-    const REASON: &str = "expected a duration such as 5s, 500ms, 2m or 1h";
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| REASON)?;
-    let seconds = match unit.trim() {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return Err(REASON),
-    };
-    if !(0.0..=86_400.0).contains(&seconds) {
-        return Err("must be between 0 and 24h");
-    }
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// `1MiB`, `512KiB`, `2MB`, or a bare number of bytes.
-pub fn parse_size(text: &str) -> Result<usize, &'static str> {
-    const REASON: &str = "expected a size such as 1MiB, 512KiB or 1048576";
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().map_err(|_| REASON)?;
-    let factor = match unit.trim() {
-        "" | "B" => 1,
-        "KB" | "kB" => 1000,
-        "K" | "KiB" => 1024,
-        "MB" => 1_000_000,
-        "M" | "MiB" => 1024 * 1024,
-        _ => return Err(REASON),
-    };
-    let bytes = number.checked_mul(factor).ok_or(REASON)?;
-    if !(1024..=64 * 1024 * 1024).contains(&bytes) {
-        return Err("must be between 1KiB and 64MiB");
-    }
-    Ok(bytes)
 }
 
 /// Writes a file only its owner can read.
@@ -662,6 +912,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::StrategySetting;
     use std::collections::HashMap;
 
     fn load(file: Option<&str>, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
@@ -683,22 +934,36 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(config.sources.owners, vec!["alice"]);
         assert_eq!(config.sources.dockerhub_registry, "docker.io");
-        assert_eq!(config.grace, Duration::from_secs(5));
+        assert_eq!(config.sources.github_registry, "ghcr.io");
+        assert_eq!(config.sources.gitea_registry, None);
+        assert_eq!(config.update.grace, Duration::from_secs(5));
         assert_eq!(config.max_body, 1024 * 1024);
         assert!(!config.label_enable);
         assert_eq!(config.token, None);
         assert_eq!(config.docker_host, "unix:///var/run/docker.sock");
-        assert_eq!(config.strategy, StrategySetting::Auto);
-        assert_eq!(config.health_timeout, Duration::from_secs(60));
-        assert_eq!(config.fault_abort_at, None);
+        assert_eq!(config.update.strategy, StrategySetting::Auto);
+        assert_eq!(config.update.health_timeout, Duration::from_secs(60));
+        assert_eq!(config.update.hook_timeout, Duration::from_secs(60));
+        assert_eq!(config.update.docker_config, None, "no HOME, no logins");
+        assert_eq!(config.data_dir, Path::new("/var/lib/dockhook"));
+        assert_eq!(config.log, "info");
+        #[cfg(feature = "fault-injection")]
+        assert_eq!(config.update.abort_at, None);
     }
 
     #[test]
     fn empty_owner_is_refused_with_advice() {
         for env in [&[][..], &[("OWNER", "")], &[("OWNER", " , ")]] {
             let err = load(None, env).unwrap_err();
-            assert!(matches!(err, ConfigError::NoOwner));
-            assert!(err.to_string().contains("set OWNER"));
+            assert!(
+                matches!(err, ConfigError::Missing { key: "owner", .. }),
+                "{err:?}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "OWNER is empty: set OWNER (or DOCKHOOK_OWNER, or `owner` in the config file) \
+                 to the comma-separated Docker Hub namespaces whose pushes may update this host"
+            );
         }
     }
 
@@ -721,7 +986,7 @@ mod tests {
         "#;
         let config = load(Some(file), &[("DOCKHOOK_GRACE", "750ms")]).unwrap();
         assert_eq!(config.sources.owners, vec!["alice", "bob"]);
-        assert_eq!(config.grace, Duration::from_millis(750));
+        assert_eq!(config.update.grace, Duration::from_millis(750));
         assert!(config.label_enable);
         assert_eq!(config.max_body, 4096);
         assert_eq!(config.sources.dockerhub_registry, "127.0.0.1:5000");
@@ -734,6 +999,52 @@ mod tests {
             config.sources.owners,
             vec!["carol"],
             "DOCKHOOK_OWNER wins over OWNER"
+        );
+    }
+
+    #[test]
+    fn other_tools_variables_count_only_under_the_file() {
+        let config = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKER_HOST", "tcp://127.0.0.1:2375"),
+                ("RUST_LOG", "debug"),
+                ("DOCKER_CONFIG", "/etc/docker-logins"),
+                ("HOME", "/home/a"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.docker_host, "tcp://127.0.0.1:2375");
+        assert_eq!(config.log, "debug");
+        assert_eq!(
+            config.update.docker_config.as_deref(),
+            Some(Path::new("/etc/docker-logins"))
+        );
+
+        let file = "owner = \"a\"\ndocker_host = \"unix:///run/docker.sock\"\nlog = \"warn\"\n";
+        let env = [
+            ("DOCKER_HOST", "tcp://127.0.0.1:2375"),
+            ("RUST_LOG", "debug"),
+        ];
+        let config = load(Some(file), &env).unwrap();
+        assert_eq!(
+            config.docker_host, "unix:///run/docker.sock",
+            "the file wins"
+        );
+        assert_eq!(config.log, "warn");
+        let config = load(
+            Some(file),
+            &[("DOCKHOOK_LOG", "trace"), ("RUST_LOG", "debug")],
+        )
+        .unwrap();
+        assert_eq!(config.log, "trace", "DOCKHOOK_LOG wins over the file");
+
+        let config = load(None, &[("OWNER", "a"), ("HOME", "/home/a")]).unwrap();
+        assert_eq!(
+            config.update.docker_config.as_deref(),
+            Some(Path::new("/home/a/.docker")),
+            "as the docker CLI finds it"
         );
     }
 
@@ -777,11 +1088,32 @@ mod tests {
             ("DOCKHOOK_PUBLIC_URL", "example.com", "http"),
             ("DOCKHOOK_STRATEGY", "rolling", "start-first"),
             ("DOCKHOOK_HEALTH_TIMEOUT", "1y", "duration"),
-            ("DOCKHOOK_FAULT_ABORT_AT", "succeeded", "deployment step"),
+            (
+                "DOCKHOOK_FAULT_ABORT_AT",
+                "succeeded",
+                if cfg!(feature = "fault-injection") {
+                    "deployment step"
+                } else {
+                    "no fault injection"
+                },
+            ),
         ] {
             let err = load(None, &[("OWNER", "alice"), (key, value)]).unwrap_err();
             assert!(err.to_string().contains(needle), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn errors_name_where_the_value_came_from() {
+        let err = load(None, &[("OWNER", "a"), ("DOCKHOOK_GRACE", "soon")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("DOCKHOOK_GRACE = \"soon\""),
+            "{err}"
+        );
+        let err = load(Some("owner = \"a\"\ngrace = \"soon\"\n"), &[]).unwrap_err();
+        assert!(err.to_string().starts_with("grace = \"soon\""), "{err}");
+        let err = load(None, &[("OWNER", "a"), ("DOCKER_HOST", "ssh://x")]).unwrap_err();
+        assert!(err.to_string().starts_with("DOCKER_HOST = "), "{err}");
     }
 
     #[test]
@@ -791,6 +1123,22 @@ mod tests {
         let shown = format!("{config:?} {:?}", config.entries());
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("0123…"), "{shown}");
+    }
+
+    #[test]
+    fn every_secret_is_masked_in_check_config_and_errors() {
+        let secrets: Vec<_> = SETTINGS.iter().filter(|s| s.secret).collect();
+        assert_eq!(secrets.len(), 5, "token and the four source secrets");
+        for setting in secrets {
+            let name = setting.env[0];
+            let config = load(None, &[("OWNER", "a"), (name, "abcdPLUGHPLUGHPLUGH")]).unwrap();
+            let shown = format!("{:?}", config.entries());
+            assert!(!shown.contains("PLUGH"), "{name}: {shown}");
+            assert!(shown.contains("abcd…"), "{name}: {shown}");
+            let long = format!("abcd{}", "PLUGH".repeat(250));
+            let err = load(None, &[("OWNER", "a"), (name, &long)]).unwrap_err();
+            assert!(!err.to_string().contains("PLUGH"), "{name}: {err}");
+        }
     }
 
     #[test]
@@ -819,15 +1167,75 @@ mod tests {
         assert_eq!(first, second);
     }
 
+    #[cfg(feature = "fault-injection")]
     #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("5").unwrap(), Duration::from_secs(5));
-        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("-1s").is_err());
-        assert!(parse_duration("2d").is_err());
-        assert_eq!(parse_size("512KiB").unwrap(), 512 * 1024);
-        assert_eq!(parse_size("2MB").unwrap(), 2_000_000);
-        assert!(parse_size("99999999999999999999").is_err());
+    fn fault_injection_is_a_test_only_setting() {
+        let config = load(
+            None,
+            &[("OWNER", "a"), ("DOCKHOOK_FAULT_ABORT_AT", "creating")],
+        )
+        .unwrap();
+        assert_eq!(config.update.abort_at, Some(crate::store::State::Creating));
+        assert!(config
+            .entries()
+            .contains(&("fault_abort_at", "creating".into())));
+        assert!(!markdown_table().contains("fault_abort_at"));
+    }
+
+    #[test]
+    fn every_setting_has_one_file_key_and_a_dockhook_variable() {
+        let mut keys: Vec<_> = all_settings().map(|s| s.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), all_settings().count(), "keys are unique");
+        for setting in all_settings() {
+            assert_eq!(
+                setting.env.first().copied(),
+                Some(format!("DOCKHOOK_{}", setting.key.to_ascii_uppercase()).as_str()),
+                "`{}` = DOCKHOOK_{{KEY}} in the environment",
+                setting.key
+            );
+            assert!(
+                !setting.help.contains(['|', '\n']),
+                "`{}`: the help is one table cell",
+                setting.key
+            );
+        }
+    }
+
+    const TABLE_START: &str =
+        "<!-- settings table: generated from src/config.rs by `dockhook config-table` -->\n";
+    const TABLE_END: &str = "<!-- end of the settings table -->";
+
+    /// The README's table is [`markdown_table`]: it cannot drift from the
+    /// settings. `UPDATE_README=1` rewrites it.
+    #[test]
+    fn readme_configuration_table_is_generated() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let start = readme
+            .find(TABLE_START)
+            .expect("README has the start marker")
+            + TABLE_START.len();
+        let end = start
+            + readme[start..]
+                .find(TABLE_END)
+                .expect("README has the end marker");
+        let expected = markdown_table();
+        if readme[start..end] == expected {
+            return;
+        }
+        if std::env::var_os("UPDATE_README").is_some() {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, updated).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's configuration table is not the one the settings in src/config.rs \
+             make. Regenerate it with\n\n    UPDATE_README=1 cargo test --lib readme\n\n\
+             (or paste `cargo run -q -- config-table` between the markers).\n\n\
+             README has:\n{}\nsettings make:\n{expected}",
+            &readme[start..end]
+        );
     }
 }

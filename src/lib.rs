@@ -22,7 +22,11 @@
 //! ## The modules
 //!
 //! - [`config`]: the one typed configuration (file, then environment); the
-//!   only module that reads the environment.
+//!   only module that reads the environment. One table defines every
+//!   setting once; loading, `check-config` and the README's table come from
+//!   it. It assembles the settings types the other modules own.
+//! - [`settings`]: what settings are made of (secrets, durations, sizes). A
+//!   leaf, so no module needs to import [`config`].
 //! - [`credentials`]: registry logins from a Docker `config.json`.
 //! - [`image_ref`]: parsing and normalising image references. Pure.
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
@@ -53,6 +57,7 @@ pub mod event;
 pub mod image_ref;
 pub mod inventory;
 pub mod server;
+pub mod settings;
 pub mod sources;
 pub mod store;
 pub mod tags;

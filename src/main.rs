@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dockhook::app;
-use dockhook::config::Config;
+use dockhook::config::{self, Config};
 
 /// Keeps Docker containers up to date the moment a registry says a new image is out.
 #[derive(Parser)]
@@ -33,6 +33,9 @@ enum Command {
     },
     /// Exit 0 when the local dockhook answers /healthz with 200 (for Docker's HEALTHCHECK).
     Healthcheck,
+    /// Print the README's configuration table (Markdown) from the settings.
+    #[command(hide = true)]
+    ConfigTable,
 }
 
 fn main() -> ExitCode {
@@ -47,10 +50,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let load = || Config::load(cli.config.as_deref());
+    let runtime = || tokio::runtime::Runtime::new().context("cannot start the async runtime");
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
+            let config = load()?;
             let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
                 .with_context(|| format!("log = {:?} is not a valid log filter", config.log))?;
             tracing_subscriber::fmt()
@@ -58,22 +62,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_writer(std::io::stderr)
                 .init();
-            runtime.block_on(app::serve(config, app::shutdown_signal()))?;
+            runtime()?.block_on(app::serve(config, app::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { show_token } => {
-            check_config(&config, show_token)?;
+            check_config(&load()?, show_token)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
-            let healthy = runtime
-                .block_on(app::probe_health(config.listen))
+            let listen = load()?.listen;
+            let healthy = runtime()?
+                .block_on(app::probe_health(listen))
                 .unwrap_or(false);
             Ok(if healthy {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::ConfigTable => {
+            // Documentation, not this host's settings: needs no configuration.
+            print!("{}", config::markdown_table());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

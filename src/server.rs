@@ -31,11 +31,11 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
 use crate::deploy::{Queue, Request as DeployRequest};
 use crate::engine::Engine;
 use crate::event::ImageEvent;
 use crate::inventory::Inventory;
+use crate::settings::Secret;
 use crate::sources::{self, SourceError, Verdict};
 use crate::store::Store;
 use crate::tags::{TagPolicy, POLICY_LABEL};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bollard::models::ContainerInspectResponse;
 
-use crate::config::parse_duration;
+use crate::settings::parse_duration;
 
 /// Label choosing the strategy for one container.
 pub const STRATEGY_LABEL: &str = "dockhook.strategy";

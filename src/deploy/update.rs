@@ -132,7 +132,9 @@ pub struct Settings {
     /// How long a lifecycle hook may run.
     pub hook_timeout: Duration,
     /// Fault injection for tests: abort the process right after this step
-    /// is recorded, as a crash would.
+    /// is recorded, as a crash would. Only in builds with the
+    /// `fault-injection` feature, which only tests turn on.
+    #[cfg(feature = "fault-injection")]
     pub abort_at: Option<State>,
     /// Directory of the Docker client configuration holding registry logins.
     pub docker_config: Option<std::path::PathBuf>,
@@ -145,6 +147,7 @@ impl Default for Settings {
             health_timeout: Duration::from_secs(60),
             strategy: StrategySetting::Auto,
             hook_timeout: Duration::from_secs(60),
+            #[cfg(feature = "fault-injection")]
             abort_at: None,
             docker_config: None,
         }
@@ -236,6 +239,7 @@ impl<E: Engine> Updater<E> {
         if let Err(e) = written {
             tracing::error!(deployment, error = %e, "cannot record step");
         }
+        #[cfg(feature = "fault-injection")]
         if self.settings.abort_at == Some(state) && !state.is_final() {
             tracing::error!(
                 deployment,

@@ -199,7 +199,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            gitea_secret: Some(crate::config::Secret::for_tests(SECRET)),
+            gitea_secret: Some(crate::settings::Secret::for_tests(SECRET)),
             ..Settings::for_tests()
         }
     }

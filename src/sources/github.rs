@@ -204,7 +204,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            github_secret: Some(crate::config::Secret::for_tests(SECRET)),
+            github_secret: Some(crate::settings::Secret::for_tests(SECRET)),
             ..Settings::for_tests()
         }
     }

@@ -143,7 +143,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
-            gitlab_token: Some(crate::config::Secret::for_tests(TOKEN)),
+            gitlab_token: Some(crate::settings::Secret::for_tests(TOKEN)),
             ..Settings::for_tests()
         }
     }

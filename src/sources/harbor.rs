@@ -22,9 +22,9 @@
 use serde::Deserialize;
 
 use super::{json, secret_matches, Request, Settings, SourceError, Verdict};
-use crate::config::Secret;
 use crate::event::ImageEvent;
 use crate::image_ref::{split_host, validate_digest, ImageRef};
+use crate::settings::Secret;
 
 /// Name recorded in history for events from this source.
 pub const SOURCE: &str = "harbor";

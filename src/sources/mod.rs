@@ -14,8 +14,8 @@
 
 use http::HeaderMap;
 
-use crate::config::Secret;
 use crate::event::ImageEvent;
+use crate::settings::Secret;
 
 pub mod acr;
 pub mod dockerhub;
@@ -73,7 +73,7 @@ impl Verdict {
 }
 
 /// What the sources need from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
     /// Docker Hub namespaces allowed to trigger updates.
     pub owners: Vec<String>,
@@ -170,7 +170,7 @@ mod tests {
     use super::*;
 
     fn secret(text: &str) -> Secret {
-        crate::config::Secret::for_tests(text)
+        crate::settings::Secret::for_tests(text)
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub async fn serve(sources: Settings) -> String {
         crate::deploy::Settings::default(),
     ));
     let state = Arc::new(AppState {
-        token: crate::config::Secret::for_tests("path-token-not-used-here"),
+        token: crate::settings::Secret::for_tests("path-token-not-used-here"),
         sources,
         rules: crate::targets::TargetRules::default(),
         max_body: 1024 * 1024,
