@@ -205,14 +205,12 @@ pub async fn serve(
     stop_watching.cancel();
     let _ = watcher.await;
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
-    if tokio::time::timeout(DRAIN_LIMIT, queue.drain())
-        .await
-        .is_err()
-    {
+    let limit = config.shutdown_timeout;
+    if tokio::time::timeout(limit, queue.drain()).await.is_err() {
         // Every step is on record: the next start finishes or undoes what
         // is under way and runs what is still queued.
         tracing::warn!(
-            "deployments still running after {DRAIN_LIMIT:?}; stopping anyway, the next start \
+            "deployments still running after {limit:?}; stopping anyway, the next start \
              finishes or undoes them"
         );
         return Ok(());
@@ -220,10 +218,6 @@ pub async fn serve(
     tracing::info!("all deployments finished; bye");
     Ok(())
 }
-
-/// How long shutdown waits for the deployment under way to end. Queued
-/// ones are not started once shutdown began; they run at the next start.
-const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// How long a client may take to send a request's headers, and how long an
 /// idle keep-alive connection is kept: a client that trickles bytes cannot

@@ -61,6 +61,8 @@ pub struct Config {
     pub docker_host: String,
     pub public_url: Option<String>,
     pub log: String,
+    /// How long shutdown waits for the deployment under way.
+    pub shutdown_timeout: Duration,
 }
 
 /// One setting, everything about it in one place.
@@ -353,6 +355,17 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| seconds(c.update.hook_timeout),
     },
     Setting {
+        key: "shutdown_timeout",
+        env: &["DOCKHOOK_SHUTDOWN_TIMEOUT"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("60s"),
+        help: "how long shutdown waits for the update under way; what is left is finished or undone at the next start (give `docker stop` at least this long)",
+        secret: false,
+        apply: |c, text| set(&mut c.shutdown_timeout, parse_duration(text)),
+        show: |c| seconds(c.shutdown_timeout),
+    },
+    Setting {
         key: "data_dir",
         env: &["DOCKHOOK_DATA_DIR"],
         env_fallback: &[],
@@ -634,6 +647,7 @@ impl Config {
             docker_host: String::new(),
             public_url: None,
             log: String::new(),
+            shutdown_timeout: Duration::ZERO,
         }
     }
 
