@@ -10,28 +10,8 @@ use std::io::Read;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
-use support::scenario::{api, containers_named, wait_deployment, Site};
+use support::scenario::{api, assert_one_running, run_site, wait_deployment, Site};
 use support::*;
-
-/// A site container named `name` on `site`'s `latest`.
-fn run_site(cleanup: &mut Cleanup, site: &Site, name: &str, args: &[&str]) -> String {
-    let name = cleanup.container(name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    run_container(&name, &site.image("latest"), args);
-    name
-}
-
-/// Exactly one container has the target's name, it runs, and it runs `image`.
-fn assert_one_running(name: &str, image: &str) {
-    assert_eq!(
-        containers_named(name),
-        vec![name.to_string()],
-        "leftover containers"
-    );
-    let container = container_inspect(name);
-    assert_eq!(container["State"]["Running"], true, "{name} is not running");
-    assert_eq!(container["Image"], image, "{name} runs the wrong image");
-}
 
 fn state_of(dockhook: &Dockhook, id: i64) -> String {
     api(dockhook, &format!("/api/deployments/{id}")).1["state"]
@@ -102,6 +82,29 @@ fn kill_9_during_the_second_of_two_queued_updates_leaves_the_site_up() {
     assert_one_running(&name, &v4);
 }
 
+/// Sends the webhook for `site` to a dockhook of its own and kills it (-9)
+/// two seconds into the old container's stop, which must take longer (a
+/// stop signal the site ignores). Returns its data directory and the
+/// deployment.
+fn kill_9_during_the_old_containers_stop(site: &Site) -> (tempfile::TempDir, i64) {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let mut first = Dockhook::start(
+        &site.registry.host(),
+        &[("DOCKHOOK_DATA_DIR", data_dir.as_str())],
+    );
+    let (status, answer) = site.hook(&first, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["deployments"][0].as_i64().unwrap();
+    let stopping = wait_until(Duration::from_secs(60), || {
+        state_of(&first, id) == "stopping"
+    });
+    assert!(stopping, "{}", first.log_text());
+    std::thread::sleep(Duration::from_secs(2));
+    first.kill_9();
+    (data, id)
+}
+
 /// Issue: killed while the old container was in its graceful stop and
 /// restarted at once, dockhook saw it still running, removed the healthy
 /// new one and recorded a rollback; then the old one finished stopping and
@@ -131,22 +134,9 @@ fn kill_9_during_the_old_containers_graceful_stop_finishes_the_update() {
         ],
     );
     let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
-    let data = tempfile::tempdir().unwrap();
+    let (data, id) = kill_9_during_the_old_containers_stop(&site);
     let data_dir = data.path().to_string_lossy().to_string();
     let env = [("DOCKHOOK_DATA_DIR", data_dir.as_str())];
-    let mut first = Dockhook::start(&site.registry.host(), &env);
-    let (status, answer) = site.hook(&first, "latest");
-    assert_eq!(status, 202, "{answer}");
-    let id = answer["deployments"][0].as_i64().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || state_of(&first, id)
-            == "stopping"),
-        "{}",
-        first.log_text()
-    );
-    // In the middle of the old container's 8 s stop.
-    std::thread::sleep(Duration::from_secs(2));
-    first.kill_9();
     let old_still_running = container_inspect(&name)["State"]["Running"] == true;
 
     let second = Dockhook::start(&site.registry.host(), &env);
@@ -438,21 +428,9 @@ fn an_undone_start_first_update_puts_the_old_container_back_on_its_networks() {
     let (front_before, back_before) = (aliases(&name, &front), aliases(&name, &back));
     let old_id = container_inspect(&name)["Id"].as_str().unwrap().to_string();
     site.push(&mut cleanup, "latest", SiteImage::new("v2"));
-    let data = tempfile::tempdir().unwrap();
+    let (data, id) = kill_9_during_the_old_containers_stop(&site);
     let data_dir = data.path().to_string_lossy().to_string();
     let env = [("DOCKHOOK_DATA_DIR", data_dir.as_str())];
-    let mut first = Dockhook::start(&site.registry.host(), &env);
-    let (status, answer) = site.hook(&first, "latest");
-    assert_eq!(status, 202, "{answer}");
-    let id = answer["deployments"][0].as_i64().unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || state_of(&first, id)
-            == "stopping"),
-        "{}",
-        first.log_text()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    first.kill_9();
     // The new container is lost while dockhook is down.
     docker(["rm", "-f", &format!("{name}-dockhook-new-{id}")]);
 

@@ -8,7 +8,8 @@ mod support;
 use std::time::Duration;
 
 use support::scenario::{
-    api, assert_steps_in_order, containers_named, steps, wait_deployment, Site,
+    api, assert_one_running, assert_steps_in_order, containers_named, run_site, steps,
+    wait_deployment, Site,
 };
 use support::*;
 
@@ -19,27 +20,6 @@ fn page(port: u16) -> Option<String> {
 /// The ID of the image the tag names on this host now.
 fn tagged(image: &str) -> String {
     image_id(image)
-}
-
-/// A site container named `name` on `site`'s `latest`.
-fn run_site(cleanup: &mut Cleanup, site: &Site, name: &str, args: &[&str]) -> String {
-    let name = cleanup.container(name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    run_container(&name, &site.image("latest"), args);
-    name
-}
-
-/// Exactly one container has the target's name (none of dockhook's
-/// temporary ones is left), it runs, and it runs `image`.
-fn assert_one_running(name: &str, image: &str) {
-    assert_eq!(
-        containers_named(name),
-        vec![name.to_string()],
-        "leftover containers"
-    );
-    let container = container_inspect(name);
-    assert_eq!(container["State"]["Running"], true, "{name} is not running");
-    assert_eq!(container["Image"], image, "{name} runs the wrong image");
 }
 
 #[test]

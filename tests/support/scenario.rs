@@ -183,3 +183,25 @@ pub fn containers_named(prefix: &str) -> Vec<String> {
 pub fn image_exists(id: &str) -> bool {
     super::docker::docker_ok(["image", "inspect", id])
 }
+
+/// A site container named `name` on `site`'s `latest`, with `args` for
+/// `docker run`; its name and dockhook's temporary ones are cleaned up.
+pub fn run_site(cleanup: &mut Cleanup, site: &Site, name: &str, args: &[&str]) -> String {
+    let name = cleanup.container(name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    super::docker::run_container(&name, &site.image("latest"), args);
+    name
+}
+
+/// Exactly one container has the target's name (none of dockhook's
+/// temporary ones is left), it runs, and it runs `image`.
+pub fn assert_one_running(name: &str, image: &str) {
+    assert_eq!(
+        containers_named(name),
+        vec![name.to_string()],
+        "leftover containers"
+    );
+    let container = super::docker::container_inspect(name);
+    assert_eq!(container["State"]["Running"], true, "{name} is not running");
+    assert_eq!(container["Image"], image, "{name} runs the wrong image");
+}
