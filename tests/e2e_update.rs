@@ -102,6 +102,13 @@ fn push_updates_a_docker_run_container_keeping_its_whole_config() {
     ]);
     assert!(serves(port, "v1"));
     let before = inspect(&name);
+    // The successor names the anonymous volume to keep its data, so
+    // `docker rm -v` no longer removes it.
+    for mount in before["Mounts"].as_array().into_iter().flatten() {
+        if mount["Destination"] == "/anon" {
+            cleanup.volume(mount["Name"].as_str().unwrap());
+        }
+    }
     let others_before = (
         inspect(&other_tag)["Id"].clone(),
         inspect(&other_repo)["Id"].clone(),

@@ -6,13 +6,29 @@
 //! the old image's defaults (its `CMD`, `ENV`, labels, healthcheck…) onto the
 //! new image and undo the very change being deployed. So the plan keeps what
 //! differs from the old image's defaults and lets the new image supply the
-//! rest, as `docker run` and compose would on a fresh start.
+//! rest, as `docker run` and compose would on a fresh start. The one place
+//! where "differs" is not enough is the command: Docker takes the image's
+//! `CMD` only when the create body names no entrypoint, so a command that
+//! goes with the user's own entrypoint is kept even when it equals the old
+//! image's `CMD` (see `command`).
+//!
+//! Everything else is carried as the engine reports it: the whole host
+//! configuration (resources, ulimits, capabilities, sysctls, DNS, extra
+//! hosts, log driver, init, tmpfs…), the stop timeout, and per network the
+//! aliases, fixed addresses and driver options. Only what belongs to the old
+//! container itself is left out: its ID as hostname and alias, its runtime
+//! addresses. Volumes that Docker created for it (anonymous ones) are named
+//! explicitly, so the successor mounts the same data.
+//!
+//! Not carried: a fixed MAC address (`--mac-address`). API 1.41 takes it only
+//! as `Config.MacAddress`, which the bollard models no longer have, so it can
+//! be neither read nor sent here.
 
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, ImageConfig,
-    Mount, MountType, NetworkingConfig,
+    ContainerConfig, ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HealthConfig,
+    HostConfig, ImageConfig, Mount, MountType, NetworkingConfig,
 };
 
 /// How to create the new container.
@@ -60,21 +76,30 @@ pub fn plan(
     let id = container.id.as_deref().unwrap_or_default();
     let mut host_config = container.host_config.clone().unwrap_or_default();
     let mode = host_config.network_mode.as_deref().unwrap_or_default();
-    let shares_stack = mode == "host" || mode.starts_with("container:");
-    keep_anonymous_volumes(container, &mut host_config);
+    // A shared network or UTS namespace brings its own hostname, and Docker
+    // refuses one set beside it.
+    let own_hostname = !(mode == "host"
+        || mode.starts_with("container:")
+        || host_config.uts_mode.as_deref() == Some("host"));
+    keep_anonymous_volumes(container, &config, &mut host_config);
     host_config.links = host_config
         .links
         .map(|links| links.iter().filter_map(|l| create_link(l)).collect());
     let (networking_config, extra_networks) = networks(container, &host_config, id);
+    let (entrypoint, cmd) = command(
+        config.entrypoint,
+        config.cmd,
+        defaults.entrypoint,
+        defaults.cmd,
+    );
 
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        // The default hostname is the old ID; a shared network stack brings
-        // its own, and Docker refuses one set beside it.
+        // The default hostname is the old container's short ID.
         hostname: config
             .hostname
-            .filter(|h| !h.is_empty() && !id.starts_with(h.as_str()) && !shares_stack),
-        domainname: config.domainname.filter(|d| !d.is_empty() && !shares_stack),
+            .filter(|h| !h.is_empty() && h != short_id(id) && own_hostname),
+        domainname: config.domainname.filter(|d| !d.is_empty() && own_hostname),
         user: differs(config.user, defaults.user).filter(|u| !u.is_empty()),
         attach_stdin: config.attach_stdin,
         attach_stdout: config.attach_stdout,
@@ -84,16 +109,16 @@ pub fn plan(
         open_stdin: config.open_stdin,
         stdin_once: config.stdin_once,
         env: minus(config.env, defaults.env),
-        cmd: differs(config.cmd, defaults.cmd),
-        healthcheck: differs(config.healthcheck, defaults.healthcheck),
+        cmd,
+        healthcheck: healthcheck(config.healthcheck, defaults.healthcheck),
         args_escaped: None,
         volumes: minus(config.volumes, defaults.volumes),
         working_dir: differs(config.working_dir, defaults.working_dir).filter(|w| !w.is_empty()),
-        entrypoint: differs(config.entrypoint, defaults.entrypoint),
+        entrypoint,
         network_disabled: config.network_disabled,
         on_build: None,
         labels: labels_minus(config.labels, defaults.labels),
-        stop_signal: differs(config.stop_signal, defaults.stop_signal),
+        stop_signal: differs(config.stop_signal, defaults.stop_signal).filter(|s| !s.is_empty()),
         stop_timeout: config.stop_timeout,
         shell: differs(config.shell, defaults.shell),
         host_config: Some(host_config),
@@ -103,6 +128,69 @@ pub fn plan(
         body,
         extra_networks,
     }
+}
+
+/// The short ID Docker uses as a container's default hostname and alias.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// The entrypoint and command to create with, from the container's and the
+/// old image's.
+///
+/// At create, Docker fills a body without `Entrypoint` with the image's
+/// `ENTRYPOINT`, and then with its `CMD` if the body has no `Cmd`; a body
+/// with an `Entrypoint` gets nothing from the image, so its command is
+/// empty unless the body gives one. Hence:
+///
+/// - the image's entrypoint (the user set none, or the same one): leave it
+///   to the new image, and the command too unless the user changed it;
+/// - the user's own entrypoint (another one, or one cleared with
+///   `--entrypoint ""`): keep it, and keep its command as is, even when it
+///   equals the old image's `CMD`;
+/// - the image's entrypoint with no command although the image has a `CMD`:
+///   Docker would have filled the command, so the user gave that entrypoint
+///   explicitly: keep it, with no command.
+fn command(
+    entrypoint: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    image_entrypoint: Option<Vec<String>>,
+    image_cmd: Option<Vec<String>>,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let (entrypoint, cmd) = (given(entrypoint), given(cmd));
+    let (image_entrypoint, image_cmd) = (given(image_entrypoint), given(image_cmd));
+    let own_entrypoint = entrypoint != image_entrypoint
+        || (entrypoint.is_some() && cmd.is_none() && image_cmd.is_some());
+    if own_entrypoint {
+        // `[""]` is how the API says "no entrypoint, not the image's".
+        (Some(entrypoint.unwrap_or_else(|| vec![String::new()])), cmd)
+    } else {
+        (None, differs(cmd, image_cmd))
+    }
+}
+
+/// A command line, unless it is empty (`null`, `[]` or `[""]` all say "none").
+fn given(line: Option<Vec<String>>) -> Option<Vec<String>> {
+    line.filter(|l| !(l.is_empty() || l.len() == 1 && l[0].is_empty()))
+}
+
+/// The healthcheck settings the image did not supply. Docker fills each
+/// setting left unset from the image's healthcheck, so the ones equal to the
+/// old image's are left for the new image to fill.
+fn healthcheck(value: Option<HealthConfig>, default: Option<HealthConfig>) -> Option<HealthConfig> {
+    let Some(default) = default else {
+        return value;
+    };
+    let value = value?;
+    let own = HealthConfig {
+        test: differs(value.test, default.test),
+        interval: differs(value.interval, default.interval),
+        timeout: differs(value.timeout, default.timeout),
+        retries: differs(value.retries, default.retries),
+        start_period: differs(value.start_period, default.start_period),
+        start_interval: differs(value.start_interval, default.start_interval),
+    };
+    (own != HealthConfig::default()).then_some(own)
 }
 
 /// The container's value when the image did not supply it.
@@ -136,10 +224,35 @@ fn labels_minus(
     (!kept.is_empty()).then_some(kept)
 }
 
-/// Volumes created for the image's `VOLUME`s are named only in the
-/// container's mount list; mounting them again by name keeps their data, as
-/// compose does.
-fn keep_anonymous_volumes(container: &ContainerInspectResponse, host_config: &mut HostConfig) {
+/// Names the volumes Docker created for the container, which the container
+/// mount list alone records: those for its `Config.Volumes` (the image's
+/// `VOLUME`s, `-v /path`) that nothing else mounts, and those of `--mount
+/// type=volume` without a source. Mounted again by name, they keep their
+/// data, as compose does; left unnamed, Docker would create empty ones.
+/// Volumes that came from `--volumes-from` stay with that option.
+fn keep_anonymous_volumes(
+    container: &ContainerInspectResponse,
+    config: &ContainerConfig,
+    host_config: &mut HostConfig,
+) {
+    let volume_at = |target: &str| {
+        container
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.typ.as_deref() == Some("volume"))
+            .find(|m| m.destination.as_deref() == Some(target))
+            .and_then(|m| Some((m.name.clone()?, m.rw)))
+    };
+    for mount in host_config.mounts.iter_mut().flatten() {
+        let unnamed = mount.source.as_deref().unwrap_or_default().is_empty();
+        if mount.typ == Some(MountType::VOLUME) && unnamed {
+            if let Some((name, _)) = mount.target.as_deref().and_then(volume_at) {
+                mount.source = Some(name);
+            }
+        }
+    }
+
     let mut covered: Vec<String> = Vec::new();
     for bind in host_config.binds.iter().flatten() {
         if let Some(target) = bind.split(':').nth(1) {
@@ -154,18 +267,18 @@ fn keep_anonymous_volumes(container: &ContainerInspectResponse, host_config: &mu
             .filter_map(|m| m.target.clone()),
     );
     covered.extend(host_config.tmpfs.iter().flat_map(|t| t.keys().cloned()));
-    let anonymous: Vec<Mount> = container
-        .mounts
+    let anonymous: Vec<Mount> = config
+        .volumes
         .iter()
         .flatten()
-        .filter(|m| m.typ.as_deref() == Some("volume"))
-        .filter_map(|m| {
-            let (name, target) = (m.name.clone()?, m.destination.clone()?);
-            (!covered.contains(&target)).then(|| Mount {
+        .filter(|target| !covered.contains(target))
+        .filter_map(|target| {
+            let (name, rw) = volume_at(target)?;
+            Some(Mount {
                 typ: Some(MountType::VOLUME),
                 source: Some(name),
-                target: Some(target),
-                read_only: m.rw.map(|rw| !rw),
+                target: Some(target.clone()),
+                read_only: rw.map(|rw| !rw).filter(|&ro| ro),
                 ..Default::default()
             })
         })
@@ -197,19 +310,19 @@ fn networks(
     if matches!(mode, "host" | "none") || mode.starts_with("container:") {
         return (None, Vec::new());
     }
-    let primary = if mode == "default" { "bridge" } else { mode };
     let attached = container
         .network_settings
         .as_ref()
         .and_then(|s| s.networks.clone())
         .unwrap_or_default();
+    let primary = primary_network(mode, &attached);
     let mut first = None;
     let mut extra = Vec::new();
     let mut names: Vec<_> = attached.keys().cloned().collect();
     names.sort();
     for name in names {
         let endpoint = endpoint_to_recreate(&name, &attached[&name], id);
-        if name == primary {
+        if Some(&name) == primary.as_ref() {
             first = Some((name, endpoint));
         } else {
             extra.push((name, endpoint));
@@ -221,13 +334,33 @@ fn networks(
     (networking_config, extra)
 }
 
+/// The name of the network the network mode names: `default` is the
+/// bridge; a mode may name its network by ID (or a prefix of it), while
+/// inspect lists the networks by name.
+fn primary_network(mode: &str, attached: &HashMap<String, EndpointSettings>) -> Option<String> {
+    let mode = if mode == "default" { "bridge" } else { mode };
+    if attached.contains_key(mode) {
+        return Some(mode.to_string());
+    }
+    attached
+        .iter()
+        .find(|(_, endpoint)| {
+            endpoint
+                .network_id
+                .as_deref()
+                .is_some_and(|id| !mode.is_empty() && id.starts_with(mode))
+        })
+        .map(|(name, _)| name.clone())
+}
+
 pub(super) fn endpoint_to_recreate(
     network: &str,
     endpoint: &EndpointSettings,
     id: &str,
 ) -> EndpointSettings {
     // The default bridge has no aliases; elsewhere Docker adds the short ID
-    // of each container itself.
+    // of each container itself (and compose v1 names it too): the new
+    // container gets its own.
     let aliases = endpoint
         .aliases
         .as_ref()
@@ -235,12 +368,14 @@ pub(super) fn endpoint_to_recreate(
         .map(|aliases| {
             aliases
                 .iter()
-                .filter(|a| a.is_empty() || !id.starts_with(a.as_str()))
+                .filter(|a| !a.is_empty() && a.as_str() != short_id(id))
                 .cloned()
                 .collect::<Vec<_>>()
         })
         .filter(|a| !a.is_empty());
     EndpointSettings {
+        // The fixed addresses (`--ip`, `--ip6`, `--link-local-ip`); those
+        // IPAM assigned are runtime facts and stay behind.
         ipam_config: endpoint.ipam_config.clone(),
         links: endpoint.links.clone().filter(|l| !l.is_empty()),
         aliases,
@@ -253,7 +388,7 @@ pub(super) fn endpoint_to_recreate(
 mod tests {
     use super::*;
     use bollard::models::{
-        ContainerConfig, HealthConfig, MountPoint, NetworkSettings, PortBinding, RestartPolicy,
+        EndpointIpamConfig, MountPoint, NetworkSettings, PortBinding, RestartPolicy,
         RestartPolicyNameEnum,
     };
 
@@ -499,5 +634,286 @@ mod tests {
         assert_eq!(plan.body.cmd, strings(&["busybox", "httpd", "-f"]));
         assert_eq!(plan.body.env.as_ref().unwrap().len(), 3);
         assert_eq!(plan.body.working_dir.as_deref(), Some("/www"));
+    }
+
+    /// The image's command line, for the entrypoint cases.
+    fn image_with(entrypoint: Option<&[&str]>, cmd: &[&str]) -> ImageConfig {
+        ImageConfig {
+            entrypoint: entrypoint.and_then(strings),
+            cmd: strings(cmd),
+            ..image_defaults()
+        }
+    }
+
+    fn container_with(
+        entrypoint: Option<&[&str]>,
+        cmd: Option<&[&str]>,
+    ) -> ContainerInspectResponse {
+        let mut container = inspected();
+        let config = container.config.as_mut().unwrap();
+        config.entrypoint = entrypoint.and_then(strings);
+        config.cmd = cmd.and_then(strings);
+        container
+    }
+
+    fn planned_command(
+        container: &ContainerInspectResponse,
+        image: &ImageConfig,
+    ) -> (Option<Vec<String>>, Option<Vec<String>>) {
+        let body = plan(container, Some(image), "x").body;
+        (body.entrypoint, body.cmd)
+    }
+
+    const HTTPD: &[&str] = &["httpd", "-f"];
+
+    #[test]
+    fn own_entrypoint_keeps_its_command_even_when_it_is_the_images_cmd() {
+        // `docker run --entrypoint env IMAGE httpd -f` on an image whose CMD
+        // is `httpd -f`: without Cmd in the body, Docker would run `env` alone.
+        let image = image_with(None, HTTPD);
+        let container = container_with(Some(&["env"]), Some(HTTPD));
+        assert_eq!(
+            planned_command(&container, &image),
+            (strings(&["env"]), strings(HTTPD))
+        );
+        // Likewise over an image entrypoint of its own.
+        let image = image_with(Some(&["/docker-entrypoint.sh"]), HTTPD);
+        let container = container_with(Some(&["/wrap"]), Some(HTTPD));
+        assert_eq!(
+            planned_command(&container, &image),
+            (strings(&["/wrap"]), strings(HTTPD))
+        );
+    }
+
+    #[test]
+    fn images_entrypoint_with_own_command_leaves_the_entrypoint_to_the_new_image() {
+        let image = image_with(Some(&["/docker-entrypoint.sh"]), HTTPD);
+        let container = container_with(Some(&["/docker-entrypoint.sh"]), Some(&["sh"]));
+        assert_eq!(
+            planned_command(&container, &image),
+            (None, strings(&["sh"])),
+            "a new ENTRYPOINT in the next image applies, with the user's command"
+        );
+    }
+
+    #[test]
+    fn images_entrypoint_and_cmd_are_both_left_to_the_new_image() {
+        for entrypoint in [None, Some(&["/docker-entrypoint.sh"][..])] {
+            let image = image_with(entrypoint, HTTPD);
+            let container = container_with(entrypoint, Some(HTTPD));
+            assert_eq!(
+                planned_command(&container, &image),
+                (None, None),
+                "{entrypoint:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn images_entrypoint_given_explicitly_without_command_stays_without_one() {
+        // `docker run --entrypoint /docker-entrypoint.sh IMAGE`: the image's
+        // entrypoint, but Docker did not fill in the image's CMD.
+        let image = image_with(Some(&["/docker-entrypoint.sh"]), HTTPD);
+        let container = container_with(Some(&["/docker-entrypoint.sh"]), None);
+        assert_eq!(
+            planned_command(&container, &image),
+            (strings(&["/docker-entrypoint.sh"]), None)
+        );
+    }
+
+    #[test]
+    fn cleared_entrypoint_stays_cleared() {
+        // `docker run --entrypoint "" IMAGE httpd -f`: inspect shows no
+        // entrypoint; an empty body entrypoint would bring the image's back.
+        let image = image_with(Some(&["/docker-entrypoint.sh"]), HTTPD);
+        let container = container_with(None, Some(HTTPD));
+        assert_eq!(
+            planned_command(&container, &image),
+            (strings(&[""]), strings(HTTPD))
+        );
+    }
+
+    #[test]
+    fn unknown_old_image_keeps_the_whole_command_line() {
+        let container = container_with(Some(&["/wrap"]), Some(HTTPD));
+        let body = plan(&container, None, "x").body;
+        assert_eq!(body.entrypoint, strings(&["/wrap"]));
+        assert_eq!(body.cmd, strings(HTTPD));
+    }
+
+    #[test]
+    fn healthcheck_keeps_only_the_settings_the_user_changed() {
+        let mut container = inspected();
+        let mut merged = image_defaults().healthcheck.unwrap();
+        merged.interval = Some(1_000_000_000);
+        container.config.as_mut().unwrap().healthcheck = Some(merged);
+        let body = plan(&container, Some(&image_defaults()), "x").body;
+        assert_eq!(
+            body.healthcheck,
+            Some(HealthConfig {
+                interval: Some(1_000_000_000),
+                ..Default::default()
+            }),
+            "the test command is the image's: the new image's applies"
+        );
+
+        container.config.as_mut().unwrap().healthcheck = Some(HealthConfig {
+            test: strings(&["NONE"]),
+            ..Default::default()
+        });
+        let body = plan(&container, Some(&image_defaults()), "x").body;
+        assert_eq!(body.healthcheck.unwrap().test, strings(&["NONE"]));
+    }
+
+    #[test]
+    fn hostname_is_kept_unless_it_is_the_old_id_or_another_namespaces() {
+        let with = |hostname: &str, uts: Option<&str>| {
+            let mut container = inspected();
+            container.config.as_mut().unwrap().hostname = Some(hostname.into());
+            container.config.as_mut().unwrap().domainname = Some("example.org".into());
+            container.host_config.as_mut().unwrap().uts_mode = uts.map(Into::into);
+            let body = plan(&container, None, "x").body;
+            (body.hostname, body.domainname)
+        };
+        assert_eq!(with(&ID[..12], None), (None, Some("example.org".into())));
+        // A hostname that merely looks like a prefix of the ID is the user's.
+        assert_eq!(
+            with(&ID[..4], None),
+            (Some(ID[..4].into()), Some("example.org".into()))
+        );
+        assert_eq!(with("host-name", Some("host")), (None, None));
+    }
+
+    #[test]
+    fn host_settings_are_carried_whole() {
+        use bollard::models::{HostConfigLogConfig, ResourcesUlimits};
+        let mut container = inspected();
+        let host = HostConfig {
+            init: Some(true),
+            memory: Some(64 << 20),
+            nano_cpus: Some(500_000_000),
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(1024),
+                hard: Some(2048),
+            }]),
+            cap_add: strings(&["NET_ADMIN"]),
+            cap_drop: strings(&["MKNOD"]),
+            sysctls: Some(HashMap::from([("net.ipv4.ip_forward".into(), "1".into())])),
+            extra_hosts: strings(&["db.local:10.0.0.5"]),
+            dns: strings(&["10.0.0.53"]),
+            dns_search: strings(&["example.org"]),
+            tmpfs: Some(HashMap::from([("/cache".into(), "size=1m".into())])),
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("json-file".into()),
+                config: Some(HashMap::from([("max-size".into(), "1m".into())])),
+            }),
+            network_mode: Some("blog_default".into()),
+            ..Default::default()
+        };
+        container.host_config = Some(host.clone());
+        container.mounts = None;
+        let body = plan(&container, Some(&image_defaults()), "x").body;
+        assert_eq!(body.host_config, Some(host));
+    }
+
+    #[test]
+    fn sourceless_volume_mounts_get_their_volume_and_volumes_from_stays() {
+        let mut container = inspected();
+        container.config.as_mut().unwrap().volumes = strings(&["/data", "/anon"]);
+        let host = container.host_config.as_mut().unwrap();
+        host.mounts = Some(vec![Mount {
+            typ: Some(MountType::VOLUME),
+            target: Some("/cache".into()),
+            ..Default::default()
+        }]);
+        host.volumes_from = strings(&["other"]);
+        let volume = |name: &str, destination: &str| MountPoint {
+            typ: Some("volume".into()),
+            name: Some(name.into()),
+            destination: Some(destination.into()),
+            rw: Some(true),
+            ..Default::default()
+        };
+        container.mounts = Some(vec![
+            volume("v-data", "/data"),
+            volume("v-anon", "/anon"),
+            volume("v-cache", "/cache"),
+            volume("v-shared", "/shared"),
+        ]);
+        let body = plan(&container, Some(&image_defaults()), "x").body;
+        let host = body.host_config.unwrap();
+        let mounts: Vec<_> = host
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.source.unwrap(), m.target.unwrap()))
+            .collect();
+        let pair = |s: &str, t: &str| (s.to_string(), t.to_string());
+        assert_eq!(
+            mounts,
+            [
+                pair("v-cache", "/cache"),
+                pair("v-data", "/data"),
+                pair("v-anon", "/anon")
+            ],
+            "/shared comes with --volumes-from"
+        );
+        assert_eq!(host.volumes_from, strings(&["other"]));
+        assert_eq!(body.volumes, strings(&["/anon"]), "/data is the image's");
+    }
+
+    #[test]
+    fn fixed_addresses_and_compose_aliases_are_kept() {
+        let mut container = inspected();
+        let fixed = EndpointIpamConfig {
+            ipv4_address: Some("10.250.3.10".into()),
+            ..Default::default()
+        };
+        let networks = container
+            .network_settings
+            .as_mut()
+            .unwrap()
+            .networks
+            .as_mut()
+            .unwrap();
+        let proxy = networks.get_mut("proxy").unwrap();
+        proxy.ipam_config = Some(fixed.clone());
+        // compose v1 names the service and the container's short ID; an
+        // alias that is a mere prefix of the ID is the user's.
+        proxy.aliases = strings(&["web", &ID[..12], "4d7e"]);
+        let plan = plan(&container, None, "x");
+        let (name, endpoint) = &plan.extra_networks[0];
+        assert_eq!(name, "proxy");
+        assert_eq!(endpoint.ipam_config, Some(fixed));
+        assert_eq!(endpoint.aliases, strings(&["web", "4d7e"]));
+    }
+
+    #[test]
+    fn network_mode_may_name_the_network_by_id() {
+        let mut container = inspected();
+        let networks = container
+            .network_settings
+            .as_mut()
+            .unwrap()
+            .networks
+            .as_mut()
+            .unwrap();
+        networks.get_mut("blog_default").unwrap().network_id = Some("9f8e7d6c5b4a".repeat(5));
+        container.host_config.as_mut().unwrap().network_mode = Some("9f8e7d6c5b4a".into());
+        let plan = plan(&container, None, "x");
+        let endpoints = plan
+            .body
+            .networking_config
+            .unwrap()
+            .endpoints_config
+            .unwrap();
+        assert!(endpoints.contains_key("blog_default"), "{endpoints:?}");
+        let extra: Vec<_> = plan
+            .extra_networks
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(extra, ["proxy"], "connected once, at create");
     }
 }

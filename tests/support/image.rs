@@ -5,7 +5,8 @@
 //! Variants: [`SiteImage::exiting`] for an image whose command fails at once
 //! (rollback tests), [`SiteImage::padding_mb`] for a bigger image of random,
 //! incompressible bytes (pull benchmarks), [`SiteImage::healthcheck`] for an
-//! image with a Docker HEALTHCHECK.
+//! image with a Docker HEALTHCHECK, [`SiteImage::versioned_defaults`] for an
+//! image whose ENV, LABEL and CMD carry its version.
 //!
 //! Why two images: the legacy builder shares cached intermediate images
 //! between builds, and `docker rmi` of one test's image prunes untagged
@@ -56,6 +57,7 @@ pub struct SiteImage {
     padding_mb: usize,
     healthcheck: bool,
     unhealthy: bool,
+    versioned_defaults: bool,
 }
 
 /// Builds the plain site image for `version` as `tag`; returns its image ID.
@@ -72,6 +74,7 @@ impl SiteImage {
             padding_mb: 0,
             healthcheck: false,
             unhealthy: false,
+            versioned_defaults: false,
         }
     }
 
@@ -101,6 +104,22 @@ impl SiteImage {
         self
     }
 
+    /// Sets defaults that differ per version, to tell what a container took
+    /// from its image: `ENV SITE_VERSION=<version> SITE_MODE=image`,
+    /// `LABEL site.version=<version> site.mode=image`, and the usual command
+    /// with `site-<version>` as the shell's `$0`, so that `docker top` shows
+    /// which image's `CMD` runs.
+    pub fn versioned_defaults(mut self) -> SiteImage {
+        self.versioned_defaults = true;
+        self
+    }
+
+    /// The `CMD` of [`SiteImage::versioned_defaults`] for `version`.
+    pub fn versioned_cmd(version: &str) -> Vec<String> {
+        let script = format!("trap 'exit 0' TERM INT QUIT; httpd -f -p {SITE_PORT} -h /www & wait");
+        vec!["sh".into(), "-c".into(), script, format!("site-{version}")]
+    }
+
     /// The Dockerfile this image builds from, on top of the base image.
     pub fn dockerfile(&self) -> String {
         let mut lines = vec![format!("FROM {BASE_TAG}"), "COPY www /www".to_string()];
@@ -119,6 +138,13 @@ impl SiteImage {
                  CMD [\"sh\", \"-c\", \"echo database unreachable; exit 1\"]"
                     .to_string(),
             );
+        }
+        if self.versioned_defaults {
+            let version = &self.version;
+            lines.push(format!("ENV SITE_VERSION={version} SITE_MODE=image"));
+            lines.push(format!("LABEL site.version={version} site.mode=image"));
+            let cmd = serde_json::to_string(&Self::versioned_cmd(version)).expect("a JSON array");
+            lines.push(format!("CMD {cmd}"));
         }
         if self.exiting {
             lines.push(r#"CMD ["false"]"#.to_string());
