@@ -39,6 +39,7 @@
 //!   small trait.
 //! - [`store`]: the only module with SQL: deployments and their steps.
 //! - [`app`]: wiring, start-up and graceful shutdown.
+//! - [`logging`]: the log subscriber, which never shows a secret.
 
 pub mod app;
 pub mod config;
@@ -48,6 +49,7 @@ pub mod engine;
 pub mod event;
 pub mod image_ref;
 pub mod inventory;
+pub mod logging;
 pub mod server;
 pub mod sources;
 pub mod store;
