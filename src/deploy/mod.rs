@@ -8,8 +8,9 @@ pub mod queue;
 mod recover;
 pub mod update;
 
-#[cfg(test)]
-pub(crate) mod fake;
+/// An in-memory engine for tests; not part of the API.
+#[doc(hidden)]
+pub mod fake;
 #[cfg(test)]
 mod tests;
 

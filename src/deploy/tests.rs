@@ -10,6 +10,17 @@ use crate::store::{NewDeployment, State, Store};
 
 const IMAGE: &str = "127.0.0.1:5000/alice/site:latest";
 
+/// Longer than any step here takes on the fake: a test that waits this long
+/// is stuck, and fails instead of hanging.
+const STUCK: Duration = Duration::from_secs(30);
+
+/// `future`'s output, or a panic saying `what` did not end.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STUCK, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {STUCK:?}"))
+}
+
 struct Rig {
     /// The digest the webhook names, if any.
     digest: Option<String>,
@@ -58,14 +69,13 @@ impl Rig {
                 reason: None,
             })
             .unwrap();
-        self.updater
-            .run(&Job {
-                deployment,
-                target: "site".into(),
-                image,
-                digest: self.digest.clone(),
-            })
-            .await
+        let job = Job {
+            deployment,
+            target: "site".into(),
+            image,
+            digest: self.digest.clone(),
+        };
+        within("the update", self.updater.run(&job)).await
     }
 
     fn calls(&self) -> Vec<String> {
@@ -306,7 +316,7 @@ async fn burst_of_submissions_runs_one_update_then_one_check() {
     // The first starts at once; the other nine fold into one waiting job.
     assert_eq!(ids[0], 1);
     assert!(ids[1..].iter().all(|&id| id == 2), "{ids:?}");
-    queue.drain().await;
+    within("draining the queue", queue.drain()).await;
     let creates = rig
         .calls()
         .iter()
@@ -366,7 +376,7 @@ async fn one_digest_through_several_deliveries_deploys_once() {
         ..request(&image)
     };
     let first = queue.submit(&with_digest).unwrap();
-    queue.drain().await;
+    within("draining the queue", queue.drain()).await;
     let queue = Queue::new(rig.updater.clone(), rig.store.clone());
     let again = queue.submit(&Request {
         source: "another-source",
@@ -419,7 +429,7 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
         image: pushed,
         digest: None,
     };
-    let outcome = updater.run(&job).await;
+    let outcome = within("the update", updater.run(&job)).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     let site = engine.named("site").unwrap();
     assert_eq!(site.image, "127.0.0.1:5000/alice/site:1.3.0");
