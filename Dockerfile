@@ -8,13 +8,16 @@
 #
 # (scripts/build-image.sh does both.)
 FROM scratch
-COPY target/x86_64-unknown-linux-gnu/release/dockhook /dockhook
+# On PATH, so `docker exec dockhook dockhook check-config --show-token`
+# prints the webhook URL.
+COPY target/x86_64-unknown-linux-gnu/release/dockhook /usr/local/bin/dockhook
 # Registry logins: mount your ~/.docker read-only on /root/.docker.
-ENV DOCKHOOK_LISTEN=0.0.0.0:8080 \
+ENV PATH=/usr/local/bin \
+    DOCKHOOK_LISTEN=0.0.0.0:8080 \
     DOCKHOOK_DATA_DIR=/data \
     HOME=/root
 VOLUME /data
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["/dockhook", "healthcheck"]
-ENTRYPOINT ["/dockhook"]
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s CMD ["dockhook", "healthcheck"]
+ENTRYPOINT ["dockhook"]
 CMD ["serve"]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
+use crate::settings::Secret;
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::inventory::Inventory;
@@ -127,19 +128,20 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let (token, generated) = config.resolve_token()?;
+    redact_secrets(&config, &token);
+    let url = format!(
+        "{}{}",
+        config.base_url(),
+        dockerhub_hook_path(&token.masked())
+    );
     if generated {
         tracing::info!(
-            "generated a secret token and kept it in {}; set this as the Docker Hub webhook URL: {}{}",
+            "generated a secret token and kept it in {}; the Docker Hub webhook URL is {url}. \
+             {SHOW_TOKEN}",
             config.token_path().display(),
-            config.base_url(),
-            dockerhub_hook_path(token.expose()),
         );
     } else {
-        tracing::info!(
-            "Docker Hub webhook URL: {}{} (run `dockhook check-config --show-token` to see it whole)",
-            config.base_url(),
-            dockerhub_hook_path(&token.masked()),
-        );
+        tracing::info!("Docker Hub webhook URL: {url}. {SHOW_TOKEN}");
     }
 
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
@@ -217,6 +219,28 @@ pub async fn serve(
     }
     tracing::info!("all deployments finished; bye");
     Ok(())
+}
+
+/// How to see the token, which the log never shows whole: the same command
+/// on the host or, for dockhook in a container named `dockhook`, through
+/// `docker exec`.
+const SHOW_TOKEN: &str = "Print it whole with `dockhook check-config --show-token` \
+     (in a container: `docker exec dockhook dockhook check-config --show-token`).";
+
+/// Registers every secret with the log, so no library's debug output can
+/// show one.
+fn redact_secrets(config: &Config, token: &Secret) {
+    let sources = &config.sources;
+    let secrets = [
+        Some(token),
+        sources.github_secret.as_ref(),
+        sources.gitea_secret.as_ref(),
+        sources.gitlab_token.as_ref(),
+        sources.harbor_auth.as_ref(),
+    ];
+    for secret in secrets.into_iter().flatten() {
+        crate::logging::redact(secret.expose());
+    }
 }
 
 /// How long a client may take to send a request's headers, and how long an

@@ -153,7 +153,8 @@ pub static SETTINGS: &[Setting] = &[
         label: None,
         default: DefaultValue::Unset("generated"),
         help: "secret in the hook URLs and the API's bearer token; when unset, 256 random bits \
-               are generated once and kept in `DATA_DIR/token`",
+               are generated once and kept in `DATA_DIR/token`; never logged \
+               (`dockhook check-config --show-token` prints it)",
         secret: true,
         apply: |c, text| set(&mut c.token, token(text).map(Some)),
         show: |c| match &c.token {

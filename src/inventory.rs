@@ -114,6 +114,19 @@ mod tests {
     use super::*;
     use crate::deploy::fake::FakeEngine;
 
+    /// Yields until `condition` holds; panics, naming `what`, if it does
+    /// not within ten seconds.
+    async fn until(what: &str, condition: impl Fn() -> bool) {
+        let wait = async {
+            while !condition() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not within 10 s"));
+    }
+
     #[tokio::test]
     async fn without_a_watcher_every_read_asks_docker() {
         let engine = Arc::new(FakeEngine::with_container(
@@ -139,17 +152,19 @@ mod tests {
         let inventory = Arc::new(Inventory::new(engine.clone()));
         let stop = CancellationToken::new();
         let watcher = tokio::spawn(inventory.clone().watch(stop.clone()));
-        while !inventory.watching.load(Ordering::Acquire) {
-            tokio::task::yield_now().await;
-        }
+        until("the watcher starts", || {
+            inventory.watching.load(Ordering::Acquire)
+        })
+        .await;
         assert_eq!(inventory.running().await.unwrap().len(), 1);
         // Without an event the snapshot stands, even if Docker changed.
         engine.lock().containers.clear();
         assert_eq!(inventory.running().await.unwrap().len(), 1);
         engine.send_event();
-        while inventory.events_applied.load(Ordering::Acquire) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until("the event is applied", || {
+            inventory.events_applied.load(Ordering::Acquire) > 0
+        })
+        .await;
         assert!(inventory.running().await.unwrap().is_empty());
         stop.cancel();
         watcher.await.unwrap();

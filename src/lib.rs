@@ -47,6 +47,7 @@
 //! - [`store`]: the only module with SQL: deployments and their steps, each
 //!   step written in one transaction, on a blocking thread.
 //! - [`app`]: wiring, start-up and graceful shutdown.
+//! - [`logging`]: the log subscriber, which never shows a secret.
 
 pub mod app;
 pub mod config;
@@ -56,6 +57,7 @@ pub mod engine;
 pub mod event;
 pub mod image_ref;
 pub mod inventory;
+pub mod logging;
 pub mod server;
 pub mod settings;
 pub mod sources;

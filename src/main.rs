@@ -55,13 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = load()?;
-            let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
-                .with_context(|| format!("log = {:?} is not a valid log filter", config.log))?;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .init();
+            dockhook::logging::init(&config.log, std::io::stderr().is_terminal())?;
             runtime()?.block_on(app::serve(config, app::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }

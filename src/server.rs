@@ -112,8 +112,20 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The trace span of a request: its method and route, never its URI. Tokens
+/// travel in paths (`/hooks/dockerhub/<token>`), so the route's pattern
+/// (`/hooks/dockerhub/{token}`) stands in for the path, and a path that
+/// matches no route is not shown at all: it may be a token with a typo.
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("(no route)", axum::extract::MatchedPath::as_str);
+    tracing::debug_span!("request", method = %request.method(), route)
 }
 
 /// An error response: a status and a JSON body a person can act on.

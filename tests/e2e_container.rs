@@ -131,6 +131,26 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
         dockhook.log_text()
     );
 
+    // The command dockhook's log names prints the webhook URL whole.
+    let shown = docker_stdout([
+        "exec",
+        &dockhook.name,
+        "dockhook",
+        "check-config",
+        "--show-token",
+    ]);
+    assert!(
+        shown.contains(&format!("/hooks/dockerhub/{TOKEN}")),
+        "{shown}"
+    );
+    assert!(
+        dockhook
+            .log_text()
+            .contains("docker exec dockhook dockhook check-config --show-token"),
+        "{}",
+        dockhook.log_text()
+    );
+
     let deployment = site.deploy(&dockhook, "latest");
     assert_eq!(
         deployment["state"],

@@ -209,15 +209,16 @@ fn strategy_label_forces_stop_first() {
     assert_one_running(&name, &v2);
 }
 
-/// Where a deployment should end after a crash right after recording `step`.
+/// How a deployment must end after a crash right after recording a step.
 #[derive(Clone, Copy)]
 enum After {
-    /// Nothing was changed on the host: `failed`, the old container runs.
-    Unchanged,
-    /// The new container existed and was undone: `rolled_back`.
+    /// No new container existed yet: `failed`, and the old one runs on.
+    Failed,
+    /// The new container existed but had not taken over: `rolled_back`, and
+    /// the old one runs again.
     RolledBack,
-    /// The update was finished: `succeeded`, the new container runs.
-    New,
+    /// The new container had taken the name: `succeeded`, and it runs.
+    Succeeded,
 }
 
 /// Crashes dockhook right after it records `step`, starts it again, and
@@ -261,9 +262,9 @@ fn crash_at(step: &str, strategy: &str, expected: After) {
     );
     let deployment = wait_deployment(&dockhook, id);
     let (state, image) = match expected {
-        After::Unchanged => ("failed", &v1),
+        After::Failed => ("failed", &v1),
         After::RolledBack => ("rolled_back", &v1),
-        After::New => ("succeeded", &v2),
+        After::Succeeded => ("succeeded", &v2),
     };
     assert_eq!(deployment["state"], state, "{step}: {deployment}");
     let (_, last) = steps(&dockhook, id).pop().unwrap();
@@ -285,17 +286,17 @@ macro_rules! crash_tests {
 }
 
 crash_tests! {
-    crash_while_pulling_keeps_the_old_container: "pulling", "start-first" => Unchanged;
-    crash_before_pre_update_hook_keeps_the_old_container: "pre_update", "start-first" => Unchanged;
-    crash_while_creating_keeps_the_old_container: "creating", "start-first" => Unchanged;
+    crash_while_pulling_keeps_the_old_container: "pulling", "start-first" => Failed;
+    crash_before_pre_update_hook_keeps_the_old_container: "pre_update", "start-first" => Failed;
+    crash_while_creating_keeps_the_old_container: "creating", "start-first" => Failed;
     crash_while_starting_beside_the_old_rolls_back: "starting", "start-first" => RolledBack;
     crash_while_verifying_beside_the_old_rolls_back: "verifying", "start-first" => RolledBack;
-    crash_while_retiring_the_old_finishes_the_update: "stopping", "start-first" => New;
-    crash_while_cleaning_up_finishes_the_update: "cleaning_up", "start-first" => New;
-    crash_before_post_update_hook_finishes_the_update: "post_update", "start-first" => New;
+    crash_while_retiring_the_old_finishes_the_update: "stopping", "start-first" => Succeeded;
+    crash_while_cleaning_up_finishes_the_update: "cleaning_up", "start-first" => Succeeded;
+    crash_before_post_update_hook_finishes_the_update: "post_update", "start-first" => Succeeded;
     crash_while_stopping_stop_first_rolls_back: "stopping", "stop-first" => RolledBack;
-    crash_while_starting_stop_first_finishes_the_update: "starting", "stop-first" => New;
-    crash_while_verifying_stop_first_finishes_the_update: "verifying", "stop-first" => New;
+    crash_while_starting_stop_first_finishes_the_update: "starting", "stop-first" => Succeeded;
+    crash_while_verifying_stop_first_finishes_the_update: "verifying", "stop-first" => Succeeded;
 }
 
 #[test]

@@ -295,8 +295,26 @@ fn check_config_masks_secrets_and_prints_the_hook_url() {
     );
 }
 
+/// `dockhook check-config --show-token` with `env`: the Docker Hub hook
+/// URL's token.
+fn shown_token(env: &[(&str, &str)]) -> String {
+    let mut all = vec![("OWNER", OWNER)];
+    all.extend_from_slice(env);
+    let (ok, text) = dockhook_cli(&["check-config", "--show-token"], &all);
+    assert!(ok, "{text}");
+    let url = text
+        .lines()
+        .find(|line| line.contains("/hooks/dockerhub/"))
+        .unwrap_or_else(|| panic!("check-config shows no Docker Hub URL: {text}"));
+    url.rsplit("/hooks/dockerhub/")
+        .next()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
 #[test]
-fn generated_token_is_logged_once_and_survives_restarts() {
+fn generated_token_is_never_logged_shown_on_request_and_survives_restarts() {
     require_docker();
     let registry = Registry::start();
     let data = tempfile::tempdir().unwrap();
@@ -308,27 +326,175 @@ fn generated_token_is_logged_once_and_survives_restarts() {
     let mut first = Dockhook::start(&registry.host(), &env);
     let line = first
         .wait_for_log("/hooks/dockerhub/", std::time::Duration::from_secs(5))
-        .expect("the hook URL is logged");
-    let token = line
-        .rsplit("/hooks/dockerhub/")
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
-    assert_eq!(token.len(), 64, "{line}");
+        .expect("the hook URL is logged, masked");
     let stored = std::fs::read_to_string(data.path().join("token")).unwrap();
-    assert_eq!(stored.trim(), token);
+    let token = stored.trim().to_string();
+    assert_eq!(token.len(), 64, "256 bits, in hex: {token}");
+    assert!(
+        line.contains("generated") && line.contains(&format!("/hooks/dockerhub/{}…", &token[..4])),
+        "{line}"
+    );
+    assert!(
+        line.contains("`dockhook check-config --show-token`")
+            && line.contains("`docker exec dockhook dockhook check-config --show-token`"),
+        "the log says how to see the URL: {line}"
+    );
+    // The command the log names prints it whole.
+    assert_eq!(shown_token(&[("DOCKHOOK_DATA_DIR", &data_dir)]), token);
     first.terminate(std::time::Duration::from_secs(10));
+    assert!(!first.log_text().contains(&token), "{}", first.log_text());
 
     let second = Dockhook::start(&registry.host(), &env);
-    assert!(
-        !second.log_text().contains(&token),
-        "the full token is logged only when generated"
-    );
     let path = format!("/hooks/dockerhub/{token}");
     let body = dockerhub_payload(OWNER, "nothing-runs-this", "latest").to_string();
     let (status, _) = post_json(&second.url(&path), &body, &[]);
     assert_eq!(status, 200, "the stored token still works after a restart");
+    assert!(!second.log_text().contains(&token), "{}", second.log_text());
+}
+
+/// At the most verbose log level, with a container whose configuration
+/// holds the token (as dockhook's own does when it runs in a container):
+/// the token appears nowhere in dockhook's output, whatever the requests.
+#[test]
+fn the_token_is_never_logged_even_at_trace_level() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, _) = Site::new(&mut cleanup, "tracelog");
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let mut dockhook = Dockhook::start(
+        &site.registry.host(),
+        &[
+            ("DOCKHOOK_TOKEN", ""),
+            ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+            ("RUST_LOG", "trace"),
+        ],
+    );
+    let token = std::fs::read_to_string(data.path().join("token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    // One character off: a typo of the token shows most of it.
+    let wrong = format!(
+        "{}{}",
+        &token[..63],
+        if token.ends_with('0') { '1' } else { '0' }
+    );
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    run_container(
+        &name,
+        &site.image("latest"),
+        &["-e", &format!("APP_TOKEN={token}")],
+    );
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+
+    let genuine = dockerhub_payload(OWNER, &site.name, "latest").to_string();
+    let hook = format!("/hooks/dockerhub/{token}");
+    let (status, answer) = post_json(&dockhook.url(&hook), &genuine, &[]);
+    assert_eq!(status, 202, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["deployments"][0]
+        .as_i64()
+        .unwrap();
+    let right = format!("Bearer {token}");
+    let wrong_bearer = format!("Bearer {wrong}");
+    let deployment = wait_for(std::time::Duration::from_secs(90), || {
+        let path = format!("/api/deployments/{id}");
+        let response = request(
+            "GET",
+            &dockhook.url(&path),
+            &[("Authorization", &right)],
+            b"",
+        )
+        .expect("an HTTP answer");
+        let deployment: Value = serde_json::from_str(&response.body).unwrap();
+        (deployment["state"] == "succeeded" || deployment["state"] == "rolled_back")
+            .then_some(deployment)
+    })
+    .expect("the deployment ends");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+
+    let registry_events = b"{\"events\": []}";
+    type Sent<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a [u8]);
+    let requests: Vec<Sent> = vec![
+        (
+            "POST",
+            format!("/hooks/dockerhub/{wrong}"),
+            vec![],
+            genuine.as_bytes(),
+        ),
+        ("GET", hook.clone(), vec![], b""),
+        ("POST", format!("{hook}/more"), vec![], b""),
+        ("POST", format!("/hook/{token}"), vec![], b""),
+        (
+            "POST",
+            format!("/hooks/registry/{token}"),
+            vec![],
+            registry_events,
+        ),
+        (
+            "POST",
+            "/hooks/registry".into(),
+            vec![("Authorization", &right)],
+            registry_events,
+        ),
+        (
+            "POST",
+            "/hooks/registry".into(),
+            vec![("Authorization", &wrong_bearer)],
+            b"",
+        ),
+        ("POST", format!("/hooks/quay/{token}"), vec![], b"{}"),
+        ("POST", format!("/hooks/acr/{token}"), vec![], b"{}"),
+        ("POST", format!("/hooks/generic/{token}"), vec![], b"{}"),
+        ("POST", format!("/hooks/generic/{wrong}"), vec![], b"{}"),
+        (
+            "GET",
+            "/api/deployments".into(),
+            vec![("Authorization", &right)],
+            b"",
+        ),
+        (
+            "GET",
+            "/api/deployments".into(),
+            vec![("Authorization", &wrong_bearer)],
+            b"",
+        ),
+        (
+            "GET",
+            format!("/api/deployments?token={token}"),
+            vec![],
+            b"",
+        ),
+        ("GET", "/healthz".into(), vec![], b""),
+    ];
+    for (method, path, mut headers, body) in requests {
+        headers.push(("Content-Type", "application/json"));
+        let response = request(method, &dockhook.url(&path), &headers, body);
+        assert!(response.is_ok(), "{method} {path}: {response:?}");
+    }
+    dockhook.terminate(std::time::Duration::from_secs(30));
+
+    let log = dockhook.log_text();
+    assert!(
+        log.contains(r#"route="/hooks/dockerhub/{token}""#) && log.contains("TRACE"),
+        "requests are traced at this level: {log}"
+    );
+    assert!(
+        log.contains("APP_TOKEN=[redacted]"),
+        "the Docker API bodies that held it are logged, redacted"
+    );
+    for (what, secret) in [("token", &token), ("wrong token", &wrong)] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(secret.as_str()))
+            .collect();
+        assert!(
+            lines.is_empty(),
+            "the {what} is logged:\n{}",
+            lines.join("\n")
+        );
+    }
 }
 
 #[test]

@@ -317,14 +317,11 @@ fn burst_of_ten_identical_webhooks_recreates_once() {
                 .to_string()
         })
         .collect();
+    // The first updates; the one that waited finds the image current.
     assert_eq!(
-        states.iter().filter(|s| *s == "succeeded").count(),
-        1,
-        "{states:?}"
-    );
-    assert!(
-        states.iter().all(|s| s == "succeeded" || s == "skipped"),
-        "{states:?}"
+        states,
+        ["succeeded", "skipped"][..ids.len()],
+        "{ids:?}: {states:?}"
     );
     let (_, all) = api(&dockhook, "/api/deployments");
     assert_eq!(all["deployments"].as_array().unwrap().len(), ids.len());

@@ -2,13 +2,30 @@
 //! containers and images, a registry that says what a pull brings, and
 //! switches to make steps fail. It models just enough of Docker to follow an
 //! update; the end-to-end tests prove the real behaviour.
+//!
+//! Where it models a call, it answers as Docker 20.10 does, so the deploy
+//! logic meets the same refusals here as on a host. `tests/e2e_fake_engine.rs`
+//! runs one sequence on both and compares:
+//!
+//! - rename: a missing container is not found (even if the new name is
+//!   taken); a name another container holds is a conflict; a container's own
+//!   name is refused (400, neither "not found" nor "conflict");
+//! - disconnect: a missing container is not found; a network the container
+//!   is not on is refused (500), `force` or not;
+//! - connect: to a network it is already on, fine while the container is
+//!   not running, refused (403) while it runs;
+//! - start of a running and stop of a stopped container succeed (304).
+//!
+//! Networks are not checked to exist: every network a test names does.
+//! Compiled into the library (hidden from its docs) so that the end-to-end
+//! check can drive it; nothing in the product uses it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use bollard::models::{
     ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerState,
-    EndpointSettings, ImageInspect,
+    EndpointSettings, ImageInspect, NetworkSettings,
 };
 
 use crate::engine::{ContainerInfo, Engine, EngineError, ExecOutcome, ImageRemoval};
@@ -25,6 +42,8 @@ pub struct FakeContainer {
     pub running: bool,
     pub exit_code: i64,
     pub labels: HashMap<String, String>,
+    /// The networks it is connected to, by name.
+    pub networks: Vec<String>,
 }
 
 #[derive(Default)]
@@ -80,6 +99,7 @@ impl FakeEngine {
                 running: true,
                 exit_code: 0,
                 labels: HashMap::new(),
+                networks: Vec::new(),
             });
             world.images.insert(old.into(), vec![image.into()]);
             let normalised = ImageRef::parse(image).unwrap().to_string();
@@ -151,7 +171,17 @@ impl Engine for FakeEngine {
     async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
         let mut world = self.lock();
         let c = world.find(id)?;
+        let network_settings = (!c.networks.is_empty()).then(|| NetworkSettings {
+            networks: Some(
+                c.networks
+                    .iter()
+                    .map(|n| (n.clone(), EndpointSettings::default()))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
         Ok(ContainerInspectResponse {
+            network_settings,
             id: Some(c.id.clone()),
             name: Some(format!("/{}", c.name)),
             image: Some(c.image_id.clone()),
@@ -225,6 +255,11 @@ impl Engine for FakeEngine {
             .ok_or_else(|| EngineError::NotFound(format!("no such image: {image}")))?;
         world.next_id += 1;
         let id = format!("new-{}", world.next_id);
+        let networks = body
+            .networking_config
+            .and_then(|n| n.endpoints_config)
+            .map(|endpoints| endpoints.into_keys().collect())
+            .unwrap_or_default();
         world.containers.push(FakeContainer {
             id: id.clone(),
             name: name.into(),
@@ -233,6 +268,7 @@ impl Engine for FakeEngine {
             running: false,
             exit_code: 0,
             labels: body.labels.unwrap_or_default(),
+            networks,
         });
         Ok(id)
     }
@@ -243,9 +279,22 @@ impl Engine for FakeEngine {
         container: &str,
         _: EndpointSettings,
     ) -> Result<()> {
-        self.lock()
-            .calls
-            .push(format!("connect {container} {network}"));
+        let mut world = self.lock();
+        world.calls.push(format!("connect {container} {network}"));
+        let c = world.find(container)?;
+        if c.networks.iter().any(|n| n == network) {
+            // Docker updates a stopped container's endpoint, but refuses a
+            // second endpoint for a running one.
+            return if c.running {
+                Err(EngineError::Other(format!(
+                    "Docker answered 403: endpoint with name {} already exists in network {network}",
+                    c.name
+                )))
+            } else {
+                Ok(())
+            };
+        }
+        c.networks.push(network.to_string());
         Ok(())
     }
 
@@ -277,8 +326,22 @@ impl Engine for FakeEngine {
     async fn rename_container(&self, id: &str, new_name: &str) -> Result<()> {
         let mut world = self.lock();
         world.calls.push(format!("rename {id} {new_name}"));
-        if world.containers.iter().any(|c| c.name == new_name) {
-            return Err(EngineError::Conflict(format!("name {new_name} is in use")));
+        let c = world.find(id)?;
+        if c.name == new_name {
+            return Err(EngineError::Other(
+                "Docker answered 400: Renaming a container with the same name as its current name"
+                    .into(),
+            ));
+        }
+        let own_id = c.id.clone();
+        if world
+            .containers
+            .iter()
+            .any(|c| c.name == new_name && c.id != own_id)
+        {
+            return Err(EngineError::Conflict(format!(
+                "The container name \"/{new_name}\" is already in use"
+            )));
         }
         world.find(id)?.name = new_name.into();
         Ok(())
@@ -320,9 +383,19 @@ impl Engine for FakeEngine {
     }
 
     async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
-        self.lock()
+        let mut world = self.lock();
+        world
             .calls
             .push(format!("disconnect {container} {network}"));
+        let c = world.find(container)?;
+        let before = c.networks.len();
+        c.networks.retain(|n| n != network);
+        if c.networks.len() == before {
+            return Err(EngineError::Other(format!(
+                "Docker answered 500: container {} is not connected to network {network}",
+                c.id
+            )));
+        }
         Ok(())
     }
 

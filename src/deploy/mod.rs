@@ -15,8 +15,9 @@ mod recover;
 mod undo;
 pub mod update;
 
-#[cfg(test)]
-pub(crate) mod fake;
+/// An in-memory engine for tests; not part of the API.
+#[doc(hidden)]
+pub mod fake;
 #[cfg(test)]
 mod tests;
 

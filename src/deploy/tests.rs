@@ -11,6 +11,17 @@ use crate::tags::TagPolicy;
 
 const IMAGE: &str = "127.0.0.1:5000/alice/site:latest";
 
+/// Longer than any step here takes on the fake: a test that waits this long
+/// is stuck, and fails instead of hanging.
+const STUCK: Duration = Duration::from_secs(30);
+
+/// `future`'s output, or a panic saying `what` did not end.
+async fn within<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STUCK, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not end within {STUCK:?}"))
+}
+
 struct Rig {
     /// The digest the webhook names, if any.
     digest: Option<String>,
@@ -59,14 +70,13 @@ impl Rig {
                 reason: None,
             })
             .unwrap();
-        self.updater
-            .run(&Job {
-                deployment,
-                target: "site".into(),
-                image,
-                digest: self.digest.clone(),
-            })
-            .await
+        let job = Job {
+            deployment,
+            target: "site".into(),
+            image,
+            digest: self.digest.clone(),
+        };
+        within("the update", self.updater.run(&job)).await
     }
 
     fn calls(&self) -> Vec<String> {
@@ -309,7 +319,7 @@ async fn burst_of_submissions_runs_one_update_then_one_check() {
     // The first starts at once; the other nine fold into one waiting job.
     assert_eq!(ids[0], 1);
     assert!(ids[1..].iter().all(|&id| id == 2), "{ids:?}");
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     let creates = rig
         .calls()
         .iter()
@@ -380,7 +390,7 @@ async fn one_digest_through_several_deliveries_deploys_once() {
         again, first,
         "the same push in flight is the same deployment"
     );
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     assert_eq!(
         rig.store.get(first).unwrap().unwrap().0.state,
         State::Succeeded
@@ -394,7 +404,7 @@ async fn one_digest_through_several_deliveries_deploys_once() {
         })
         .await
         .unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     let (late, _) = rig.store.get(late).unwrap().unwrap();
     assert_eq!(late.state, State::Skipped);
     assert!(late.error.is_none());
@@ -445,7 +455,7 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
         image: pushed,
         digest: None,
     };
-    let outcome = updater.run(&job).await;
+    let outcome = within("the update", updater.run(&job)).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     let site = engine.named("site").unwrap();
     assert_eq!(site.image, "127.0.0.1:5000/alice/site:1.3.0");
@@ -480,7 +490,7 @@ async fn a_panicking_worker_ends_its_deployment_and_frees_the_queue() {
     let image = ImageRef::parse(IMAGE).unwrap();
     let first = queue.submit(&request(&image)).await.unwrap();
     let second = queue.submit(&request(&image)).await.unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     let (first, _) = rig.store.get(first).unwrap().unwrap();
     assert!(first.state.is_final(), "{first:?}");
     assert!(
@@ -511,7 +521,7 @@ async fn a_tag_moved_back_to_an_earlier_digest_deploys_again() {
     };
     // A -> B.
     let to_b = queue.submit(&push(&digest_b)).await.unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     assert_eq!(
         rig.store.get(to_b).unwrap().unwrap().0.state,
         State::Succeeded
@@ -524,7 +534,7 @@ async fn a_tag_moved_back_to_an_earlier_digest_deploys_again() {
     }
     let queue = Queue::new(rig.updater.clone(), rig.store.clone());
     let to_a = queue.submit(&push(&digest_a)).await.unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     let (to_a, _) = rig.store.get(to_a).unwrap().unwrap();
     assert_eq!(to_a.state, State::Succeeded, "{to_a:?}");
     assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:a");
@@ -559,7 +569,7 @@ async fn an_older_version_never_replaces_a_newer_one_that_waits() {
         "{steps:?}"
     );
     drop(held);
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     assert_ne!(
         rig.store.get(newer).unwrap().unwrap().0.state,
         State::Queued,
@@ -575,7 +585,7 @@ async fn a_queued_job_records_the_container_it_finds_when_it_runs() {
     let first = queue.submit(&request(&image)).await.unwrap();
     // Queued while the first runs, with the container id of that moment.
     let second = queue.submit(&request(&image)).await.unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     let (first, _) = rig.store.get(first).unwrap().unwrap();
     let (second, _) = rig.store.get(second).unwrap().unwrap();
     assert_eq!(first.state, State::Succeeded);
@@ -606,7 +616,7 @@ async fn replicas_of_one_image_are_updated_one_after_the_other() {
         })
         .await
         .unwrap();
-    queue.finish_all().await;
+    within("finishing the queue", queue.finish_all()).await;
     for id in [a, b] {
         let (d, _) = rig.store.get(id).unwrap().unwrap();
         assert!(

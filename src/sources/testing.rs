@@ -106,7 +106,11 @@ pub async fn serve(sources: Settings) -> String {
 
 /// POSTs `body` with `pairs` as headers; the status and the JSON answer.
 pub async fn post(url: &str, pairs: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
+    // Bounded, so a handler that never answers fails the test.
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
         .post(url)
         .headers(headers(pairs))
         .body(body.to_vec())

@@ -6,16 +6,21 @@
 //! projects, networks, volumes, images (by name, then by repository).
 //! Failures are ignored: the thing may never have been created.
 //!
+//! Volumes: `docker rm -v` removes a container's anonymous volumes only
+//! while they are anonymous to it. dockhook recreates a container with its
+//! anonymous volumes mounted by name, so after an update they survive the
+//! `rm -v`; the guard therefore also removes every anonymous volume (a
+//! 64-hex-digit name) that the containers it removes had mounted.
+//!
 //! Images: rebuilding under a tag leaves the old image behind under its
 //! digest (once pushed or pulled) or as a dangling ID. Register the
 //! repository to catch the former, the IDs `SiteImage::build` returns to
 //! catch the latter. Anything left still carries the test label, which
-//! `.ci/run` sweeps.
+//! `.ci/run` sweeps, and after the tests reports as a failure.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use super::docker::docker_ok;
+use super::docker::{docker_command, docker_ok};
 
 /// See the module doc. Declare it first in a test, so it drops last.
 #[derive(Debug, Default)]
@@ -79,7 +84,11 @@ impl Cleanup {
     fn remove_compose_project(project: &str, compose_file: &Path) {
         if compose_file.exists() {
             let file = compose_file.to_string_lossy();
-            let _ = Command::new("docker-compose")
+            let mut command = std::process::Command::new("docker-compose");
+            if let Some(host) = super::docker::daemon_host() {
+                command.env("DOCKER_HOST", host);
+            }
+            let _ = command
                 .args(["-p", project, "-f", &file, "down", "-v", "--remove-orphans"])
                 .output();
         }
@@ -99,22 +108,67 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        remove_all(&["rm", "-f", "-v"], &self.containers);
-        for prefix in &self.container_prefixes {
-            let filter = format!("name=^/{prefix}");
-            remove_listed(&["ps", "-aq", "--filter", &filter], &["rm", "-f", "-v"]);
-        }
+        let containers = self.containers_to_remove();
+        let anonymous = anonymous_volumes(&containers);
+        remove_all(&["rm", "-f", "-v"], &containers);
         for (project, file) in &self.compose_projects {
             Self::remove_compose_project(project, file);
         }
         remove_all(&["network", "rm"], &self.networks);
         remove_all(&["volume", "rm", "-f"], &self.volumes);
+        remove_all(&["volume", "rm", "-f"], &anonymous);
         remove_all(&["rmi", "-f"], &self.images);
         for repository in &self.repositories {
             let filter = format!("reference={repository}");
             remove_listed(&["images", "-q", "--filter", &filter], &["rmi", "-f"]);
         }
     }
+}
+
+impl Cleanup {
+    /// The IDs of the registered containers that exist, by name and by
+    /// prefix, and of the containers of the registered compose projects.
+    fn containers_to_remove(&self) -> Vec<String> {
+        let mut filters: Vec<String> = self
+            .containers
+            .iter()
+            .map(|name| format!("name=^/{name}$"))
+            .chain(
+                self.container_prefixes
+                    .iter()
+                    .map(|prefix| format!("name=^/{prefix}")),
+            )
+            .collect();
+        filters.extend(
+            self.compose_projects
+                .iter()
+                .map(|(project, _)| format!("label=com.docker.compose.project={project}")),
+        );
+        let mut ids: Vec<String> = filters
+            .iter()
+            .flat_map(|filter| list(&["ps", "-aq", "--no-trunc", "--filter", filter]))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// The anonymous volumes (named by 64 hex digits) that `containers` mount.
+fn anonymous_volumes(containers: &[String]) -> Vec<String> {
+    if containers.is_empty() {
+        return Vec::new();
+    }
+    let format = r#"{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{end}}{{end}}"#;
+    let mut args = vec!["container", "inspect", "--format", format];
+    args.extend(containers.iter().map(String::as_str));
+    let mut volumes: Vec<String> = list(&args)
+        .into_iter()
+        .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    volumes.sort();
+    volumes.dedup();
+    volumes
 }
 
 fn remember(list: &mut Vec<String>, name: &str) -> String {
@@ -134,11 +188,19 @@ fn remove_all(remove: &[&str], names: &[String]) {
     }
 }
 
-/// Removes each ID that `docker LIST...` prints (nothing if listing fails:
-/// this runs in Drop, where a panic would abort a failing test).
-fn remove_listed(list: &[&str], remove: &[&str]) {
-    let mut ids: Vec<String> = Command::new("docker")
-        .args(list)
+/// Removes each ID that `docker LIST...` prints.
+fn remove_listed(list_args: &[&str], remove: &[&str]) {
+    let mut ids = list(list_args);
+    ids.sort();
+    ids.dedup(); // `docker images` lists an image once per tag
+    remove_all(remove, &ids);
+}
+
+/// The words `docker ARGS...` prints; nothing if it fails (this runs in
+/// Drop, where a panic would abort a failing test).
+fn list(args: &[&str]) -> Vec<String> {
+    docker_command()
+        .args(args)
         .output()
         .ok()
         .filter(|output| output.status.success())
@@ -148,8 +210,5 @@ fn remove_listed(list: &[&str], remove: &[&str]) {
                 .map(str::to_string)
                 .collect()
         })
-        .unwrap_or_default();
-    ids.sort();
-    ids.dedup(); // `docker images` lists an image once per tag
-    remove_all(remove, &ids);
+        .unwrap_or_default()
 }

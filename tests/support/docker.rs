@@ -2,9 +2,14 @@
 //!
 //! Every helper panics with the command and its stderr when docker fails,
 //! except [`docker_ok`] and [`remove_image`], which report or ignore failure.
+//!
+//! Every docker command the support runs comes from [`docker_command`], so a
+//! test binary can point all of them, and the dockhook it starts, at another
+//! daemon with [`use_daemon`] (a private `dockerd`, see [`super::daemon`]).
 
 use std::ffi::OsStr;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -12,10 +17,40 @@ use serde_json::Value;
 /// (`dockhook-test=1`), so `.ci/run` can sweep leftovers of a killed run.
 pub const TEST_LABEL: &str = "dockhook-test";
 
+/// The daemon every docker command of this process goes to, when a test
+/// chose one with [`use_daemon`].
+static DAEMON: OnceLock<String> = OnceLock::new();
+
+/// Points every docker command the support runs from now on, and every
+/// dockhook it starts, at the daemon listening on `host`
+/// (`unix:///…/docker.sock`). Once per process: a test binary that calls it
+/// holds only tests for that daemon.
+pub fn use_daemon(host: &str) {
+    DAEMON
+        .set(host.to_string())
+        .unwrap_or_else(|_| panic!("use_daemon({host}) called twice in one test binary"));
+}
+
+/// The daemon chosen with [`use_daemon`], if any; otherwise commands go
+/// where the docker CLI's own configuration says (DOCKER_HOST, or the
+/// default socket).
+pub fn daemon_host() -> Option<&'static str> {
+    DAEMON.get().map(String::as_str)
+}
+
+/// `docker`, aimed at the daemon chosen with [`use_daemon`], if any.
+pub fn docker_command() -> Command {
+    let mut command = Command::new("docker");
+    if let Some(host) = daemon_host() {
+        command.env("DOCKER_HOST", host);
+    }
+    command
+}
+
 /// Panics with a clear message unless a Docker engine answers.
 /// End-to-end tests call it first: they never skip.
 pub fn require_docker() {
-    let output = Command::new("docker")
+    let output = docker_command()
         .args(["version", "--format", "{{.Server.Version}}"])
         .output();
     match output {
@@ -39,7 +74,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new("docker");
+    let mut command = docker_command();
     command.args(args);
     let output = command
         .output()
@@ -70,7 +105,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    Command::new("docker")
+    docker_command()
         .args(args)
         .output()
         .is_ok_and(|output| output.status.success())

@@ -2,7 +2,8 @@
 //!
 //! [`Dockhook::start`] gives it a test environment (loopback listener on a
 //! random port, the test [`TOKEN`] and [`OWNER`], the test registry standing
-//! in for Docker Hub, a fresh data directory, a 1 s grace period), captures
+//! in for Docker Hub, a fresh data directory, a 1 s grace period, the daemon
+//! chosen with [`super::docker::use_daemon`] if any), captures
 //! every line it prints on stdout and stderr, and waits for the line
 //! `listening on ADDR` that says it is ready. Dropping it kills the process;
 //! if the test is panicking, the captured log is printed first.
@@ -71,6 +72,9 @@ impl Dockhook {
         }
         if let Some(dir) = &data_tempdir {
             command.env("DOCKHOOK_DATA_DIR", dir.path());
+        }
+        if let Some(host) = super::docker::daemon_host() {
+            command.env("DOCKHOOK_DOCKER_HOST", host);
         }
         command
             .envs([

@@ -1,4 +1,4 @@
-//! Test images built `FROM scratch` (nothing can be pulled here): the host's
+//! Test images made `FROM scratch` (nothing can be pulled here): the host's
 //! static busybox serving `/www/index.html`, which holds the version string,
 //! on port 8080. Each version therefore gets its own image ID.
 //!
@@ -8,44 +8,33 @@
 //! image with a Docker HEALTHCHECK, [`SiteImage::versioned_defaults`] for an
 //! image whose ENV, LABEL and CMD carry its version.
 //!
-//! Why two images: the legacy builder shares cached intermediate images
-//! between builds, and `docker rmi` of one test's image prunes untagged
-//! parents that a concurrent build is about to use ("unknown parent image
-//! ID"). So busybox and its applet links live in one tagged base image that
-//! nothing removes, built once per test process, and site layers are built on
-//! it with `--no-cache`: each site image owns its whole chain above the base.
+//! Each image is one `docker import` of a root filesystem written here
+//! (busybox, its applet links, the page), with its settings given as
+//! `--change` instructions. No builder runs: no intermediate images, no
+//! shared base or build cache that one test's `docker rmi` could pull from
+//! under another's build, and nothing to leave behind once a test removes
+//! its own images. An import takes a fraction of a second.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::docker::{push, TEST_LABEL};
+use super::docker::{docker_command, push, TEST_LABEL};
 
 /// Debian's busybox-static installs here; the image needs a static binary.
 const BUSYBOX: &str = "/bin/busybox";
-/// The shared base image (see the module doc). It carries the test label, so
-/// `.ci/run` sweeps it before a run; the first build then makes it again.
-const BASE_TAG: &str = "dockhook-test-base:v2";
 /// The port the site listens on inside the container.
 pub const SITE_PORT: u16 = 8080;
 
-/// Everything site images share, so that a plain site build is a single
-/// step: the legacy builder commits a container per step, about a second each.
-/// The shell in front of httpd exits on the usual stop signals: as PID 1,
-/// httpd alone would ignore them and every `docker stop` would wait out its
-/// timeout.
-fn base_dockerfile() -> String {
+/// The site's command. The shell in front of httpd exits on the usual stop
+/// signals: as PID 1, httpd alone would ignore them and every `docker stop`
+/// would wait out its timeout.
+fn serve_command() -> String {
     format!(
-        "\
-FROM scratch
-COPY busybox /bin/busybox
-RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]
-ENV PATH=/bin
-EXPOSE {SITE_PORT}
-CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM INT QUIT; httpd -f -p {SITE_PORT} -h /www & wait\"]
-"
+        "CMD [\"sh\", \"-c\", \"trap 'exit 0' TERM INT QUIT; httpd -f -p {SITE_PORT} -h /www & wait\"]"
     )
 }
 
@@ -84,7 +73,7 @@ impl SiteImage {
         self
     }
 
-    /// Adds a layer with `mb` MiB of random bytes, so the image is that much
+    /// Adds a file of `mb` MiB of random bytes, so the image is that much
     /// bigger even compressed.
     pub fn padding_mb(mut self, mb: usize) -> SiteImage {
         self.padding_mb = mb;
@@ -120,20 +109,21 @@ impl SiteImage {
         vec!["sh".into(), "-c".into(), script, format!("site-{version}")]
     }
 
-    /// The Dockerfile this image builds from, on top of the base image.
-    pub fn dockerfile(&self) -> String {
-        let mut lines = vec![format!("FROM {BASE_TAG}"), "COPY www /www".to_string()];
-        if self.padding_mb > 0 {
-            lines.push("COPY padding.bin /padding.bin".to_string());
-        }
+    /// The image's settings, as Dockerfile instructions for `--change`.
+    pub fn changes(&self) -> Vec<String> {
+        let mut changes = vec![
+            "ENV PATH=/bin".to_string(),
+            format!("EXPOSE {SITE_PORT}"),
+            format!("LABEL {TEST_LABEL}=1"),
+        ];
         if self.healthcheck {
-            lines.push(format!(
+            changes.push(format!(
                 "HEALTHCHECK --interval=1s --timeout=2s --retries=3 \
                  CMD [\"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{SITE_PORT}/\"]"
             ));
         }
         if self.unhealthy {
-            lines.push(
+            changes.push(
                 "HEALTHCHECK --interval=1s --timeout=2s --retries=2 \
                  CMD [\"sh\", \"-c\", \"echo database unreachable; exit 1\"]"
                     .to_string(),
@@ -141,25 +131,63 @@ impl SiteImage {
         }
         if self.versioned_defaults {
             let version = &self.version;
-            lines.push(format!("ENV SITE_VERSION={version} SITE_MODE=image"));
-            lines.push(format!("LABEL site.version={version} site.mode=image"));
-            let cmd = serde_json::to_string(&Self::versioned_cmd(version)).expect("a JSON array");
-            lines.push(format!("CMD {cmd}"));
+            changes.push(format!("ENV SITE_VERSION={version} SITE_MODE=image"));
+            changes.push(format!("LABEL site.version={version} site.mode=image"));
         }
-        if self.exiting {
-            lines.push(r#"CMD ["false"]"#.to_string());
-        }
-        lines.join("\n") + "\n"
+        changes.push(if self.exiting {
+            r#"CMD ["false"]"#.to_string()
+        } else if self.versioned_defaults {
+            let cmd =
+                serde_json::to_string(&Self::versioned_cmd(&self.version)).expect("a JSON array");
+            format!("CMD {cmd}")
+        } else {
+            serve_command()
+        });
+        changes
     }
 
-    /// Builds the image as `tag` and returns its image ID. Register `tag`
-    /// with a `Cleanup` first.
+    /// Makes the image as `tag` and returns its image ID. Register `tag`
+    /// (or the returned ID) with a `Cleanup` first.
     pub fn build(&self, tag: &str) -> String {
-        ensure_base_image();
-        let context = build_context();
-        self.write_context(context.path())
-            .unwrap_or_else(|err| panic!("cannot write the build context for {tag}: {err}"));
-        docker_build(context.path(), tag, &["--no-cache"])
+        let work = tempfile::Builder::new()
+            .prefix("dockhook-image-")
+            .tempdir()
+            .expect("cannot create a directory for the image's files");
+        let rootfs = work.path().join("rootfs");
+        let tarball = work.path().join("rootfs.tar");
+        self.write_rootfs(&rootfs)
+            .unwrap_or_else(|err| panic!("cannot write the files of {tag}: {err}"));
+        let tar = Command::new("tar")
+            .args(["--owner=0", "--group=0", "--numeric-owner", "-C"])
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .output()
+            .expect("cannot run tar");
+        assert!(
+            tar.status.success(),
+            "tar of {tag} failed: {}",
+            String::from_utf8_lossy(&tar.stderr).trim()
+        );
+        let mut import = docker_command();
+        import.arg("import");
+        for change in self.changes() {
+            import.args(["--change", &change]);
+        }
+        let output = import
+            .arg(&tarball)
+            .arg(tag)
+            .output()
+            .expect("cannot run docker import");
+        assert!(
+            output.status.success(),
+            "docker import of {tag} failed ({}):\n{}\nchanges: {:?}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
+            self.changes()
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     /// Builds the image as `tag`, pushes it, and returns its image ID.
@@ -169,59 +197,45 @@ impl SiteImage {
         id
     }
 
-    fn write_context(&self, dir: &Path) -> io::Result<()> {
-        fs::create_dir(dir.join("www"))?;
-        fs::write(dir.join("www/index.html"), format!("{}\n", self.version))?;
-        fs::write(dir.join("Dockerfile"), self.dockerfile())?;
+    /// `/bin/busybox` with a link per applet, `/www/index.html`, and the
+    /// padding if any, under `root`.
+    fn write_rootfs(&self, root: &Path) -> io::Result<()> {
+        let bin = root.join("bin");
+        fs::create_dir_all(&bin)?;
+        fs::create_dir_all(root.join("www"))?;
+        fs::create_dir_all(root.join("tmp"))?;
+        fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+        fs::set_permissions(root.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+        fs::copy(BUSYBOX, bin.join("busybox"))?;
+        for applet in applets() {
+            symlink("busybox", bin.join(applet))?;
+        }
+        fs::write(root.join("www/index.html"), format!("{}\n", self.version))?;
         if self.padding_mb > 0 {
             let bytes = (self.padding_mb as u64) << 20;
             let mut random = File::open("/dev/urandom")?.take(bytes);
-            io::copy(&mut random, &mut File::create(dir.join("padding.bin"))?)?;
+            io::copy(&mut random, &mut File::create(root.join("padding.bin"))?)?;
         }
         Ok(())
     }
 }
 
-/// Builds the base image once per process; later calls wait for the first.
-/// The build is cached, so a process after the first only re-tags it.
-fn ensure_base_image() {
-    static BASE: OnceLock<()> = OnceLock::new();
-    BASE.get_or_init(|| {
+/// The applets the host's busybox provides (`busybox --list`), checked to
+/// be a static binary once per process.
+fn applets() -> &'static [String] {
+    static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
+    APPLETS.get_or_init(|| {
         assert_static(Path::new(BUSYBOX));
-        let context = build_context();
-        fs::copy(BUSYBOX, context.path().join("busybox"))
-            .and_then(|_| fs::write(context.path().join("Dockerfile"), base_dockerfile()))
-            .unwrap_or_else(|err| panic!("cannot write the base image context: {err}"));
-        let label = format!("{TEST_LABEL}=1");
-        docker_build(context.path(), BASE_TAG, &["--label", &label]);
-    });
-}
-
-fn build_context() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("dockhook-image-")
-        .tempdir()
-        .expect("cannot create a build context directory")
-}
-
-/// `docker build` of `context` as `tag` with the legacy builder (the engine
-/// is older than the CLI's BuildKit); returns the image ID.
-fn docker_build(context: &Path, tag: &str, extra_args: &[&str]) -> String {
-    let output = Command::new("docker")
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "--quiet", "--tag", tag])
-        .args(extra_args)
-        .arg(context)
-        .output()
-        .expect("cannot run docker build");
-    assert!(
-        output.status.success(),
-        "docker build of {tag} failed ({}):\n{}\nDockerfile:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim(),
-        fs::read_to_string(context.join("Dockerfile")).unwrap_or_default()
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
+        let output = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {BUSYBOX} --list: {err}"));
+        String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .filter(|applet| *applet != "busybox")
+            .map(str::to_string)
+            .collect()
+    })
 }
 
 /// Panics unless `path` is a statically linked ELF file: a dynamic busybox

@@ -4,9 +4,12 @@
 //! setup that tests share, and nothing about dockhook's own logic:
 //!
 //! - [`docker`]: the docker CLI (tests may shell out; the product never does),
-//!   container inspection, published ports, [`require_docker`].
+//!   container inspection, published ports, [`require_docker`], and
+//!   [`use_daemon`] to aim all of it at another daemon.
+//! - [`daemon`]: a private `dockerd` for tests that restart one.
 //! - [`registry`]: a real, throwaway `docker-registry` on a loopback port.
-//! - [`image`]: tiny `FROM scratch` busybox web-site images, one per version.
+//! - [`image`]: tiny busybox web-site images, one per version, imported
+//!   from a root filesystem (nothing is pulled, no builder runs).
 //! - [`dockhook`]: the product binary under test, with its logs captured.
 //! - [`cleanup`]: a Drop guard that removes what a test created, even when it
 //!   panics.
@@ -18,7 +21,9 @@
 //! Every test names its containers, images and networks with [`unique`] and
 //! registers them with a [`Cleanup`] before creating them. Everything the
 //! support creates carries the [`TEST_LABEL`] label so a CI run can sweep
-//! leftovers of a killed run.
+//! leftovers of a killed run, and fail when a run left any. No test stops,
+//! restarts or reconfigures the machine's Docker daemon: one that needs to
+//! runs a [`PrivateDaemon`].
 //!
 //! Traffic stays on loopback: containers are reached through ports published
 //! on 127.0.0.1 ([`published_port`]), never through their bridge addresses.
@@ -27,6 +32,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod cleanup;
+pub mod daemon;
 pub mod docker;
 pub mod dockhook;
 pub mod http;
@@ -37,9 +43,10 @@ pub mod util;
 pub mod webhook;
 
 pub use cleanup::Cleanup;
+pub use daemon::PrivateDaemon;
 pub use docker::{
-    container_inspect, docker, docker_ok, docker_stdout, image_id, published_port, pull, push,
-    remove_image, require_docker, run_container, TEST_LABEL,
+    container_inspect, docker, docker_command, docker_ok, docker_stdout, image_id, published_port,
+    pull, push, remove_image, require_docker, run_container, use_daemon, TEST_LABEL,
 };
 pub use dockhook::{Dockhook, OWNER, TOKEN};
 pub use http::{http_get, post_json, request, Response};
