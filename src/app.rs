@@ -18,6 +18,7 @@ use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::inventory::Inventory;
 use crate::server::{router, AppState};
+use crate::sources;
 use crate::store::{Store, StoreError};
 use crate::targets::TargetRules;
 
@@ -39,7 +40,7 @@ pub enum Error {
 
 /// Path of the Docker Hub hook for `token`.
 pub fn dockerhub_hook_path(token: &str) -> String {
-    format!("/hooks/dockerhub/{token}")
+    sources::dockerhub::SOURCE.hook_path(token)
 }
 
 /// One webhook endpoint, as a user sets it up in a registry.
@@ -56,69 +57,15 @@ pub struct Hook {
 
 /// Every webhook endpoint, with `token` as it should be shown.
 pub fn hooks(config: &Config, token: &str) -> Vec<Hook> {
-    let sources = &config.sources;
-    let hook = |source, path: String, auth, enabled| Hook {
-        source,
-        path,
-        auth,
-        enabled,
-    };
-    vec![
-        hook(
-            "Docker Hub",
-            dockerhub_hook_path(token),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "distribution registry",
-            format!("/hooks/registry/{token}"),
-            "token in the URL, or POST /hooks/registry with Authorization: Bearer <token>",
-            true,
-        ),
-        hook(
-            "GitHub",
-            "/hooks/github".into(),
-            "X-Hub-Signature-256 with github_secret",
-            sources.github_secret.is_some(),
-        ),
-        hook(
-            "Gitea / Forgejo",
-            "/hooks/gitea".into(),
-            "X-Gitea-Signature / X-Forgejo-Signature with gitea_secret",
-            sources.gitea_secret.is_some(),
-        ),
-        hook(
-            "GitLab",
-            "/hooks/gitlab".into(),
-            "X-Gitlab-Token equal to gitlab_token",
-            sources.gitlab_token.is_some(),
-        ),
-        hook(
-            "Harbor",
-            "/hooks/harbor".into(),
-            "Authorization equal to harbor_auth",
-            sources.harbor_auth.is_some(),
-        ),
-        hook(
-            "Quay",
-            format!("/hooks/quay/{token}"),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "Azure Container Registry",
-            format!("/hooks/acr/{token}"),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "generic (CI)",
-            format!("/hooks/generic/{token}"),
-            "token in the URL",
-            true,
-        ),
-    ]
+    sources::ALL
+        .iter()
+        .map(|source| Hook {
+            source: source.title,
+            path: source.hook_path(token),
+            auth: source.help,
+            enabled: (source.enabled)(&config.sources),
+        })
+        .collect()
 }
 
 /// Runs dockhook until `shutdown` resolves, then drains the queue.
@@ -178,6 +125,7 @@ pub async fn serve(
         inventory,
         store,
         queue: queue.clone(),
+        deliveries: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

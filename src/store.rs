@@ -356,31 +356,28 @@ impl Store {
         })
     }
 
-    /// Remembers a webhook delivery ID; false when it was seen before (a
-    /// replay). IDs older than 30 days are forgotten.
+    /// Whether a webhook delivery ID was remembered: the delivery was
+    /// handled, and this is a replay (or the sender's retry of a delivery
+    /// whose answer it did not get).
+    pub fn delivery_seen(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE source = ?1 AND delivery = ?2)",
+                params![source, delivery],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Remembers a handled webhook delivery; false when it already was.
+    /// [`Store::prune`] forgets it after the replay window.
     pub fn remember_delivery(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
-            conn.execute(
-                "DELETE FROM deliveries WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ','now','-30 days')",
-                [],
-            )?;
             let inserted = conn.execute(
                 &format!("INSERT OR IGNORE INTO deliveries (source, delivery, received_at) VALUES (?1, ?2, {NOW})"),
                 params![source, delivery],
             )?;
             Ok(inserted == 1)
-        })
-    }
-
-    /// Forgets a delivery ID, for a delivery that could not be processed
-    /// and will be sent again.
-    pub fn forget_delivery(&self, source: &str, delivery: &str) -> Result<(), StoreError> {
-        self.with(|conn| {
-            conn.execute(
-                "DELETE FROM deliveries WHERE source = ?1 AND delivery = ?2",
-                params![source, delivery],
-            )
-            .map(drop)
         })
     }
 
@@ -572,18 +569,15 @@ mod tests {
     #[test]
     fn deliveries_are_remembered_per_source() {
         let store = Store::in_memory().unwrap();
+        assert!(!store.delivery_seen("github", "d-1").unwrap());
         assert!(store.remember_delivery("github", "d-1").unwrap());
+        assert!(store.delivery_seen("github", "d-1").unwrap());
         assert!(
             !store.remember_delivery("github", "d-1").unwrap(),
             "a replay"
         );
+        assert!(!store.delivery_seen("gitea", "d-1").unwrap());
         assert!(store.remember_delivery("gitea", "d-1").unwrap());
-        assert!(store.remember_delivery("github", "d-2").unwrap());
-        store.forget_delivery("github", "d-2").unwrap();
-        assert!(
-            store.remember_delivery("github", "d-2").unwrap(),
-            "forgotten"
-        );
     }
 
     #[test]
