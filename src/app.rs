@@ -1,7 +1,8 @@
 //! Wiring: from a [`Config`] to a running server, and back down.
 //!
 //! Start-up resolves the secret, opens the history, connects to Docker,
-//! closes the books on deployments a previous run left open, then serves
+//! closes the books on deployments a previous run left open, starts the
+//! background tasks (the container inventory, retention), then serves
 //! until the shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
@@ -17,6 +18,7 @@ use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::inventory::Inventory;
+use crate::retention;
 use crate::server::{router, AppState};
 use crate::sources;
 use crate::store::{Store, StoreError};
@@ -111,8 +113,14 @@ pub async fn serve(
     recover_interrupted(&store, &updater).await?;
     let queue = Queue::new(updater, store.clone());
     let inventory = Arc::new(Inventory::new(engine.clone()));
-    let stop_watching = CancellationToken::new();
-    let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
+    let stop_background = CancellationToken::new();
+    let watcher = tokio::spawn(inventory.clone().watch(stop_background.clone()));
+    let sweeper = tokio::spawn(retention::run(
+        store.clone(),
+        engine.clone(),
+        config.retention,
+        stop_background.clone(),
+    ));
     let state = Arc::new(AppState {
         token,
         sources: config.sources.clone(),
@@ -137,8 +145,8 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
-    stop_watching.cancel();
-    let _ = watcher.await;
+    stop_background.cancel();
+    let _ = tokio::join!(watcher, sweeper);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     queue.drain().await;
     tracing::info!("all deployments finished; bye");

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::deploy::{Settings, StrategySetting};
 use crate::image_ref::ImageRef;
+use crate::retention::Settings as RetentionSettings;
 use crate::sources::Settings as SourceSettings;
 use crate::store::State;
 
@@ -83,6 +84,22 @@ const KEYS: &[(&str, &str)] = &[
         "directory for the history database and the token",
     ),
     ("max_body", "largest accepted webhook body"),
+    (
+        "history_retention",
+        "finished deployments older than this are pruned from the history",
+    ),
+    (
+        "history_keep",
+        "deployments of each container kept however old",
+    ),
+    (
+        "replay_window",
+        "how long delivery IDs are remembered to drop replays",
+    ),
+    (
+        "failed_image_retention",
+        "how long a failed update's image is kept for inspection",
+    ),
     ("docker_host", "Docker Engine API endpoint"),
     (
         "docker_config",
@@ -112,6 +129,8 @@ pub struct Config {
     pub hook_timeout: Duration,
     pub data_dir: PathBuf,
     pub max_body: usize,
+    /// How long the history, delivery IDs and failed images are kept.
+    pub retention: RetentionSettings,
     pub docker_host: String,
     /// Where `config.json` with registry logins is; `None`: no logins.
     pub docker_config: Option<PathBuf>,
@@ -351,6 +370,31 @@ impl Config {
         let max_body =
             parse_size(max_body).map_err(|reason| invalid("max_body", max_body, reason))?;
 
+        let age = |key: &str, default: &str| {
+            let text = get(key).unwrap_or(default);
+            parse_age(text).map_err(|reason| invalid(key, text, reason))
+        };
+        let keep = get("history_keep").unwrap_or("20");
+        let retention = RetentionSettings {
+            history: age("history_retention", "90d")?,
+            keep_per_target: keep.parse().map_err(|_| {
+                invalid(
+                    "history_keep",
+                    keep,
+                    "expected a number of deployments such as 20",
+                )
+            })?,
+            replay_window: age("replay_window", "7d")?,
+            failed_images: age("failed_image_retention", "7d")?,
+        };
+        if retention.failed_images > retention.history {
+            return Err(invalid(
+                "failed_image_retention",
+                get("failed_image_retention").unwrap_or("7d"),
+                "must not be longer than history_retention: the history says which images failed",
+            ));
+        }
+
         let docker_host = get("docker_host")
             .unwrap_or("unix:///var/run/docker.sock")
             .to_string();
@@ -401,6 +445,7 @@ impl Config {
             hook_timeout,
             data_dir,
             max_body,
+            retention,
             docker_host,
             docker_config,
             public_url,
@@ -497,6 +542,10 @@ impl Config {
                     "hook_timeout" => format!("{}s", self.hook_timeout.as_secs_f64()),
                     "data_dir" => self.data_dir.display().to_string(),
                     "max_body" => format!("{} bytes", self.max_body),
+                    "history_retention" => show_age(self.retention.history),
+                    "history_keep" => self.retention.keep_per_target.to_string(),
+                    "replay_window" => show_age(self.retention.replay_window),
+                    "failed_image_retention" => show_age(self.retention.failed_images),
                     "docker_host" => self.docker_host.clone(),
                     "docker_config" => self
                         .docker_config
@@ -646,6 +695,35 @@ pub fn parse_size(text: &str) -> Result<usize, &'static str> {
     Ok(bytes)
 }
 
+/// How long something is kept: `90d`, `36h`, or a bare number of days.
+pub fn parse_age(text: &str) -> Result<Duration, &'static str> {
+    const REASON: &str = "expected an age such as 90d or 36h";
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| REASON)?;
+    let hours = match unit.trim() {
+        "" | "d" => number.checked_mul(24).ok_or(REASON)?,
+        "h" => number,
+        _ => return Err(REASON),
+    };
+    if !(1..=3650 * 24).contains(&hours) {
+        return Err("must be between 1h and 3650d");
+    }
+    Ok(Duration::from_secs(hours * 3600))
+}
+
+/// An age as [`parse_age`] reads it.
+fn show_age(age: Duration) -> String {
+    let hours = age.as_secs() / 3600;
+    if hours % 24 == 0 {
+        format!("{}d", hours / 24)
+    } else {
+        format!("{hours}h")
+    }
+}
+
 /// Writes a file only its owner can read.
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -691,6 +769,34 @@ mod tests {
         assert_eq!(config.strategy, StrategySetting::Auto);
         assert_eq!(config.health_timeout, Duration::from_secs(60));
         assert_eq!(config.fault_abort_at, None);
+        assert_eq!(config.retention, RetentionSettings::default());
+        let day = Duration::from_secs(86_400);
+        assert_eq!(config.retention.history, 90 * day);
+        assert_eq!(config.retention.keep_per_target, 20);
+        assert_eq!(config.retention.replay_window, 7 * day);
+        assert_eq!(config.retention.failed_images, 7 * day);
+    }
+
+    #[test]
+    fn retention_is_set_in_days_or_hours() {
+        let config = load(
+            Some("owner = \"a\"\nhistory_retention = \"30d\"\nhistory_keep = 5\n"),
+            &[("DOCKHOOK_FAILED_IMAGE_RETENTION", "36h")],
+        )
+        .unwrap();
+        assert_eq!(config.retention.history, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.retention.keep_per_target, 5);
+        assert_eq!(
+            config.retention.failed_images,
+            Duration::from_secs(36 * 3600)
+        );
+        let shown: Vec<_> = config.entries();
+        assert!(
+            shown.contains(&("history_retention", "30d".into())),
+            "{shown:?}"
+        );
+        assert!(shown.contains(&("failed_image_retention", "36h".into())));
+        assert_eq!(parse_age("2").unwrap(), Duration::from_secs(2 * 86_400));
     }
 
     #[test]
@@ -778,6 +884,14 @@ mod tests {
             ("DOCKHOOK_STRATEGY", "rolling", "start-first"),
             ("DOCKHOOK_HEALTH_TIMEOUT", "1y", "duration"),
             ("DOCKHOOK_FAULT_ABORT_AT", "succeeded", "deployment step"),
+            ("DOCKHOOK_HISTORY_RETENTION", "3 weeks", "90d"),
+            ("DOCKHOOK_REPLAY_WINDOW", "0d", "between 1h"),
+            ("DOCKHOOK_HISTORY_KEEP", "-1", "number of deployments"),
+            (
+                "DOCKHOOK_FAILED_IMAGE_RETENTION",
+                "100d",
+                "history_retention",
+            ),
         ] {
             let err = load(None, &[("OWNER", "alice"), (key, value)]).unwrap_err();
             assert!(err.to_string().contains(needle), "{key}={value}: {err}");

@@ -37,7 +37,10 @@
 //!   update step machine with rollback, and crash recovery.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
-//! - [`store`]: the only module with SQL: deployments and their steps.
+//! - [`store`]: the only module with SQL: deployments and their steps,
+//!   delivery IDs.
+//! - [`retention`]: prunes the history and removes failed deployments'
+//!   images, so nothing grows without bound.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 
 pub mod app;
@@ -48,6 +51,7 @@ pub mod engine;
 pub mod event;
 pub mod image_ref;
 pub mod inventory;
+pub mod retention;
 pub mod server;
 pub mod sources;
 pub mod store;

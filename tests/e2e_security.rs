@@ -423,7 +423,8 @@ fn forged_requests_are_refused_before_their_body_is_read() {
     );
     let short = format!("sha256={}", "ab".repeat(31));
     let not_hex = format!("sha256={}", "zz".repeat(32));
-    let cases: &[(&str, &str, &[(&str, &str)])] = &[
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, &str, Headers)] = &[
         ("wrong token", "/hooks/dockerhub/wrong-token-xxxxxxxx", &[]),
         (
             "wrong bearer",
