@@ -1,7 +1,8 @@
 //! Wiring: from a [`Config`] to a running server, and back down.
 //!
 //! Start-up resolves the secret, opens the history, connects to Docker,
-//! closes the books on deployments a previous run left open, then serves
+//! closes the books on deployments a previous run left open, starts the
+//! background tasks (the container inventory, retention), then serves
 //! until the shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
@@ -14,11 +15,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
-use crate::settings::Secret;
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::inventory::Inventory;
+use crate::retention;
 use crate::server::{router, AppState};
+use crate::settings::Secret;
+use crate::sources;
 use crate::store::{Store, StoreError};
 use crate::targets::TargetRules;
 
@@ -40,7 +43,7 @@ pub enum Error {
 
 /// Path of the Docker Hub hook for `token`.
 pub fn dockerhub_hook_path(token: &str) -> String {
-    format!("/hooks/dockerhub/{token}")
+    sources::dockerhub::SOURCE.hook_path(token)
 }
 
 /// One webhook endpoint, as a user sets it up in a registry.
@@ -57,69 +60,15 @@ pub struct Hook {
 
 /// Every webhook endpoint, with `token` as it should be shown.
 pub fn hooks(config: &Config, token: &str) -> Vec<Hook> {
-    let sources = &config.sources;
-    let hook = |source, path: String, auth, enabled| Hook {
-        source,
-        path,
-        auth,
-        enabled,
-    };
-    vec![
-        hook(
-            "Docker Hub",
-            dockerhub_hook_path(token),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "distribution registry",
-            format!("/hooks/registry/{token}"),
-            "token in the URL, or POST /hooks/registry with Authorization: Bearer <token>",
-            true,
-        ),
-        hook(
-            "GitHub",
-            "/hooks/github".into(),
-            "X-Hub-Signature-256 with github_secret",
-            sources.github_secret.is_some(),
-        ),
-        hook(
-            "Gitea / Forgejo",
-            "/hooks/gitea".into(),
-            "X-Gitea-Signature / X-Forgejo-Signature with gitea_secret",
-            sources.gitea_secret.is_some(),
-        ),
-        hook(
-            "GitLab",
-            "/hooks/gitlab".into(),
-            "X-Gitlab-Token equal to gitlab_token",
-            sources.gitlab_token.is_some(),
-        ),
-        hook(
-            "Harbor",
-            "/hooks/harbor".into(),
-            "Authorization equal to harbor_auth",
-            sources.harbor_auth.is_some(),
-        ),
-        hook(
-            "Quay",
-            format!("/hooks/quay/{token}"),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "Azure Container Registry",
-            format!("/hooks/acr/{token}"),
-            "token in the URL",
-            true,
-        ),
-        hook(
-            "generic (CI)",
-            format!("/hooks/generic/{token}"),
-            "token in the URL",
-            true,
-        ),
-    ]
+    sources::ALL
+        .iter()
+        .map(|source| Hook {
+            source: source.title,
+            path: source.hook_path(token),
+            auth: source.help,
+            enabled: (source.enabled)(&config.sources),
+        })
+        .collect()
 }
 
 /// Runs dockhook until `shutdown` resolves, then drains the queue.
@@ -179,8 +128,14 @@ pub async fn serve(
     }
     queue.resume(unfinished);
     let inventory = Arc::new(Inventory::new(engine.clone()));
-    let stop_watching = CancellationToken::new();
-    let watcher = tokio::spawn(inventory.clone().watch(stop_watching.clone()));
+    let stop_background = CancellationToken::new();
+    let watcher = tokio::spawn(inventory.clone().watch(stop_background.clone()));
+    let sweeper = tokio::spawn(retention::run(
+        store.clone(),
+        engine.clone(),
+        config.retention,
+        stop_background.clone(),
+    ));
     let state = Arc::new(AppState {
         token,
         sources: config.sources.clone(),
@@ -193,6 +148,7 @@ pub async fn serve(
         inventory,
         store,
         queue: queue.clone(),
+        deliveries: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -204,8 +160,8 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
-    stop_watching.cancel();
-    let _ = watcher.await;
+    stop_background.cancel();
+    let _ = tokio::join!(watcher, sweeper);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
     if tokio::time::timeout(limit, queue.drain()).await.is_err() {

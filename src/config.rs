@@ -40,7 +40,8 @@ use crate::deploy::{
     policy::{HEALTH_TIMEOUT_LABEL, STRATEGY_LABEL},
 };
 use crate::image_ref::ImageRef;
-use crate::settings::{parse_duration, parse_size, Secret};
+use crate::retention::Settings as RetentionSettings;
+use crate::settings::{parse_age, parse_duration, parse_size, show_age, Secret};
 use crate::sources;
 
 /// The resolved settings: each module's settings type, and the wiring's.
@@ -58,6 +59,8 @@ pub struct Config {
     pub label_enable: bool,
     pub data_dir: PathBuf,
     pub max_body: usize,
+    /// How long the history, delivery IDs and failed images are kept.
+    pub retention: RetentionSettings,
     pub docker_host: String,
     pub public_url: Option<String>,
     pub log: String,
@@ -389,6 +392,55 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| format!("{} bytes", c.max_body),
     },
     Setting {
+        key: "history_retention",
+        env: &["DOCKHOOK_HISTORY_RETENTION"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("90d"),
+        help: "finished deployments older than this are pruned from the history (`90d`, `36h`)",
+        secret: false,
+        apply: |c, text| set(&mut c.retention.history, parse_age(text)),
+        show: |c| show_age(c.retention.history),
+    },
+    Setting {
+        key: "history_keep",
+        env: &["DOCKHOOK_HISTORY_KEEP"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("20"),
+        help: "deployments of each container kept however old",
+        secret: false,
+        apply: |c, text| {
+            let keep = text
+                .parse()
+                .map_err(|_| "expected a number of deployments such as 20");
+            set(&mut c.retention.keep_per_target, keep)
+        },
+        show: |c| c.retention.keep_per_target.to_string(),
+    },
+    Setting {
+        key: "replay_window",
+        env: &["DOCKHOOK_REPLAY_WINDOW"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("7d"),
+        help: "how long handled delivery IDs are remembered, to drop replays",
+        secret: false,
+        apply: |c, text| set(&mut c.retention.replay_window, parse_age(text)),
+        show: |c| show_age(c.retention.replay_window),
+    },
+    Setting {
+        key: "failed_image_retention",
+        env: &["DOCKHOOK_FAILED_IMAGE_RETENTION"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("7d"),
+        help: "how long a failed update's image is kept for inspection; at most `history_retention`",
+        secret: false,
+        apply: |c, text| set(&mut c.retention.failed_images, parse_age(text)),
+        show: |c| show_age(c.retention.failed_images),
+    },
+    Setting {
         key: "docker_host",
         env: &["DOCKHOOK_DOCKER_HOST"],
         env_fallback: &["DOCKER_HOST"],
@@ -631,6 +683,16 @@ impl Config {
                 },
             })?;
         }
+        let retention = &config.retention;
+        if retention.failed_images > retention.history {
+            return Err(ConfigError::Invalid {
+                key: "failed_image_retention".into(),
+                value: show_age(retention.failed_images),
+                reason: "must not be longer than history_retention: the history says which \
+                         images failed"
+                    .into(),
+            });
+        }
         Ok(config)
     }
 
@@ -649,6 +711,7 @@ impl Config {
             public_url: None,
             log: String::new(),
             shutdown_timeout: Duration::ZERO,
+            retention: RetentionSettings::default(),
         }
     }
 
@@ -1086,6 +1149,42 @@ mod tests {
         assert!(err.to_string().contains("must be a string"), "{err}");
         let err = Config::load_with(Some(Path::new("/nonexistent/x.toml")), |_| None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/x.toml"), "{err}");
+    }
+
+    #[test]
+    fn retention_is_set_in_days_or_hours() {
+        let config = load(None, &[("OWNER", "a")]).unwrap();
+        assert_eq!(config.retention, RetentionSettings::default());
+        let config = load(
+            Some("owner = \"a\"\nhistory_retention = \"30d\"\nhistory_keep = 5\n"),
+            &[("DOCKHOOK_FAILED_IMAGE_RETENTION", "36h")],
+        )
+        .unwrap();
+        assert_eq!(config.retention.history, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.retention.keep_per_target, 5);
+        assert_eq!(
+            config.retention.failed_images,
+            Duration::from_secs(36 * 3600)
+        );
+        let shown = config.entries();
+        assert!(
+            shown.contains(&("history_retention", "30d".into())),
+            "{shown:?}"
+        );
+        assert!(shown.contains(&("failed_image_retention", "36h".into())));
+        for (key, value, needle) in [
+            ("DOCKHOOK_HISTORY_RETENTION", "3 weeks", "90d"),
+            ("DOCKHOOK_REPLAY_WINDOW", "0d", "between 1h"),
+            ("DOCKHOOK_HISTORY_KEEP", "-1", "number of deployments"),
+            (
+                "DOCKHOOK_FAILED_IMAGE_RETENTION",
+                "100d",
+                "history_retention",
+            ),
+        ] {
+            let err = load(None, &[("OWNER", "a"), (key, value)]).unwrap_err();
+            assert!(err.to_string().contains(needle), "{key}={value}: {err}");
+        }
     }
 
     #[test]

@@ -45,7 +45,10 @@
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
 //! - [`store`]: the only module with SQL: deployments and their steps, each
-//!   step written in one transaction, on a blocking thread.
+//!   step written in one transaction, on a blocking thread;
+//!   delivery IDs.
+//! - [`retention`]: prunes the history and removes failed deployments'
+//!   images, so nothing grows without bound.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 //! - [`logging`]: the log subscriber, which never shows a secret.
 
@@ -58,6 +61,7 @@ pub mod event;
 pub mod image_ref;
 pub mod inventory;
 pub mod logging;
+pub mod retention;
 pub mod server;
 pub mod settings;
 pub mod sources;

@@ -85,7 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
     println!("dockhook configuration: OK");
     for (key, value) in config.entries() {
-        println!("  {key:<20} {value}");
+        println!("  {key:<24} {value}");
     }
     let stored = config.token_path();
     let token = match &config.token {

@@ -5,21 +5,27 @@
 //! the deploy queue, and the response says what was queued. Nothing here
 //! waits for a deployment.
 //!
+//! Every source in [`sources::ALL`] gets its hook: `POST /hooks/{name}/{token}`
+//! for a source behind dockhook's token (and `POST /hooks/{name}` with
+//! `Authorization: Bearer` when it allows that), `POST /hooks/{name}` for a
+//! source that proves itself with its own header or signature. What the
+//! headers prove is checked before the body is read, so a forged request
+//! costs no body read. Besides the hooks:
+//!
 //! | route                        | auth                  |
 //! |------------------------------|-----------------------|
-//! | `POST /hooks/dockerhub/{token}` | token in the path  |
-//! | `POST /hooks/github`         | `X-Hub-Signature-256` (HMAC with `github_secret`) |
-//! | `POST /hooks/gitea`          | `X-Gitea-Signature` / `X-Forgejo-Signature` (HMAC with `gitea_secret`) |
-//! | `POST /hooks/gitlab`         | `X-Gitlab-Token` equal to `gitlab_token` |
-//! | `POST /hooks/harbor`         | `Authorization` equal to `harbor_auth` |
-//! | `POST /hooks/quay/{token}`   | token in the path     |
-//! | `POST /hooks/acr/{token}`    | token in the path     |
-//! | `POST /hooks/generic/{token}` | token in the path    |
 //! | `GET /healthz`               | none                  |
 //! | `GET /api/deployments`       | `Authorization: Bearer` |
 //! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
+//!
+//! A delivery ID (a sender's ID for one delivery, retried under the same ID)
+//! counts as seen only once the delivery was handled: its deployments
+//! queued, or found to need none. A retry of a delivery that failed, timed
+//! out or lost its connection is processed; a copy arriving while the first
+//! is still being handled is answered 409, so the sender tries again later.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path, Query, Request, State};
@@ -36,7 +42,7 @@ use crate::engine::Engine;
 use crate::event::ImageEvent;
 use crate::inventory::Inventory;
 use crate::settings::Secret;
-use crate::sources::{self, SourceError, Verdict};
+use crate::sources::{self, Auth, Source, SourceError, Verdict};
 use crate::store::Store;
 use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::{self, TargetRules};
@@ -51,53 +57,72 @@ pub struct AppState<E> {
     pub inventory: Arc<Inventory<E>>,
     pub store: Arc<Store>,
     pub queue: Queue<E>,
+    /// Deliveries being handled right now.
+    pub deliveries: InFlight,
+}
+
+/// The deliveries being handled, so that a copy arriving meanwhile (a
+/// sender's retry after a timeout) is not handled twice.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<(&'static str, String)>>);
+
+impl InFlight {
+    /// Claims a delivery until the returned guard drops; `None` while
+    /// another request holds it.
+    fn claim(&self, source: &'static str, delivery: &str) -> Option<Claim<'_>> {
+        let key = (source, delivery.to_string());
+        let inserted = {
+            let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            set.insert(key.clone())
+        };
+        // Made only once the lock is released: a claim that is not taken
+        // would otherwise drop, and lock again, while it is held.
+        inserted.then(|| Claim { set: self, key })
+    }
+}
+
+/// A delivery being handled; released on drop, however the handling ends.
+struct Claim<'a> {
+    set: &'a InFlight,
+    key: (&'static str, String),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.key);
+    }
 }
 
 type Shared<E> = State<Arc<AppState<E>>>;
 
 /// The router with every route and limit.
 pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
-    Router::new()
-        .route(
-            "/hooks/dockerhub/{token}",
-            post(|state, path, request| path_token_hook::<E>(DOCKERHUB, state, path, request)),
-        )
-        .route(
-            "/hooks/github",
-            post(|state, request| own_auth_hook::<E>(GITHUB, state, request)),
-        )
-        .route(
-            "/hooks/gitea",
-            post(|state, request| own_auth_hook::<E>(GITEA, state, request)),
-        )
-        .route(
-            "/hooks/gitlab",
-            post(|state, request| own_auth_hook::<E>(GITLAB, state, request)),
-        )
-        .route(
-            "/hooks/harbor",
-            post(|state, request| own_auth_hook::<E>(HARBOR, state, request)),
-        )
-        .route(
-            "/hooks/quay/{token}",
-            post(|state, path, request| path_token_hook::<E>(QUAY, state, path, request)),
-        )
-        .route(
-            "/hooks/acr/{token}",
-            post(|state, path, request| path_token_hook::<E>(ACR, state, path, request)),
-        )
-        .route(
-            "/hooks/generic/{token}",
-            post(|state, path, request| path_token_hook::<E>(GENERIC, state, path, request)),
-        )
-        .route(
-            "/hooks/registry/{token}",
-            post(|state, path, request| path_token_hook::<E>(REGISTRY, state, path, request)),
-        )
-        .route(
-            "/hooks/registry",
-            post(|state, request| bearer_hook::<E>(REGISTRY, state, request)),
-        )
+    let mut router = Router::new();
+    for &source in sources::ALL {
+        let path = format!("/hooks/{}", source.name);
+        router = match source.auth {
+            Auth::Token { bearer } => {
+                let router = router.route(
+                    &format!("{path}/{{token}}"),
+                    post(move |state, path, request| token_hook::<E>(source, state, path, request)),
+                );
+                if bearer {
+                    router.route(
+                        &path,
+                        post(move |state, request| hook::<E>(source, state, request)),
+                    )
+                } else {
+                    router
+                }
+            }
+            Auth::Own { .. } => router.route(
+                &path,
+                post(move |state, request| hook::<E>(source, state, request)),
+            ),
+        };
+    }
+    router
         .route("/healthz", get(healthz::<E>))
         .route("/api/deployments", get(list_deployments::<E>))
         .route("/api/deployments/{id}", get(get_deployment::<E>))
@@ -228,117 +253,55 @@ async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, 
         })
 }
 
-/// How a source's requests prove they are genuine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Auth {
-    /// The secret token is in the URL path.
-    PathToken,
-    /// The source checks its own signature or header.
-    Own,
-}
-
-/// A webhook format: its name, how it authenticates, and its parser.
-#[derive(Clone, Copy)]
-struct Source {
-    name: &'static str,
-    auth: Auth,
-    parse: fn(&sources::Request<'_>, &sources::Settings) -> Result<Verdict, SourceError>,
-}
-
-const REGISTRY: Source = Source {
-    name: sources::registry::SOURCE,
-    auth: Auth::PathToken,
-    parse: sources::registry::parse,
-};
-
-const DOCKERHUB: Source = Source {
-    name: sources::dockerhub::SOURCE,
-    auth: Auth::PathToken,
-    parse: sources::dockerhub::parse,
-};
-
-const GITHUB: Source = Source {
-    name: sources::github::SOURCE,
-    auth: Auth::Own,
-    parse: sources::github::parse,
-};
-
-const GITEA: Source = Source {
-    name: sources::gitea::SOURCE,
-    auth: Auth::Own,
-    parse: sources::gitea::parse,
-};
-
-const GITLAB: Source = Source {
-    name: sources::gitlab::SOURCE,
-    auth: Auth::Own,
-    parse: sources::gitlab::parse,
-};
-
-const HARBOR: Source = Source {
-    name: sources::harbor::SOURCE,
-    auth: Auth::Own,
-    parse: sources::harbor::parse,
-};
-
-const QUAY: Source = Source {
-    name: sources::quay::SOURCE,
-    auth: Auth::PathToken,
-    parse: sources::quay::parse,
-};
-
-const ACR: Source = Source {
-    name: sources::acr::SOURCE,
-    auth: Auth::PathToken,
-    parse: sources::acr::parse,
-};
-
-const GENERIC: Source = Source {
-    name: sources::generic::SOURCE,
-    auth: Auth::PathToken,
-    parse: sources::generic::parse,
-};
-
-/// The handler of a source that authenticates its requests itself.
-async fn own_auth_hook<E: Engine>(
-    source: Source,
-    State(state): Shared<E>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    debug_assert_eq!(source.auth, Auth::Own);
-    receive(&state, source, request).await
-}
-
-/// The handler of a path-token source reached without the token in its
-/// path: the token comes as `Authorization: Bearer <token>` instead.
-async fn bearer_hook<E: Engine>(
-    source: Source,
-    State(state): Shared<E>,
-    request: Request,
-) -> Result<Response, ApiError> {
-    debug_assert_eq!(source.auth, Auth::PathToken);
-    require_bearer(&state.token, request.headers())?;
-    receive(&state, source, request).await
-}
-
-/// The handler of a source authenticated by the token in its path.
-async fn path_token_hook<E: Engine>(
-    source: Source,
+/// The handler of a source reached at `/hooks/{name}/{token}`.
+async fn token_hook<E: Engine>(
+    source: &'static Source,
     State(state): Shared<E>,
     Path(token): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    debug_assert_eq!(source.auth, Auth::PathToken);
-    if !token_matches(&state.token, &token) {
-        return Err(ApiError::unauthorized());
-    }
-    receive(&state, source, request).await
+    check_headers(&state, source, request.headers(), Some(&token))?;
+    receive(state, source, request).await
 }
 
-/// Reads, parses and dispatches an authenticated webhook.
-async fn receive<E: Engine>(
+/// The handler of a source reached at `/hooks/{name}`: one that checks its
+/// own header or signature, or one behind the token given as a bearer.
+async fn hook<E: Engine>(
+    source: &'static Source,
+    State(state): Shared<E>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    check_headers(&state, source, request.headers(), None)?;
+    receive(state, source, request).await
+}
+
+/// What the headers alone prove, checked before the body is read: the
+/// source is on, and the token (in the path, else as a bearer) or the
+/// source's own header is right.
+fn check_headers<E>(
     state: &AppState<E>,
-    source: Source,
+    source: &Source,
+    headers: &HeaderMap,
+    path_token: Option<&str>,
+) -> Result<(), ApiError> {
+    if !(source.enabled)(&state.sources) {
+        return Err(ApiError::unauthorized());
+    }
+    match (source.auth, path_token) {
+        (Auth::Token { .. }, Some(token)) if token_matches(&state.token, token) => Ok(()),
+        (Auth::Token { .. }, Some(_)) => Err(ApiError::unauthorized()),
+        (Auth::Token { .. }, None) => require_bearer(&state.token, headers),
+        (Auth::Own { headers: check }, _) => Ok(check(headers, &state.sources)?),
+    }
+}
+
+/// The longest delivery ID taken: senders use UUIDs (36 bytes) or the like.
+const MAX_DELIVERY_ID: usize = 200;
+
+/// Reads and parses an authenticated webhook, then hands it to [`handle`].
+async fn receive<E: Engine>(
+    state: Arc<AppState<E>>,
+    source: &'static Source,
     request: Request,
 ) -> Result<Response, ApiError> {
     let headers = request.headers().clone();
@@ -351,15 +314,80 @@ async fn receive<E: Engine>(
         &state.sources,
     )?;
     if let Some(delivery) = &verdict.delivery {
-        let (name, id) = (source.name, delivery.clone());
-        let fresh = state
-            .store
-            .call(move |store| store.remember_delivery(name, &id))
-            .await?;
-        if !fresh {
-            return Ok(ignored(format!("delivery {delivery} was already received")));
-        }
+        check_delivery_id(delivery)?;
     }
+    // Carried to its end even if the client goes away or the request times
+    // out: deployments queued for a delivery must be remembered with it, or
+    // the sender's retry would queue them again.
+    tokio::spawn(handle(state, source, verdict))
+        .await
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, source = source.name, "handling a webhook failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "handling the webhook failed; see dockhook's log",
+            ))
+        })
+}
+
+/// A delivery ID is refused rather than ignored when it is too long or has
+/// control characters: no sender makes such IDs, and dropping it would
+/// silently turn replay detection off for the request.
+fn check_delivery_id(delivery: &str) -> Result<(), ApiError> {
+    if delivery.len() > MAX_DELIVERY_ID {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the delivery ID is longer than {MAX_DELIVERY_ID} bytes"),
+        ));
+    }
+    if delivery.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "the delivery ID has control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Dispatches a parsed webhook once per delivery: a delivery is remembered
+/// only after it was handled, and a copy arriving meanwhile is refused.
+async fn handle<E: Engine>(
+    state: Arc<AppState<E>>,
+    source: &'static Source,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
+    let Some(delivery) = verdict.delivery.clone() else {
+        return dispatch_all(&state, source, verdict).await;
+    };
+    let Some(_claim) = state.deliveries.claim(source.name, &delivery) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("delivery {delivery} is being handled; send it again if that fails"),
+        ));
+    };
+    let (name, id) = (source.name, delivery.clone());
+    let seen = state
+        .store
+        .call(move |store| store.delivery_seen(name, &id))
+        .await?;
+    if seen {
+        return Ok(ignored(format!("delivery {delivery} was already received")));
+    }
+    let response = dispatch_all(&state, source, verdict).await?;
+    state
+        .store
+        .call(move |store| store.remember_delivery(name, &delivery).map(drop))
+        .await?;
+    Ok(response)
+}
+
+/// Queues the verdict's events; the answer says what was queued, or why
+/// nothing was.
+async fn dispatch_all<E: Engine>(
+    state: &AppState<E>,
+    source: &Source,
+    verdict: Verdict,
+) -> Result<Response, ApiError> {
     if let Some(reason) = verdict.ignored {
         // Registries notify of every blob; only a log at debug level.
         tracing::debug!(source = source.name, %reason, "webhook ignored");
@@ -368,21 +396,9 @@ async fn receive<E: Engine>(
     let mut deployments = Vec::new();
     let mut reasons = Vec::new();
     for event in verdict.events {
-        match dispatch(state, &event).await {
-            Ok(Dispatched::Queued(ids)) => deployments.extend(ids),
-            Ok(Dispatched::NoTarget(reason)) => reasons.push(reason),
-            Err(error) => {
-                // Not processed: the sender's retry of this delivery must
-                // not be taken for a replay.
-                if let Some(delivery) = verdict.delivery.clone() {
-                    let name = source.name;
-                    state
-                        .store
-                        .call(move |store| store.forget_delivery(name, &delivery))
-                        .await?;
-                }
-                return Err(error);
-            }
+        match dispatch(state, &event).await? {
+            Dispatched::Queued(ids) => deployments.extend(ids),
+            Dispatched::NoTarget(reason) => reasons.push(reason),
         }
     }
     if deployments.is_empty() {
@@ -530,5 +546,118 @@ async fn get_deployment<E: Engine>(
             StatusCode::NOT_FOUND,
             format!("no deployment {id}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy::fake::FakeEngine;
+    use crate::sources::testing::{self, fixture_json, serve_on, PATH_TOKEN};
+
+    const IMAGE: &str = "myregistry.azurecr.io/hello-world:v1";
+
+    /// A router over a fake host running `site` on the image the ACR
+    /// fixture names; the URL of the ACR hook.
+    async fn acr() -> (String, Arc<AppState<FakeEngine>>, Arc<FakeEngine>) {
+        let engine = Arc::new(FakeEngine::with_container(
+            "site",
+            IMAGE,
+            "sha256:old",
+            "sha256:new",
+        ));
+        let (base, state) = serve_on(engine.clone(), sources::Settings::for_tests()).await;
+        (format!("{base}/hooks/acr/{PATH_TOKEN}"), state, engine)
+    }
+
+    fn delivery(id: &str) -> Vec<u8> {
+        let mut payload = fixture_json("acr-push.json");
+        payload["id"] = id.into();
+        serde_json::to_vec(&payload).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_remembered_only_once_handled() {
+        let (url, state, engine) = acr().await;
+        let body = delivery("d-1");
+        engine.lock().fail_list = true;
+        let (status, answer) = testing::post(&url, &[], &body).await;
+        assert_eq!(status, 503, "{answer}");
+        assert!(!state.store.delivery_seen("acr", "d-1").unwrap());
+
+        engine.lock().fail_list = false;
+        let (status, answer) = testing::post(&url, &[], &body).await;
+        assert_eq!(status, 202, "the retry is handled: {answer}");
+        let (status, answer) = testing::post(&url, &[], &body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["reason"], "delivery d-1 was already received",
+            "{answer}"
+        );
+        assert_eq!(state.store.list(10).unwrap().len(), 1, "queued once");
+    }
+
+    #[tokio::test]
+    async fn a_copy_of_a_delivery_being_handled_is_refused_for_now() {
+        let (url, state, _engine) = acr().await;
+        let body = delivery("d-2");
+        let claim = state.deliveries.claim("acr", "d-2").unwrap();
+        let (status, answer) = testing::post(&url, &[], &body).await;
+        assert_eq!(status, 409, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("send it again"),
+            "{answer}"
+        );
+        assert!(state.store.list(10).unwrap().is_empty(), "nothing queued");
+        drop(claim);
+        let (status, answer) = testing::post(&url, &[], &body).await;
+        assert_eq!(status, 202, "{answer}");
+        assert!(
+            state.deliveries.claim("acr", "d-2").is_some(),
+            "released once handled"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_copies_of_a_delivery_queue_once() {
+        let (url, state, _engine) = acr().await;
+        let body = delivery("d-3");
+        let copies = (0..8).map(|_| testing::post(&url, &[], &body));
+        let statuses: Vec<u16> = futures_util::future::join_all(copies)
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 202).count(),
+            1,
+            "{statuses:?}"
+        );
+        assert!(
+            statuses.iter().all(|s| [200, 202, 409].contains(s)),
+            "{statuses:?}"
+        );
+        assert_eq!(state.store.list(10).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn delivery_ids_are_bounded_and_printable() {
+        let (url, state, _engine) = acr().await;
+        let longest = "x".repeat(MAX_DELIVERY_ID);
+        for (id, needle) in [
+            (format!("{longest}y"), "longer than 200 bytes"),
+            ("d\u{7}4".to_string(), "control characters"),
+            ("d\n4".to_string(), "control characters"),
+        ] {
+            let (status, answer) = testing::post(&url, &[], &delivery(&id)).await;
+            assert_eq!(status, 400, "{id:?}: {answer}");
+            assert!(
+                answer["error"].as_str().unwrap().contains(needle),
+                "{answer}"
+            );
+        }
+        assert!(state.store.list(10).unwrap().is_empty(), "nothing queued");
+        let (status, answer) = testing::post(&url, &[], &delivery(&longest)).await;
+        assert_eq!(status, 202, "{answer}");
     }
 }

@@ -40,6 +40,35 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How long something is kept: `90d`, `36h`, or a bare number of days.
+pub fn parse_age(text: &str) -> Result<Duration, &'static str> {
+    const REASON: &str = "expected an age such as 90d or 36h";
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| REASON)?;
+    let hours = match unit.trim() {
+        "" | "d" => number.checked_mul(24).ok_or(REASON)?,
+        "h" => number,
+        _ => return Err(REASON),
+    };
+    if !(1..=3650 * 24).contains(&hours) {
+        return Err("must be between 1h and 3650d");
+    }
+    Ok(Duration::from_secs(hours * 3600))
+}
+
+/// An age as [`parse_age`] reads it.
+pub fn show_age(age: Duration) -> String {
+    let hours = age.as_secs() / 3600;
+    if hours % 24 == 0 {
+        format!("{}d", hours / 24)
+    } else {
+        format!("{hours}h")
+    }
+}
+
 /// `5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     const REASON: &str = "expected a duration such as 5s, 500ms, 2m or 1h";

@@ -2,11 +2,15 @@
 //!
 //! One row per deployment (what was asked, what ran before, what runs now,
 //! how it ended) and one row per step it went through, so the API can show
-//! both the summary and the story. Timestamps are UTC RFC 3339, made by
-//! SQLite itself.
+//! both the summary and the story; one row per handled webhook delivery ID.
+//! Timestamps are UTC RFC 3339, made by SQLite itself. What retention asks
+//! for is here too: pruning old rows, and the images failed deployments
+//! left behind. Pruned rows' pages are reused by SQLite, so the file stops
+//! growing once the retention is reached.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
@@ -226,7 +230,7 @@ impl Store {
     }
 
     fn init(conn: Connection) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         for column in ADDED_COLUMNS {
             let present: bool = conn.query_row(
@@ -411,14 +415,23 @@ impl Store {
         Ok(Some((row.into_deployment()?, steps)))
     }
 
-    /// Remembers a webhook delivery ID; false when it was seen before (a
-    /// replay). IDs older than 30 days are forgotten.
+    /// Whether a webhook delivery ID was remembered: the delivery was
+    /// handled, and this is a replay (or the sender's retry of a delivery
+    /// whose answer it did not get).
+    pub fn delivery_seen(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
+        self.with(|conn| {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE source = ?1 AND delivery = ?2)",
+                params![source, delivery],
+                |r| r.get(0),
+            )
+        })
+    }
+
+    /// Remembers a handled webhook delivery; false when it already was.
+    /// [`Store::prune`] forgets it after the replay window.
     pub fn remember_delivery(&self, source: &str, delivery: &str) -> Result<bool, StoreError> {
         self.with(|conn| {
-            conn.execute(
-                "DELETE FROM deliveries WHERE received_at < strftime('%Y-%m-%dT%H:%M:%fZ','now','-30 days')",
-                [],
-            )?;
             let inserted = conn.execute(
                 &format!("INSERT OR IGNORE INTO deliveries (source, delivery, received_at) VALUES (?1, ?2, {NOW})"),
                 params![source, delivery],
@@ -427,13 +440,96 @@ impl Store {
         })
     }
 
-    /// Forgets a delivery ID, for a delivery that could not be processed
-    /// and will be sent again.
-    pub fn forget_delivery(&self, source: &str, delivery: &str) -> Result<(), StoreError> {
+    /// Forgets what retention no longer needs: finished deployments (and
+    /// their steps) that ended more than `history` ago, except the newest
+    /// `keep` of each target, and delivery IDs older than `replay_window`.
+    /// A deployment under way is never pruned, however old.
+    pub fn prune(
+        &self,
+        history: Duration,
+        keep: u32,
+        replay_window: Duration,
+    ) -> Result<Pruned, StoreError> {
+        let doomed = format!(
+            "SELECT id FROM (SELECT id, finished_at, \
+             ROW_NUMBER() OVER (PARTITION BY target ORDER BY id DESC) AS newest \
+             FROM deployments) \
+             WHERE finished_at IS NOT NULL AND finished_at < {} AND newest > ?2",
+            ago("?1")
+        );
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let history = params![seconds(history), keep];
+            let steps = tx.execute(
+                &format!("DELETE FROM steps WHERE deployment_id IN ({doomed})"),
+                history,
+            )?;
+            let deployments = tx.execute(
+                &format!("DELETE FROM deployments WHERE id IN ({doomed})"),
+                history,
+            )?;
+            let deliveries = tx.execute(
+                &format!("DELETE FROM deliveries WHERE received_at < {}", ago("?1")),
+                [seconds(replay_window)],
+            )?;
+            tx.commit()?;
+            Ok(Pruned {
+                deployments,
+                steps,
+                deliveries,
+            })
+        })
+    }
+
+    /// Images pulled for deployments that failed or were rolled back and
+    /// ended more than `age` ago, that no other deployment ran or runs:
+    /// kept, untagged, for inspection, and now due for removal. Whether
+    /// Docker still has them, and whether anything uses or names them, is
+    /// for the caller to ask.
+    pub fn failed_images(&self, age: Duration) -> Result<Vec<String>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT DISTINCT new_image_id FROM deployments \
+                 WHERE state IN ('failed', 'rolled_back') AND new_image_id <> '' \
+                 AND finished_at < {} \
+                 AND new_image_id NOT IN (SELECT new_image_id FROM deployments \
+                     WHERE state NOT IN ('failed', 'rolled_back') AND new_image_id IS NOT NULL) \
+                 AND new_image_id NOT IN (SELECT old_image_id FROM deployments \
+                     WHERE old_image_id IS NOT NULL) \
+                 ORDER BY new_image_id",
+                ago("?1")
+            ))?;
+            let rows = stmt.query_map([seconds(age)], |r| r.get(0))?;
+            rows.collect()
+        })
+    }
+
+    /// Moves a deployment's timestamps `days` into the past, for tests of
+    /// retention.
+    #[cfg(test)]
+    pub(crate) fn backdate(&self, id: i64, days: u32) -> Result<(), StoreError> {
         self.with(|conn| {
             conn.execute(
-                "DELETE FROM deliveries WHERE source = ?1 AND delivery = ?2",
-                params![source, delivery],
+                "UPDATE deployments SET \
+                 created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, ?2), \
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, ?2), \
+                 finished_at = strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, ?2) \
+                 WHERE id = ?1",
+                params![id, format!("-{days} days")],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Moves a delivery's arrival `days` into the past, for tests.
+    #[cfg(test)]
+    fn backdate_delivery(&self, source: &str, delivery: &str, days: u32) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                "UPDATE deliveries \
+                 SET received_at = strftime('%Y-%m-%dT%H:%M:%fZ', received_at, ?3) \
+                 WHERE source = ?1 AND delivery = ?2",
+                params![source, delivery, format!("-{days} days")],
             )
             .map(drop)
         })
@@ -452,6 +548,24 @@ impl Store {
             .map(RawDeployment::into_deployment)
             .collect()
     }
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub deployments: usize,
+    pub steps: usize,
+    pub deliveries: usize,
+}
+
+/// SQL for the timestamp the number of seconds in parameter `param` ago,
+/// in the format the rows are written in, so text comparison orders them.
+fn ago(param: &str) -> String {
+    format!("strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '-' || {param} || ' seconds')")
+}
+
+fn seconds(duration: Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn insert_step(
@@ -645,18 +759,125 @@ mod tests {
     #[test]
     fn deliveries_are_remembered_per_source() {
         let store = Store::in_memory().unwrap();
+        assert!(!store.delivery_seen("github", "d-1").unwrap());
         assert!(store.remember_delivery("github", "d-1").unwrap());
+        assert!(store.delivery_seen("github", "d-1").unwrap());
         assert!(
             !store.remember_delivery("github", "d-1").unwrap(),
             "a replay"
         );
+        assert!(!store.delivery_seen("gitea", "d-1").unwrap());
         assert!(store.remember_delivery("gitea", "d-1").unwrap());
-        assert!(store.remember_delivery("github", "d-2").unwrap());
-        store.forget_delivery("github", "d-2").unwrap();
-        assert!(
-            store.remember_delivery("github", "d-2").unwrap(),
-            "forgotten"
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// A deployment of `target` ended in `state`, `days` ago.
+    fn ended(store: &Store, target: &str, state: State, days: u32) -> i64 {
+        let id = store.create(&new(target)).unwrap();
+        store.transition(id, State::Pulling, None).unwrap();
+        if state != State::Pulling {
+            store.transition(id, state, Some("the end")).unwrap();
+        }
+        store.backdate(id, days).unwrap();
+        id
+    }
+
+    fn ids(store: &Store) -> Vec<i64> {
+        let mut ids: Vec<_> = store.list(1000).unwrap().iter().map(|d| d.id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn old_history_is_pruned_but_the_newest_of_each_target_and_unfinished_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let stuck = ended(&store, "a", State::Pulling, 400);
+        let old_a: Vec<_> = (0..25)
+            .map(|_| ended(&store, "a", State::Succeeded, 100))
+            .collect();
+        let recent_a: Vec<_> = (0..2)
+            .map(|_| ended(&store, "a", State::Failed, 1))
+            .collect();
+        let old_b: Vec<_> = (0..3)
+            .map(|_| ended(&store, "b", State::RolledBack, 100))
+            .collect();
+
+        let pruned = store.prune(90 * DAY, 20, 7 * DAY).unwrap();
+        // a's newest 20 are its 2 recent and its 18 newest old ones.
+        assert_eq!(pruned.deployments, 7, "{pruned:?}");
+        assert_eq!(pruned.steps, 7 * 3, "{pruned:?}");
+        let mut kept = vec![stuck];
+        kept.extend(&old_a[7..]);
+        kept.extend(&recent_a);
+        kept.extend(&old_b);
+        assert_eq!(ids(&store), kept);
+        assert!(store.get(old_a[0]).unwrap().is_none());
+        assert_eq!(
+            store.get(old_a[7]).unwrap().unwrap().1.len(),
+            3,
+            "steps kept"
         );
+        assert_eq!(store.unfinished().unwrap()[0].id, stuck);
+
+        // Nothing younger than the retention goes, whatever `keep` says.
+        store.prune(90 * DAY, 0, 7 * DAY).unwrap();
+        assert_eq!(ids(&store), [vec![stuck], recent_a].concat());
+        assert_eq!(
+            store.prune(90 * DAY, 0, 7 * DAY).unwrap(),
+            Pruned::default()
+        );
+    }
+
+    #[test]
+    fn deliveries_are_forgotten_after_the_replay_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        store.remember_delivery("github", "old").unwrap();
+        store.remember_delivery("github", "new").unwrap();
+        store.backdate_delivery("github", "old", 8).unwrap();
+        let pruned = store.prune(90 * DAY, 20, 7 * DAY).unwrap();
+        assert_eq!(pruned.deliveries, 1);
+        assert!(!store.delivery_seen("github", "old").unwrap());
+        assert!(store.delivery_seen("github", "new").unwrap());
+    }
+
+    #[test]
+    fn failed_images_are_due_once_old_and_never_ran() {
+        let store = Store::in_memory().unwrap();
+        let with_images = |state, days, old: &str, new: &str| {
+            let id = ended(&store, "site", state, 0);
+            let facts = Facts {
+                old_image_id: Some(old.into()),
+                new_image_id: Some(new.into()),
+                ..Facts::default()
+            };
+            store.step(id, state, None, &facts).unwrap();
+            store.backdate(id, days).unwrap();
+        };
+        with_images(State::RolledBack, 8, "sha256:v1", "sha256:bad");
+        with_images(State::Failed, 8, "sha256:v1", "sha256:wrong-digest");
+        with_images(State::RolledBack, 1, "sha256:v1", "sha256:recent");
+        // Failed once, then deployed after all: it runs.
+        with_images(State::RolledBack, 8, "sha256:v1", "sha256:flaky");
+        with_images(State::Succeeded, 3, "sha256:v1", "sha256:flaky");
+        // Failed here, but what another target ran before its update.
+        with_images(State::RolledBack, 8, "sha256:v1", "sha256:elsewhere");
+        let other = ended(&store, "other", State::Succeeded, 0);
+        let facts = Facts {
+            old_image_id: Some("sha256:elsewhere".into()),
+            ..Facts::default()
+        };
+        store.step(other, State::Succeeded, None, &facts).unwrap();
+        // Failed before the pull: no image.
+        ended(&store, "site", State::Failed, 8);
+
+        assert_eq!(
+            store.failed_images(7 * DAY).unwrap(),
+            ["sha256:bad", "sha256:wrong-digest"]
+        );
+        assert_eq!(store.failed_images(30 * DAY).unwrap(), Vec::<String>::new());
     }
 
     #[test]

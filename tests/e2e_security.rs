@@ -525,3 +525,184 @@ fn a_client_trickling_its_headers_is_cut_off() {
     let response = request("GET", &dockhook.url("/healthz"), &[], b"").unwrap();
     assert_eq!(response.status, 503);
 }
+
+/// Sends only the head of a POST that announces a large body, never the
+/// body, and reads the answer: `(status, body)`, or an error when none
+/// comes while the body is still owed.
+fn answer_to_headers_alone(
+    dockhook: &Dockhook,
+    path: &str,
+    headers: &[(&str, &str)],
+    patience: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(dockhook.addr())?;
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: dockhook\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.set_read_timeout(Some(patience))?;
+    let mut raw = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&raw).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+                return Ok((status, body.to_string()));
+            }
+        }
+        let n = stream.read(&mut buffer)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&buffer[..n]);
+    }
+}
+
+#[test]
+fn forged_requests_are_refused_before_their_body_is_read() {
+    let dockhook = Dockhook::start(
+        "127.0.0.1:9",
+        &[
+            ("DOCKHOOK_DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+            ("DOCKHOOK_GITHUB_SECRET", "github-webhook-secret"),
+        ],
+    );
+    let short = format!("sha256={}", "ab".repeat(31));
+    let not_hex = format!("sha256={}", "zz".repeat(32));
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, &str, Headers)] = &[
+        ("wrong token", "/hooks/dockerhub/wrong-token-xxxxxxxx", &[]),
+        (
+            "wrong bearer",
+            "/hooks/registry",
+            &[("Authorization", "Bearer wrong-token-xxxxxxxx")],
+        ),
+        (
+            "source off",
+            "/hooks/gitlab",
+            &[("X-Gitlab-Token", "anything-at-all")],
+        ),
+        ("source off", "/hooks/harbor", &[("Authorization", "x")]),
+        (
+            "no signature",
+            "/hooks/github",
+            &[("X-GitHub-Event", "package")],
+        ),
+        (
+            "short signature",
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", "package"),
+                ("X-Hub-Signature-256", &short),
+            ],
+        ),
+        (
+            "signature not hex",
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", "package"),
+                ("X-Hub-Signature-256", &not_hex),
+            ],
+        ),
+    ];
+    for (what, path, headers) in cases {
+        // Well under the server's 30 s request timeout, which would answer 408.
+        let patience = std::time::Duration::from_secs(10);
+        let (status, body) = answer_to_headers_alone(&dockhook, path, headers, patience)
+            .unwrap_or_else(|e| panic!("{what} ({path}): no answer without the body: {e}"));
+        assert_eq!(status, 401, "{what} ({path}): {body}");
+        assert!(body.contains("unauthorized"), "{what}: {body}");
+    }
+    // A well-formed signature needs the body: the answer waits for it, as
+    // every answer above would if it were given only after the body.
+    let signature = format!("sha256={}", "ab".repeat(32));
+    let waiting = answer_to_headers_alone(
+        &dockhook,
+        "/hooks/github",
+        &[
+            ("X-GitHub-Event", "package"),
+            ("X-Hub-Signature-256", &signature),
+        ],
+        std::time::Duration::from_secs(2),
+    );
+    assert!(waiting.is_err(), "answered without the body: {waiting:?}");
+}
+
+#[test]
+fn a_delivery_that_could_not_be_handled_is_handled_when_sent_again() {
+    use hmac::{Hmac, Mac};
+    require_docker();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let secret = "github-webhook-secret";
+    let settings = [
+        ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+        ("DOCKHOOK_GITHUB_SECRET", secret),
+    ];
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/github-package-published.json"
+    ))
+    .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&body);
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let signature = format!("sha256={signature}");
+    let delivery = unique("delivery");
+    let headers = [
+        ("X-GitHub-Event", "package"),
+        ("X-GitHub-Delivery", delivery.as_str()),
+        ("X-Hub-Signature-256", signature.as_str()),
+    ];
+
+    let mut without_docker = settings.to_vec();
+    without_docker.push(("DOCKHOOK_DOCKER_HOST", "unix:///nonexistent/docker.sock"));
+    let down = Dockhook::start("127.0.0.1:9", &without_docker);
+    let (status, answer) = post(&down, "/hooks/github", &body, &headers);
+    assert_eq!(status, 503, "{answer}");
+    drop(down);
+
+    // The same delivery, retried once Docker answers, on the same history.
+    let up = Dockhook::start("127.0.0.1:9", &settings);
+    let (status, answer) = post(&up, "/hooks/github", &body, &headers);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no running container uses ghcr.io/alice/site:v2"),
+        "handled, not taken for a replay: {answer}"
+    );
+    let (status, answer) = post(&up, "/hooks/github", &body, &headers);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["reason"],
+        format!("delivery {delivery} was already received"),
+        "{answer}"
+    );
+}

@@ -56,6 +56,8 @@ pub struct World {
     /// Image ID → the manifest digest the registry served it under.
     pub digests: HashMap<String, String>,
     pub fail_pull: bool,
+    /// Listing containers fails, as when Docker does not answer.
+    pub fail_list: bool,
     /// Exit code of commands run with `exec`.
     pub exec_exit_code: i64,
     pub fail_start_of_new: bool,
@@ -154,6 +156,9 @@ impl Engine for FakeEngine {
     }
 
     async fn list_running(&self) -> Result<Vec<ContainerInfo>> {
+        if self.lock().fail_list {
+            return Err(EngineError::Other("Docker does not answer".into()));
+        }
         Ok(self
             .lock()
             .containers

@@ -14,12 +14,22 @@
 
 use serde::Deserialize;
 
-use super::{json, Request, Settings, SourceError, Verdict};
+use super::{always_on, json, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "acr";
+pub const NAME: &str = "acr";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "Azure Container Registry",
+    auth: Auth::Token { bearer: false },
+    help: "token in the URL",
+    enabled: always_on,
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -83,7 +93,7 @@ fn push(target: Option<Target>, request: Option<RequestInfo>) -> Result<Verdict,
         .transpose()
         .map_err(|e| SourceError::Malformed(format!("the push names an invalid digest: {e}")))?;
     Ok(Verdict::events(vec![ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: None,
         digest,

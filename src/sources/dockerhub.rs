@@ -11,12 +11,22 @@
 
 use serde::Deserialize;
 
-use super::{Request, Settings, SourceError, Verdict};
+use super::{always_on, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::ImageRef;
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "dockerhub";
+pub const NAME: &str = "dockerhub";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "Docker Hub",
+    auth: Auth::Token { bearer: false },
+    help: "token in the URL",
+    enabled: always_on,
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -84,7 +94,7 @@ fn parse_body(body: &[u8], registry: &str, owners: &[String]) -> Result<ImageEve
         )));
     }
     Ok(ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: push_data.and_then(|p| p.pusher),
         digest: None,

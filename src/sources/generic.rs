@@ -24,12 +24,22 @@
 
 use serde::Deserialize;
 
-use super::{json, Request, Settings, SourceError, Verdict};
+use super::{always_on, json, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "generic";
+pub const NAME: &str = "generic";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "generic (CI)",
+    auth: Auth::Token { bearer: false },
+    help: "token in the URL",
+    enabled: always_on,
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -81,7 +91,7 @@ pub fn parse(request: &Request<'_>, _settings: &Settings) -> Result<Verdict, Sou
         }
     };
     Ok(Verdict::events(vec![ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: None,
         digest,

@@ -31,12 +31,27 @@
 
 use serde::Deserialize;
 
-use super::{hmac_sha256_matches, json, Request, Settings, SourceError, Verdict};
+use http::HeaderMap;
+
+use super::{header, sha256_hex, hmac_sha256_matches, json, Auth, Request, Settings, Source, SourceError, Verdict};
+use crate::settings::Secret;
 use crate::event::ImageEvent;
 use crate::image_ref::ImageRef;
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "gitea";
+pub const NAME: &str = "gitea";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "Gitea / Forgejo",
+    auth: Auth::Own {
+        headers: check_headers,
+    },
+    help: "X-Gitea-Signature / X-Forgejo-Signature with gitea_secret",
+    enabled: |settings| settings.gitea_secret.is_some(),
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -73,26 +88,41 @@ impl Account {
 }
 
 /// The first of `names` the request carries.
-fn first_header<'a>(request: &'a Request<'_>, names: &[&str]) -> Option<&'a str> {
-    names.iter().find_map(|name| request.header(name))
+fn first_header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names.iter().find_map(|name| header(headers, name))
+}
+
+/// What the headers alone prove: the source is on and the signature is
+/// well formed. Runs before the body is read.
+fn check_headers(headers: &HeaderMap, settings: &Settings) -> Result<(), SourceError> {
+    signature(headers, settings).map(drop)
+}
+
+/// The secret and the signature the request presents. Without
+/// `gitea_secret` the source is off: no request can prove itself, so each
+/// is refused as unauthenticated (401), the same answer a forged one gets.
+fn signature<'a>(
+    headers: &HeaderMap,
+    settings: &'a Settings,
+) -> Result<(&'a Secret, [u8; 32]), SourceError> {
+    let secret = settings
+        .gitea_secret
+        .as_ref()
+        .ok_or(SourceError::Unauthorized)?;
+    let signature = first_header(headers, &["x-gitea-signature", "x-forgejo-signature"])
+        .and_then(sha256_hex)
+        .ok_or(SourceError::Unauthorized)?;
+    Ok((secret, signature))
 }
 
 /// Authenticates a Gitea or Forgejo delivery and turns a container package
 /// event into an image event.
 pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
-    // Off until `gitea_secret` is set: without a secret no request can
-    // prove itself, so each is refused as unauthenticated (401), the same
-    // answer a forged one gets; the route itself stays registered.
-    let secret = settings
-        .gitea_secret
-        .as_ref()
-        .ok_or(SourceError::Unauthorized)?;
-    let signature = first_header(request, &["x-gitea-signature", "x-forgejo-signature"])
-        .ok_or(SourceError::Unauthorized)?;
-    if !hmac_sha256_matches(secret, request.body, signature) {
+    let (secret, signature) = signature(request.headers, settings)?;
+    if !hmac_sha256_matches(secret, request.body, &signature) {
         return Err(SourceError::Unauthorized);
     }
-    let verdict = match first_header(request, &["x-gitea-event", "x-forgejo-event"]) {
+    let verdict = match first_header(request.headers, &["x-gitea-event", "x-forgejo-event"]) {
         Some("package") => parse_package(request.body, settings)?,
         Some(other) => Verdict::ignored(format!(
             "Gitea event {other:?} names no image; subscribe the webhook to package events only"
@@ -104,7 +134,7 @@ pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, Sour
         }
     };
     Ok(Verdict {
-        delivery: first_header(request, &["x-gitea-delivery", "x-forgejo-delivery"])
+        delivery: first_header(request.headers, &["x-gitea-delivery", "x-forgejo-delivery"])
             .filter(|id| !id.is_empty())
             .map(String::from),
         ..verdict
@@ -171,7 +201,7 @@ fn parse_package(body: &[u8], settings: &Settings) -> Result<Verdict, SourceErro
         .and_then(Account::name)
         .or_else(|| package.creator.and_then(Account::name));
     Ok(Verdict::events(vec![ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher,
         digest: None,

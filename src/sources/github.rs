@@ -26,12 +26,27 @@
 
 use serde::Deserialize;
 
-use super::{hmac_sha256_matches, json, Request, Settings, SourceError, Verdict};
+use http::HeaderMap;
+
+use super::{header, sha256_hex, hmac_sha256_matches, json, Auth, Request, Settings, Source, SourceError, Verdict};
+use crate::settings::Secret;
 use crate::event::ImageEvent;
 use crate::image_ref::{validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "github";
+pub const NAME: &str = "github";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "GitHub",
+    auth: Auth::Own {
+        headers: check_headers,
+    },
+    help: "X-Hub-Signature-256 with github_secret",
+    enabled: |settings| settings.github_secret.is_some(),
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -75,21 +90,35 @@ struct Account {
     login: Option<String>,
 }
 
-/// Authenticates a GitHub delivery and turns a container package event into
-/// an image event on the configured registry (`ghcr.io` by default).
-pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
-    // Off until `github_secret` is set: without a secret no request can
-    // prove itself, so each is refused as unauthenticated (401), the same
-    // answer a forged one gets; the route itself stays registered.
+/// What the headers alone prove: the source is on and the signature is
+/// well formed. Runs before the body is read.
+fn check_headers(headers: &HeaderMap, settings: &Settings) -> Result<(), SourceError> {
+    signature(headers, settings).map(drop)
+}
+
+/// The secret and the signature the request presents. Without
+/// `github_secret` the source is off: no request can prove itself, so each
+/// is refused as unauthenticated (401), the same answer a forged one gets.
+fn signature<'a>(
+    headers: &HeaderMap,
+    settings: &'a Settings,
+) -> Result<(&'a Secret, [u8; 32]), SourceError> {
     let secret = settings
         .github_secret
         .as_ref()
         .ok_or(SourceError::Unauthorized)?;
-    let signature = request
-        .header("x-hub-signature-256")
+    let signature = header(headers, "x-hub-signature-256")
         .and_then(|value| value.strip_prefix("sha256="))
+        .and_then(sha256_hex)
         .ok_or(SourceError::Unauthorized)?;
-    if !hmac_sha256_matches(secret, request.body, signature) {
+    Ok((secret, signature))
+}
+
+/// Authenticates a GitHub delivery and turns a container package event into
+/// an image event on the configured registry (`ghcr.io` by default).
+pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
+    let (secret, signature) = signature(request.headers, settings)?;
+    if !hmac_sha256_matches(secret, request.body, &signature) {
         return Err(SourceError::Unauthorized);
     }
     let verdict = match request.header("x-github-event") {
@@ -184,7 +213,7 @@ fn parse_package(body: &[u8], event: &str, settings: &Settings) -> Result<Verdic
         .map_err(|e| SourceError::Malformed(format!("payload names an invalid digest: {e}")))?;
 
     Ok(Verdict::events(vec![ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: payload
             .sender

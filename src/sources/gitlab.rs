@@ -43,12 +43,26 @@
 
 use serde::Deserialize;
 
-use super::{json, secret_matches, Request, Settings, SourceError, Verdict};
+use http::HeaderMap;
+
+use super::{json, secret_matches, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "gitlab";
+pub const NAME: &str = "gitlab";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "GitLab",
+    auth: Auth::Own {
+        headers: check_headers,
+    },
+    help: "X-Gitlab-Token equal to gitlab_token",
+    enabled: |settings| settings.gitlab_token.is_some(),
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -63,19 +77,7 @@ struct Payload {
 /// Authenticates a request by its GitLab token and turns the image a CI job
 /// names into an event on the configured GitLab registry.
 pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
-    // Off until `gitlab_token` is set: without a token no request can prove
-    // itself, so each is refused as unauthenticated (401), the same answer a
-    // forged one gets; the route itself stays registered.
-    let token = settings
-        .gitlab_token
-        .as_ref()
-        .ok_or(SourceError::Unauthorized)?;
-    let given = request
-        .header("x-gitlab-token")
-        .ok_or(SourceError::Unauthorized)?;
-    if !secret_matches(token, given.as_bytes()) {
-        return Err(SourceError::Unauthorized);
-    }
+    check_headers(request.headers, settings)?;
     let verdict = parse_body(request, &settings.gitlab_registry)?;
     Ok(Verdict {
         delivery: ["x-gitlab-event-uuid", "idempotency-key"]
@@ -85,6 +87,25 @@ pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, Sour
             .map(String::from),
         ..verdict
     })
+}
+
+/// The `X-Gitlab-Token` header must be `gitlab_token`, byte for byte; the
+/// whole proof is in the headers, so it is checked before the body is read.
+/// Off until `gitlab_token` is set: without a token no request can prove
+/// itself, so each is refused as unauthenticated (401), the same answer a
+/// forged one gets; the route itself stays registered.
+fn check_headers(headers: &HeaderMap, settings: &Settings) -> Result<(), SourceError> {
+    let token = settings
+        .gitlab_token
+        .as_ref()
+        .ok_or(SourceError::Unauthorized)?;
+    let given = headers
+        .get("x-gitlab-token")
+        .ok_or(SourceError::Unauthorized)?;
+    if !secret_matches(token, given.as_bytes()) {
+        return Err(SourceError::Unauthorized);
+    }
+    Ok(())
 }
 
 fn parse_body(request: &Request<'_>, registry: &str) -> Result<Verdict, SourceError> {
@@ -126,7 +147,7 @@ fn parse_body(request: &Request<'_>, registry: &str) -> Result<Verdict, SourceEr
         .transpose()
         .map_err(|e| malformed(format!("`digest` is not a valid digest: {e}")))?;
     Ok(Verdict::events(vec![ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: payload.pusher.filter(|p| !p.is_empty()),
         digest,

@@ -21,13 +21,26 @@
 
 use serde::Deserialize;
 
-use super::{json, secret_matches, Request, Settings, SourceError, Verdict};
+use http::HeaderMap;
+
+use super::{json, secret_matches, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{split_host, validate_digest, ImageRef};
-use crate::settings::Secret;
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "harbor";
+pub const NAME: &str = "harbor";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "Harbor",
+    auth: Auth::Own {
+        headers: check_headers,
+    },
+    help: "Authorization equal to harbor_auth",
+    enabled: |settings| settings.harbor_auth.is_some(),
+    parse,
+};
 
 /// The event type of an artifact push: Default format, then CloudEvents.
 const PUSH_TYPES: &[&str] = &["PUSH_ARTIFACT", "harbor.artifact.pushed"];
@@ -79,7 +92,7 @@ struct Notification {
 /// Authenticates a Harbor webhook, then turns an artifact push into one
 /// event per tagged resource.
 pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
-    authenticate(request, settings.harbor_auth.as_ref())?;
+    check_headers(request.headers, settings)?;
     let notification = read(request)?;
     if !PUSH_TYPES.contains(&notification.kind.as_str()) {
         return Ok(Verdict {
@@ -116,15 +129,15 @@ pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, Sour
     })
 }
 
-/// The `Authorization` header must be the configured value, byte for byte.
-/// With no `harbor_auth` configured the source is off: every request is
-/// unauthorized, so an unset secret can never mean "no check".
-fn authenticate(request: &Request<'_>, expected: Option<&Secret>) -> Result<(), SourceError> {
-    let given = request
-        .headers
+/// The `Authorization` header must be the configured value, byte for byte;
+/// the whole proof is in the headers, so it is checked before the body is
+/// read. With no `harbor_auth` configured the source is off: every request
+/// is unauthorized, so an unset secret can never mean "no check".
+fn check_headers(headers: &HeaderMap, settings: &Settings) -> Result<(), SourceError> {
+    let given = headers
         .get(http::header::AUTHORIZATION)
         .map(|v| v.as_bytes());
-    match (expected, given) {
+    match (settings.harbor_auth.as_ref(), given) {
         (Some(expected), Some(given)) if secret_matches(expected, given) => Ok(()),
         _ => Err(SourceError::Unauthorized),
     }
@@ -220,7 +233,7 @@ fn image_event(
         .transpose()
         .map_err(|e| SourceError::Malformed(format!("the push names an invalid digest: {e}")))?;
     Ok(Some(ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: operator.map(str::to_string),
         digest,
@@ -230,6 +243,7 @@ fn image_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Secret;
     use crate::sources::testing::{fixture, fixture_json, post, run, serve};
 
     const AUTH: &str = "Bearer harbor-s3cret";

@@ -7,27 +7,87 @@
 //! the header map, no state (replays are remembered by the server from the
 //! delivery ID a source reports).
 //!
-//! Sources authenticated by the secret token in the URL (Docker Hub, the
-//! distribution registry, Quay, ACR, generic) have it checked by the server
-//! before they run; the others (GitHub, Gitea, GitLab, Harbor) check their
-//! own header or signature here.
+//! Each module describes itself in a [`Source`] (its name, which is also its
+//! path under `/hooks/`, how it authenticates, its help text, whether it is
+//! on, its parser), and [`ALL`] lists them: the router and `check-config`
+//! are made from that list. Adding a source is its file and its name in the
+//! `register!` line below (and its settings, if it has any).
+//!
+//! Authentication comes in two parts, so that a forged request costs no
+//! body read: what the headers alone prove (the server's token in the path
+//! or a bearer header; a source's own secret header; a signature header
+//! that is present and well formed) is checked before the body is read, and
+//! what needs the body (an HMAC of it) by the source's parser.
 
 use http::HeaderMap;
 
 use crate::event::ImageEvent;
 use crate::settings::Secret;
 
-pub mod acr;
-pub mod dockerhub;
-pub mod generic;
-pub mod gitea;
-pub mod github;
-pub mod gitlab;
-pub mod harbor;
-pub mod quay;
-pub mod registry;
+/// Declares each source module and lists its [`Source`] in [`ALL`], from
+/// one list of names.
+macro_rules! register {
+    ($($module:ident),* $(,)?) => {
+        $(pub mod $module;)*
+
+        /// Every source, in the order `check-config` lists them.
+        pub const ALL: &[&Source] = &[$(&$module::SOURCE),*];
+    };
+}
+
+register!(dockerhub, registry, github, gitea, gitlab, harbor, quay, acr, generic);
+
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
+
+/// One webhook format, as the router and `check-config` see it.
+#[derive(Clone, Copy)]
+pub struct Source {
+    /// Name in the history and the log, and the hook's path: `/hooks/{name}`.
+    pub name: &'static str,
+    /// What people call the sender, for `check-config`.
+    pub title: &'static str,
+    pub auth: Auth,
+    /// How the sender proves itself, for `check-config`.
+    pub help: &'static str,
+    /// Whether the source is on: one whose secret is unset answers 401 to
+    /// everything, so an unset secret can never mean "no check".
+    pub enabled: fn(&Settings) -> bool,
+    /// Turns an authenticated request into a verdict; for [`Auth::Own`], it
+    /// also verifies what needs the body (a signature).
+    pub parse: fn(&Request<'_>, &Settings) -> Result<Verdict, SourceError>,
+}
+
+/// How a source's requests prove they are genuine.
+#[derive(Clone, Copy)]
+pub enum Auth {
+    /// dockhook's secret token, checked by the server: in the path
+    /// (`/hooks/{name}/{token}`) and, with `bearer`, also as
+    /// `Authorization: Bearer <token>` on `/hooks/{name}`.
+    Token { bearer: bool },
+    /// The sender's own secret header or signature, on `/hooks/{name}`.
+    /// `headers` runs before the body is read: the secret must be set and
+    /// the header present and well formed (or, for a plain secret header,
+    /// equal to the secret).
+    Own {
+        headers: fn(&HeaderMap, &Settings) -> Result<(), SourceError>,
+    },
+}
+
+impl Source {
+    /// Where a sender reaches this source, with `token` as it should be shown.
+    pub fn hook_path(&self, token: &str) -> String {
+        match self.auth {
+            Auth::Token { .. } => format!("/hooks/{}/{token}", self.name),
+            Auth::Own { .. } => format!("/hooks/{}", self.name),
+        }
+    }
+}
+
+/// For sources that are always on (those behind dockhook's token).
+pub fn always_on(_: &Settings) -> bool {
+    true
+}
 
 /// What a source is given.
 #[derive(Debug, Clone, Copy)]
@@ -39,8 +99,13 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// A header's value as text, if present and printable.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+        header(self.headers, name)
     }
+}
+
+/// A header's value as text, if present and printable.
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// What a source made of a genuine request.
@@ -136,27 +201,28 @@ pub fn secret_matches(expected: &Secret, given: &[u8]) -> bool {
     bool::from(expected.expose().as_bytes().ct_eq(given))
 }
 
-/// Whether `signature` (hex) is the HMAC-SHA256 of `body` under `secret`,
+/// A SHA-256 signature written in hex, as GitHub and Gitea send it; `None`
+/// unless it is exactly 64 hex digits.
+pub fn sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim().as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(bytes)
+}
+
+/// Whether `signature` is the HMAC-SHA256 of `body` under `secret`,
 /// compared in constant time.
-pub fn hmac_sha256_matches(secret: &Secret, body: &[u8], signature: &str) -> bool {
+pub fn hmac_sha256_matches(secret: &Secret, body: &[u8], signature: &[u8; 32]) -> bool {
     use hmac::{Hmac, Mac};
-    let Some(expected) = decode_hex(signature.trim()) else {
-        return false;
-    };
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes())
         .expect("HMAC takes keys of any length");
     mac.update(body);
-    mac.verify_slice(&expected).is_ok()
-}
-
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || text.len() > 256 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    mac.verify_slice(signature).is_ok()
 }
 
 /// Parses `body` as JSON of type `T`, with a message naming the source.
@@ -179,12 +245,39 @@ mod tests {
         let key = secret("It's a Secret to Everybody");
         let body = b"Hello, World!";
         let good = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
-        assert!(hmac_sha256_matches(&key, body, good));
-        assert!(!hmac_sha256_matches(&key, b"Hello, World?", good));
-        assert!(!hmac_sha256_matches(&secret("other"), body, good));
-        assert!(!hmac_sha256_matches(&key, body, &good[..62]));
-        assert!(!hmac_sha256_matches(&key, body, "zz"));
-        assert!(!hmac_sha256_matches(&key, body, ""));
+        let signature = sha256_hex(good).unwrap();
+        assert!(hmac_sha256_matches(&key, body, &signature));
+        assert!(!hmac_sha256_matches(&key, b"Hello, World?", &signature));
+        assert!(!hmac_sha256_matches(&secret("other"), body, &signature));
+        assert_eq!(sha256_hex(&good.to_uppercase()), Some(signature));
+    }
+
+    #[test]
+    fn signatures_must_be_64_hex_digits() {
+        let good = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        for bad in [&good[..62], &good[..63], "zz", "", &format!("{good}00")] {
+            assert_eq!(sha256_hex(bad), None, "{bad:?}");
+        }
+        assert_eq!(sha256_hex(&format!("{}zz", &good[..62])), None);
+        assert_eq!(sha256_hex(&format!("{}é", &good[..62])), None, "not ASCII");
+    }
+
+    #[test]
+    fn every_source_has_its_own_name_and_path() {
+        let mut names: Vec<_> = ALL.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "{names:?}");
+        for source in ALL {
+            assert!(
+                source.name.bytes().all(|b| b.is_ascii_lowercase()),
+                "{} is not a plain path segment",
+                source.name
+            );
+            assert!(source
+                .hook_path("TOKEN")
+                .starts_with(&format!("/hooks/{}", source.name)));
+        }
     }
 
     #[test]

@@ -21,12 +21,22 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{json, Request, Settings, SourceError, Verdict};
+use super::{always_on, json, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{split_host, validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "quay";
+pub const NAME: &str = "quay";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "Quay",
+    auth: Auth::Token { bearer: false },
+    help: "token in the URL",
+    enabled: always_on,
+    parse,
+};
 
 #[derive(Debug, Deserialize)]
 struct Payload {
@@ -80,7 +90,7 @@ pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, Sour
             SourceError::Malformed(format!("the notification names an invalid image: {e}"))
         })?;
         let event = ImageEvent {
-            source: SOURCE,
+            source: NAME,
             image,
             pusher: None,
             digest: digest(value.as_deref())?,

@@ -14,12 +14,22 @@
 
 use serde::Deserialize;
 
-use super::{json, Request, Settings, SourceError, Verdict};
+use super::{always_on, json, Auth, Request, Settings, Source, SourceError, Verdict};
 use crate::event::ImageEvent;
 use crate::image_ref::{validate_digest, ImageRef};
 
 /// Name recorded in history for events from this source.
-pub const SOURCE: &str = "registry";
+pub const NAME: &str = "registry";
+
+/// This source, for the router and `check-config`.
+pub const SOURCE: Source = Source {
+    name: NAME,
+    title: "distribution registry",
+    auth: Auth::Token { bearer: true },
+    help: "token in the URL, or POST /hooks/registry with Authorization: Bearer <token>",
+    enabled: always_on,
+    parse,
+};
 
 /// Media types of manifests: what a tag points at.
 const MANIFEST_TYPES: &[&str] = &[
@@ -115,7 +125,7 @@ fn image_event(event: Event, settings: &Settings) -> Result<Option<ImageEvent>, 
             SourceError::Malformed(format!("notification names an invalid digest: {e}"))
         })?;
     Ok(Some(ImageEvent {
-        source: SOURCE,
+        source: NAME,
         image,
         pusher: event.actor.and_then(|a| a.name).filter(|n| !n.is_empty()),
         digest,

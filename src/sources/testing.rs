@@ -81,7 +81,17 @@ pub fn run(
 /// The whole router on a local port, with no container running; returns
 /// its base URL. The server lives as long as the test's runtime.
 pub async fn serve(sources: Settings) -> String {
-    let engine = Arc::new(FakeEngine::default());
+    serve_on(Arc::new(FakeEngine::default()), sources).await.0
+}
+
+/// The path token of the router [`serve`] and [`serve_on`] run.
+pub const PATH_TOKEN: &str = "path-token-not-used-here";
+
+/// The whole router on a local port over `engine`; its base URL and state.
+pub async fn serve_on(
+    engine: Arc<FakeEngine>,
+    sources: Settings,
+) -> (String, Arc<AppState<FakeEngine>>) {
     let store = Arc::new(Store::in_memory().unwrap());
     let updater = Arc::new(Updater::new(
         engine.clone(),
@@ -89,7 +99,7 @@ pub async fn serve(sources: Settings) -> String {
         crate::deploy::Settings::default(),
     ));
     let state = Arc::new(AppState {
-        token: crate::settings::Secret::for_tests("path-token-not-used-here"),
+        token: crate::settings::Secret::for_tests(PATH_TOKEN),
         sources,
         rules: crate::targets::TargetRules::default(),
         max_body: 1024 * 1024,
@@ -97,11 +107,13 @@ pub async fn serve(sources: Settings) -> String {
         engine,
         queue: Queue::new(updater, store.clone()),
         store,
+        deliveries: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router(state)).await });
-    format!("http://{address}")
+    let app = router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}"), state)
 }
 
 /// POSTs `body` with `pairs` as headers; the status and the JSON answer.
