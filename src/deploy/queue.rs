@@ -16,7 +16,9 @@
 //! next job runs.
 //!
 //! No lock is held across SQL: the bookkeeping is decided under the lock,
-//! the history written after it.
+//! the history written after it. A submission whose row is being written is
+//! claimed under the lock first, so copies of one push that arrive at once
+//! take its id rather than write rows of their own.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -24,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
+use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
 use super::update::{Job, Updater};
@@ -35,8 +38,32 @@ use crate::tags::TagPolicy;
 /// Per-target bookkeeping.
 #[derive(Default)]
 struct Slot {
+    /// A worker owns the target (running a job or a recovery).
+    worker: bool,
     running: Option<Job>,
     waiting: Option<Job>,
+    /// Submissions whose deployment row is being written: a copy of the
+    /// same push arriving meanwhile takes its id instead of a row of its
+    /// own.
+    pending: Vec<Pending>,
+}
+
+/// A submission between the lock and its row.
+struct Pending {
+    image: ImageRef,
+    digest: Option<String>,
+    /// The deployment id, once written; dropped unset if writing failed.
+    id: watch::Receiver<Option<i64>>,
+}
+
+/// What a submission found under the lock.
+enum Claim {
+    /// The same push is in flight as this deployment.
+    Existing(i64),
+    /// The same push is being written; its id comes through this.
+    Follow(watch::Receiver<Option<i64>>),
+    /// This submission writes the row, then says its id here.
+    Write(watch::Sender<Option<i64>>),
 }
 
 /// What a worker does next.
@@ -114,9 +141,70 @@ impl<E: Engine> Queue<E> {
     /// Queues an update and returns its deployment id, or the id of the
     /// deployment in flight for the same push.
     pub async fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
-        if let Some(existing) = self.in_flight(request) {
-            return Ok(existing);
+        let announce = match self.claim(request) {
+            Claim::Existing(id) => return Ok(id),
+            Claim::Follow(mut id) => {
+                let written = id.wait_for(Option::is_some).await.map(|id| *id);
+                return match written {
+                    Ok(Some(id)) => Ok(id),
+                    _ => Err(StoreError::Background(
+                        "the same push could not be recorded".into(),
+                    )),
+                };
+            }
+            Claim::Write(announce) => announce,
+        };
+        // Placed before the claim goes, so a copy arriving in between finds
+        // it in flight; a copy that followed the claim gets the same id.
+        let queued = match self.write(request).await {
+            Ok(deployment) => self.queue(deployment, request).await,
+            Err(e) => Err(e),
+        };
+        self.unclaim(request.target, &announce);
+        if let Ok(id) = queued {
+            announce.send_replace(Some(id));
         }
+        queued
+    }
+
+    /// Under the lock: the deployment in flight for the same push, or the
+    /// one being written for it, or a claim to write it.
+    fn claim(&self, request: &Request<'_>) -> Claim {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = in_flight(&slots, request) {
+            return Claim::Existing(id);
+        }
+        let slot = slots.entry(request.target.to_string()).or_default();
+        let same = slot.pending.iter().find(|p| {
+            &p.image == request.image
+                && (request.digest.is_none() || p.digest.as_deref() == request.digest)
+        });
+        if let Some(pending) = same {
+            return Claim::Follow(pending.id.clone());
+        }
+        let (announce, id) = watch::channel(None);
+        slot.pending.push(Pending {
+            image: request.image.clone(),
+            digest: request.digest.map(str::to_string),
+            id,
+        });
+        Claim::Write(announce)
+    }
+
+    /// Forgets a pending submission once its row is written (or failed).
+    fn unclaim(&self, target: &str, announce: &watch::Sender<Option<i64>>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get_mut(target) {
+            slot.pending
+                .retain(|p| !p.id.same_channel(&announce.subscribe()));
+            if !slot.worker && slot.pending.is_empty() {
+                slots.remove(target);
+            }
+        }
+    }
+
+    /// Writes the deployment's row, off the async threads.
+    async fn write(&self, request: &Request<'_>) -> Result<i64, StoreError> {
         let new = NewDeployment {
             target: request.target.to_string(),
             container_id: request.container_id.to_string(),
@@ -126,7 +214,11 @@ impl<E: Engine> Queue<E> {
             digest: request.digest.map(str::to_string),
             reason: Some(request.reason.to_string()),
         };
-        let deployment = self.store.call(move |store| store.create(&new)).await?;
+        self.store.call(move |store| store.create(&new)).await
+    }
+
+    /// Hands a written deployment to the target's worker.
+    async fn queue(&self, deployment: i64, request: &Request<'_>) -> Result<i64, StoreError> {
         let job = Job {
             deployment,
             target: request.target.to_string(),
@@ -164,14 +256,6 @@ impl<E: Engine> Queue<E> {
         }
     }
 
-    /// The deployment already running or waiting for the same push.
-    fn in_flight(&self, request: &Request<'_>) -> Option<i64> {
-        in_flight(
-            &self.slots.lock().unwrap_or_else(|e| e.into_inner()),
-            request,
-        )
-    }
-
     fn place(&self, job: Job, request: &Request<'_>) -> Placement {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         // The in-flight check again, now that the row exists: a duplicate
@@ -179,19 +263,15 @@ impl<E: Engine> Queue<E> {
         if let Some(existing) = in_flight(&slots, request) {
             return Placement::Duplicate(existing);
         }
-        let Some(slot) = slots.get_mut(&job.target) else {
-            slots.insert(
-                job.target.clone(),
-                Slot {
-                    running: Some(job),
-                    waiting: None,
-                },
-            );
+        let slot = slots.entry(job.target.clone()).or_default();
+        if !slot.worker {
+            slot.worker = true;
+            slot.running = Some(job);
             return Placement::Queued {
                 superseded: None,
                 start_worker: true,
             };
-        };
+        }
         if let Some(waiting) = &slot.waiting {
             let (waits, pushed) = (&waiting.image.tag, &job.image.tag);
             if waits != pushed && request.policy.decide(waits, pushed).is_err() {
@@ -229,7 +309,13 @@ impl<E: Engine> Queue<E> {
         for (target, deployments) in under_way {
             self.recovering
                 .fetch_add(deployments.len(), Ordering::AcqRel);
-            slots.insert(target, Slot::default());
+            slots.insert(
+                target,
+                Slot {
+                    worker: true,
+                    ..Slot::default()
+                },
+            );
             self.spawn_worker(Work::Recover(deployments));
         }
         let mut superseded = Vec::new();
@@ -240,8 +326,9 @@ impl<E: Engine> Queue<E> {
                     slots.insert(
                         job.target.clone(),
                         Slot {
+                            worker: true,
                             running: Some(job.clone()),
-                            waiting: None,
+                            ..Slot::default()
                         },
                     );
                     self.spawn_worker(Work::Update(job));
@@ -288,7 +375,11 @@ impl<E: Engine> Queue<E> {
                         work = Work::Update(next);
                     }
                     None => {
-                        slots.remove(&target);
+                        slot.worker = false;
+                        slot.running = None;
+                        if slot.pending.is_empty() {
+                            slots.remove(&target);
+                        }
                         break;
                     }
                 }

@@ -694,3 +694,35 @@ async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
     let site = rig.engine.named("site").unwrap();
     assert_eq!((site.id.as_str(), site.running), ("site-id", true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_concurrent_burst_writes_no_row_per_copy() {
+    let rig = rig("sha256:old", "sha256:new");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let submits = (0..10).map(|_| {
+        let queue = queue.clone();
+        let image = image.clone();
+        tokio::spawn(async move { queue.submit(&request(&image)).await.unwrap() })
+    });
+    let mut ids: Vec<i64> = futures_util::future::join_all(submits)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() <= 2, "{ids:?}");
+    within("finishing the queue", queue.finish_all()).await;
+    assert_eq!(
+        rig.store.list(100).unwrap().len(),
+        ids.len(),
+        "one row per deployment, none per copy"
+    );
+    let creates = rig
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create"))
+        .count();
+    assert_eq!(creates, 1);
+}
