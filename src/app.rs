@@ -117,7 +117,7 @@ pub async fn serve(
     // targets' slots, so no new update of those containers starts before
     // the host is put right. They run in the background; `/healthz` says
     // not ready until they are done.
-    let unfinished = store.unfinished()?;
+    let unfinished = store.call(|store| store.unfinished()).await?;
     for deployment in &unfinished {
         tracing::warn!(
             deployment = deployment.id,

@@ -67,6 +67,9 @@ pub struct World {
     pub fail_start_of_old: bool,
     /// Creating a container panics, as a bug in dockhook would.
     pub panic_on_create: bool,
+    /// Just before a create, the registry's tag is pulled to this image by
+    /// someone else (a user's `docker pull`, say).
+    pub tag_moves_before_create: Option<String>,
     pub next_id: u32,
     /// Every mutating call, in order.
     pub calls: Vec<String>,
@@ -255,6 +258,12 @@ impl Engine for FakeEngine {
             return Err(EngineError::Conflict(format!("name {name} is in use")));
         }
         let image = body.image.unwrap_or_default();
+        if let Some(moved) = world.tag_moves_before_create.take() {
+            for tags in world.images.values_mut() {
+                tags.retain(|t| t != &image);
+            }
+            world.images.entry(moved).or_default().push(image.clone());
+        }
         let image_id = world
             .image_id(&image)
             .ok_or_else(|| EngineError::NotFound(format!("no such image: {image}")))?;

@@ -726,3 +726,21 @@ async fn a_concurrent_burst_writes_no_row_per_copy() {
         .count();
     assert_eq!(creates, 1);
 }
+
+#[tokio::test]
+async fn a_container_created_from_another_image_than_the_pulled_one_is_undone() {
+    let rig = rig("sha256:old", "sha256:new");
+    {
+        let mut world = rig.engine.lock();
+        world.images.insert("sha256:other".into(), Vec::new());
+        world.tag_moves_before_create = Some("sha256:other".into());
+    }
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::RolledBack(ref s) if s.contains("the tag moved")),
+        "{outcome:?}"
+    );
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!((site.id.as_str(), site.running), ("site-id", true));
+    assert_eq!(rig.engine.lock().containers.len(), 1);
+}
