@@ -2,13 +2,15 @@
 //! networks and running state back, and the tag points at the old image
 //! again. Idempotent, so a rollback interrupted by a crash can be run again.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
+use bollard::models::EndpointSettings;
 use tokio::time::Instant;
 
+use super::plan::endpoint_to_recreate;
 use crate::engine::{Engine, EngineError};
 
-use super::plan::endpoint_to_recreate;
 use super::update::{short, Outcome, Swap, Updater};
 
 /// How long undoing an update keeps retrying while Docker does not answer.
@@ -105,10 +107,18 @@ impl<E: Engine> Updater<E> {
         let mut missing: Vec<_> = swap
             .old_networks
             .iter()
-            .filter(|(network, _)| !attached.is_some_and(|a| a.contains_key(*network)))
+            .filter(|(network, before)| !restored(attached, network, before, &swap.old_id))
             .collect();
         missing.sort_by_key(|(network, _)| network.as_str());
         for (network, endpoint) in missing {
+            if attached.is_some_and(|a| a.contains_key(network)) {
+                // On the network without its aliases (start-first takes
+                // them before the stop): only joining again gives them back.
+                match self.engine.disconnect_network(network, &swap.old_id).await {
+                    Ok(()) | Err(EngineError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             let endpoint = endpoint_to_recreate(network, endpoint, &swap.old_id);
             self.engine
                 .connect_network(network, &swap.old_id, endpoint)
@@ -160,17 +170,36 @@ impl<E: Engine> Updater<E> {
             .network_settings
             .as_ref()
             .and_then(|s| s.networks.as_ref());
-        if let Some(network) = swap
+        if let Some((network, _)) = swap
             .old_networks
-            .keys()
-            .find(|n| !attached.is_some_and(|a| a.contains_key(*n)))
+            .iter()
+            .find(|(network, before)| !restored(attached, network, before, &swap.old_id))
         {
             return Err(UndoError::Host(format!(
-                "{target} is not on network {network} again"
+                "{target} is not on network {network} with its aliases again"
             )));
         }
         Ok(())
     }
+}
+
+/// Whether the container is on `network` again with every alias it had
+/// `before` (Docker's own short-ID alias aside).
+fn restored(
+    attached: Option<&HashMap<String, EndpointSettings>>,
+    network: &str,
+    before: &EndpointSettings,
+    id: &str,
+) -> bool {
+    let Some(now) = attached.and_then(|a| a.get(network)) else {
+        return false;
+    };
+    let wanted = endpoint_to_recreate(network, before, id).aliases;
+    let has = now.aliases.as_deref().unwrap_or_default();
+    wanted
+        .unwrap_or_default()
+        .iter()
+        .all(|alias| has.contains(alias))
 }
 
 /// Why undoing failed.
