@@ -1,6 +1,7 @@
 //! The cutover: how the old container makes way for the new one, by
 //! strategy. Start-first starts the successor beside the old container and
-//! retires the old one only once the successor passed its gate; stop-first
+//! retires the old one only once the successor passed its gate (the old one
+//! gives up its aliases, drains for a moment, then stops); stop-first
 //! stops the old one and starts the successor at once. Both record each
 //! step before taking it.
 
@@ -15,8 +16,16 @@ use crate::store::State;
 use super::update::{short, Job, Swap, Updater};
 
 /// How long old and new containers both answer to their aliases before the
-/// old one leaves: Docker's name server takes a moment to see the new one.
+/// old one leaves. Docker's name server gives out a joining container's
+/// address some tens of milliseconds before that address carries traffic:
+/// this keeps that moment apart from the old container's leaving, so that a
+/// lookup never gets two addresses that answer nothing.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long the old container keeps serving, back on its networks without
+/// its aliases, before it is stopped: for the requests in flight, and for
+/// connections whose first SYN Docker's late name record sent into the gap
+/// (TCP sends it again after 1 s).
+const DRAIN: Duration = Duration::from_secs(2);
 
 impl<E: Engine> Updater<E> {
     /// The new container starts beside the old one, which is retired only
@@ -54,25 +63,53 @@ impl<E: Engine> Updater<E> {
         self.retire(job, swap).await
     }
 
-    /// Retires the old container once the new one serves: off its
-    /// networks, stopped, and its name given to the new one. Safe to run
-    /// again after a crash.
+    /// Retires the old container once the new one serves: its aliases go
+    /// to the new one alone, it finishes what is in flight, it stops, and
+    /// its name goes to the new one. Safe to run again after a crash.
     pub(super) async fn retire(&self, job: &Job, swap: &Swap) -> Result<(), String> {
         let mut networks: Vec<_> = swap
             .old_networks
-            .keys()
-            .filter(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
+            .iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "bridge" | "host" | "none"))
             .collect();
-        networks.sort();
-        for network in networks {
-            // Off the networks before the stop: name lookups stop returning
-            // it at once, rather than after its process has exited.
+        networks.sort_by_key(|(network, _)| network.as_str());
+        let mut rejoined = false;
+        for (network, endpoint) in networks {
+            // Docker cannot take an alias from a container, only the
+            // container from the network, and its name server still gives
+            // out the address for a moment after the interface is gone. So
+            // the old container leaves and joins again at once without its
+            // aliases: it gets its address back (the lowest free one, just
+            // freed), and requests in flight, or sent to the address in that
+            // moment, reach it rather than nothing (measured in
+            // bench/switch-orders.sh). Stopped while off the network, it
+            // would leave them hanging until the client gives up.
             match self.engine.disconnect_network(network, &swap.old_id).await {
                 Ok(()) | Err(EngineError::NotFound(_)) => {}
                 Err(e) => {
-                    tracing::warn!(%network, error = %e, "cannot take the old container off a network")
+                    // Not on it any more (a run before a crash took it off).
+                    tracing::debug!(%network, error = %e, "cannot take the old container off a network");
                 }
             }
+            let without_aliases = EndpointSettings {
+                ipam_config: endpoint.ipam_config.clone(),
+                links: endpoint.links.clone().filter(|l| !l.is_empty()),
+                driver_opts: endpoint.driver_opts.clone(),
+                ..Default::default()
+            };
+            match self
+                .engine
+                .connect_network(network, &swap.old_id, without_aliases)
+                .await
+            {
+                Ok(()) => rejoined = true,
+                Err(e) => {
+                    tracing::warn!(%network, error = %e, "the old container stays off a network while it stops")
+                }
+            }
+        }
+        if rejoined {
+            tokio::time::sleep(DRAIN).await;
         }
         // Waits for the stop to finish, even one a crash interrupted.
         if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
