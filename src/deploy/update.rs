@@ -7,8 +7,10 @@
 //! 3. **create** the successor under a temporary name, on every network;
 //! 4. then, by [`Strategy`]:
 //!    - *start-first*: **start** it beside the old one and pass its
-//!      **health gate**; only then take the old one off its networks,
-//!      **stop** it and give the successor its name;
+//!      **health gate**; only then give it the network aliases, take them
+//!      from the old one (which leaves and rejoins its networks without
+//!      them), give the successor its name, let the old one finish what is
+//!      in flight and **stop** it;
 //!    - *stop-first*: **stop** the old one (its own signal and timeout),
 //!      give the successor its name, **start** it and pass the gate;
 //! 5. **clean up**: remove the old container, the old image when nothing
@@ -138,8 +140,16 @@ pub struct Updater<E> {
 /// How often a starting container is looked at.
 const POLL: Duration = Duration::from_millis(200);
 /// How long old and new containers both answer to their aliases before the
-/// old one leaves: Docker's name server takes a moment to see the new one.
+/// old one leaves. Docker's name server gives out a joining container's
+/// address some tens of milliseconds before that address carries traffic:
+/// this keeps that moment apart from the old container's leaving, so that a
+/// lookup never gets two addresses that answer nothing.
 const SETTLE: Duration = Duration::from_millis(500);
+/// How long the old container keeps serving, back on its networks without
+/// its aliases, before it is stopped: for the requests in flight, and for
+/// connections whose first SYN Docker's late name record sent into the gap
+/// (TCP sends it again after 1 s).
+const DRAIN: Duration = Duration::from_secs(2);
 /// How long undoing an update keeps retrying while Docker does not answer.
 const UNDO_PATIENCE: Duration = Duration::from_secs(120);
 /// Log lines of a failed container kept with the reason.
@@ -400,25 +410,49 @@ impl<E: Engine> Updater<E> {
 
         // The commit point: from here on the new container serves.
         self.record(job.deployment, State::Stopping, Some(&short(&swap.old_id)));
-        let networks = old
+        let endpoints = old
             .network_settings
             .as_ref()
-            .and_then(|s| s.networks.as_ref())
-            .map(|n| n.keys().cloned().collect::<Vec<_>>())
+            .and_then(|s| s.networks.clone())
             .unwrap_or_default();
-        for network in networks
-            .iter()
-            .filter(|n| !matches!(n.as_str(), "bridge" | "host" | "none"))
+        let mut rejoined = false;
+        for (network, endpoint) in endpoints
+            .into_iter()
+            .filter(|(n, _)| !matches!(n.as_str(), "bridge" | "host" | "none"))
         {
-            // Off the networks before the stop: name lookups stop returning
-            // it at once, rather than after its process has exited.
-            if let Err(e) = self.engine.disconnect_network(network, &swap.old_id).await {
+            // Docker cannot take an alias from a container, only the
+            // container from the network, and its name server still gives
+            // out the address for a moment after the interface is gone. So
+            // the old container leaves and joins again at once without its
+            // aliases: it gets its address back (the lowest free one, just
+            // freed), and requests in flight, or sent to the address in that
+            // moment, reach it rather than nothing (measured in
+            // bench/switch-orders.sh). Stopped while off the network, it
+            // would leave them hanging until the client gives up.
+            if let Err(e) = self.engine.disconnect_network(&network, &swap.old_id).await {
                 tracing::warn!(%network, error = %e, "cannot take the old container off a network");
+                continue;
+            }
+            let without_aliases = EndpointSettings {
+                ipam_config: endpoint.ipam_config,
+                links: endpoint.links.filter(|l| !l.is_empty()),
+                driver_opts: endpoint.driver_opts,
+                ..Default::default()
+            };
+            match self
+                .engine
+                .connect_network(&network, &swap.old_id, without_aliases)
+                .await
+            {
+                Ok(()) => rejoined = true,
+                Err(e) => {
+                    tracing::warn!(%network, error = %e, "the old container stays off a network while it stops")
+                }
             }
         }
-        if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
-            tracing::warn!(error = %e, "cannot stop the old container; it will be removed");
-        }
+        // Names before the drain: a crash during it then finishes the
+        // update on restart, rather than putting back an old container that
+        // no longer has its aliases.
         self.engine
             .rename_container(&swap.old_id, &job.parked_name())
             .await
@@ -427,7 +461,14 @@ impl<E: Engine> Updater<E> {
         self.engine
             .rename_container(&new_id, &job.target)
             .await
-            .map_err(|e| format!("cannot give the new container the name {}: {e}", job.target))
+            .map_err(|e| format!("cannot give the new container the name {}: {e}", job.target))?;
+        if rejoined {
+            tokio::time::sleep(DRAIN).await;
+        }
+        if let Err(e) = self.engine.stop_container(&swap.old_id, None).await {
+            tracing::warn!(error = %e, "cannot stop the old container; it will be removed");
+        }
+        Ok(())
     }
 
     /// The old container stops, then the new one starts at once under its
