@@ -14,8 +14,10 @@
 //!    and check it runs exactly the image that was pulled;
 //! 4. then, by [`Strategy`]:
 //!    - *start-first*: **start** it beside the old one and pass its
-//!      **health gate**; only then take the old one off its networks,
-//!      **stop** it and give the successor its name;
+//!      **health gate**; only then give it the network aliases, take them
+//!      from the old one (which leaves and rejoins its networks without
+//!      them), let the old one finish what is in flight, **stop** it and
+//!      give the successor its name;
 //!    - *stop-first*: **stop** the old one (its own signal and timeout),
 //!      give the successor its name, **start** it and pass the gate;
 //! 5. **clean up**: remove the old container, the old image when nothing
