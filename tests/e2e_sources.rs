@@ -53,7 +53,18 @@ fn a_docker_push_alone_updates_the_container() {
         dockhook.log_text()
     );
 
+    // The container runs v2 once it has the name; the deployment ends after
+    // cleaning up.
+    let ended = wait_until(Duration::from_secs(30), || {
+        let (_, history) = api(&dockhook, "/api/deployments");
+        history["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["finished_at"].is_string())
+    });
     let (_, history) = api(&dockhook, "/api/deployments");
+    assert!(ended, "{history}");
     let deployments = history["deployments"].as_array().unwrap();
     let done: Vec<_> = deployments
         .iter()
