@@ -43,28 +43,21 @@ fn a_docker_push_alone_updates_the_container() {
     // not race a test's `docker rmi`.
     let v2 = SiteImage::new("v2").build_and_push(&site.image("latest"));
     cleanup.image(&v2);
-    let updated = wait_until(Duration::from_secs(90), || {
-        container_inspect(&name)["Image"] == v2.as_str()
-            && container_inspect(&name)["State"]["Running"] == true
-    });
-    assert!(
-        updated,
-        "the push did not update {name}:\n{}",
-        dockhook.log_text()
-    );
-
-    // The container runs v2 once it has the name; the deployment ends after
-    // cleaning up.
-    let ended = wait_until(Duration::from_secs(30), || {
+    // Until a deployment of the push succeeded and every one has ended.
+    let ended = wait_until(Duration::from_secs(90), || {
         let (_, history) = api(&dockhook, "/api/deployments");
-        history["deployments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["finished_at"].is_string())
+        let deployments = history["deployments"].as_array().unwrap();
+        deployments.iter().any(|d| d["state"] == "succeeded")
+            && deployments.iter().all(|d| d["finished_at"].is_string())
     });
     let (_, history) = api(&dockhook, "/api/deployments");
-    assert!(ended, "{history}");
+    assert!(
+        ended,
+        "the push did not update {name}: {history}\n{}",
+        dockhook.log_text()
+    );
+    assert_eq!(container_inspect(&name)["Image"], v2.as_str());
+    assert_eq!(container_inspect(&name)["State"]["Running"], true);
     let deployments = history["deployments"].as_array().unwrap();
     let done: Vec<_> = deployments
         .iter()
