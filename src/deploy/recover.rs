@@ -100,11 +100,12 @@ impl<E: Engine> Updater<E> {
         let named = id_of(&job.target).await?;
         let new = id_of(&job.new_name()).await?;
         let parked = id_of(&job.parked_name()).await?;
-        let Some(old_id) = deployment.old_container_id.clone().filter(|_| {
-            // Recorded with the first step; a deployment that never got
-            // there changed nothing.
-            deployment.state != State::Pulling || deployment.old_image_id.is_some()
-        }) else {
+        // The first step records the old container and its image together:
+        // a deployment without them never touched the host.
+        let (Some(old_id), Some(_)) = (
+            deployment.old_container_id.clone(),
+            &deployment.old_image_id,
+        ) else {
             return Ok(Outcome::Failed(format!("{cause}; nothing was changed")));
         };
         let new_id = deployment.new_container_id.clone().or(new.clone());
