@@ -136,14 +136,24 @@ pub async fn serve(
         config.retention,
         stop_background.clone(),
     ));
+    let rules = TargetRules {
+        label_enable: config.label_enable,
+        own_container_id,
+    };
     let state = Arc::new(AppState {
         token,
         sources: config.sources.clone(),
-        rules: TargetRules {
-            label_enable: config.label_enable,
-            own_container_id,
-        },
+        rules: rules.clone(),
         max_body: config.max_body,
+        control: crate::control::Control {
+            engine: engine.clone(),
+            inventory: inventory.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            rules,
+            default_mode: config.update.mode,
+            default_delay: config.update.delay,
+        },
         engine,
         inventory,
         store,

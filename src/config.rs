@@ -326,6 +326,44 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| c.update.strategy.to_string(),
     },
     Setting {
+        key: "mode",
+        env: &["DOCKHOOK_MODE"],
+        env_fallback: &[],
+        label: Some(crate::deploy::mode::MODE_LABEL),
+        default: DefaultValue::Text("auto"),
+        help: "what a new image does: `auto` deploys it, `approve` waits for a person to approve it, `monitor` only records it as available",
+        secret: false,
+        apply: |c, text| set(&mut c.update.mode, text.parse()),
+        show: |c| c.update.mode.to_string(),
+    },
+    Setting {
+        key: "delay",
+        env: &["DOCKHOOK_DELAY"],
+        env_fallback: &[],
+        label: Some(crate::deploy::mode::DELAY_LABEL),
+        default: DefaultValue::Text("0s"),
+        help: "deploy a digest only once it has been the newest for this long (`10m`); a newer push restarts the wait",
+        secret: false,
+        apply: |c, text| set(&mut c.update.delay, parse_duration(text)),
+        show: |c| seconds(c.update.delay),
+    },
+    Setting {
+        key: "keep_images",
+        env: &["DOCKHOOK_KEEP_IMAGES"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("1"),
+        help: "images of earlier successful deployments kept per container, so a rollback needs no pull; older ones are removed",
+        secret: false,
+        apply: |c, text| {
+            let keep = text
+                .parse()
+                .map_err(|_| "expected a number of images such as 1");
+            set(&mut c.update.keep_images, keep)
+        },
+        show: |c| c.update.keep_images.to_string(),
+    },
+    Setting {
         key: "grace",
         env: &["DOCKHOOK_GRACE"],
         env_fallback: &[],

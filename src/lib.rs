@@ -42,11 +42,16 @@
 //!   step machine split by phase: plan (pure), update (pull, create),
 //!   cutover (start-first / stop-first), gate, clean-up and dependents,
 //!   undo, and crash recovery.
+//! - [`control`]: what a person sees and does (targets, update now,
+//!   rollback, approve, reject), shared by the API and the status page.
+//! - [`metrics`]: Prometheus metrics.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
 //! - [`store`]: the only module with SQL: deployments and their steps, each
 //!   step written in one transaction, on a blocking thread;
 //!   delivery IDs.
+//! - [`timing`]: time to serving and downtime, read from a deployment's
+//!   steps: one definition for the API, the page, notifications, metrics.
 //! - [`retention`]: prunes the history and removes failed deployments'
 //!   images, so nothing grows without bound.
 //! - [`app`]: wiring, start-up and graceful shutdown.
@@ -54,6 +59,7 @@
 
 pub mod app;
 pub mod config;
+pub mod control;
 pub mod credentials;
 pub mod deploy;
 pub mod engine;
@@ -61,6 +67,7 @@ pub mod event;
 pub mod image_ref;
 pub mod inventory;
 pub mod logging;
+pub mod metrics;
 pub mod retention;
 pub mod server;
 pub mod settings;
@@ -68,3 +75,4 @@ pub mod sources;
 pub mod store;
 pub mod tags;
 pub mod targets;
+pub mod timing;

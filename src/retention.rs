@@ -197,6 +197,7 @@ mod tests {
                 pusher: None,
                 digest: None,
                 reason: None,
+                ..NewDeployment::default()
             })
             .unwrap();
         let facts = Facts {

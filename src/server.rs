@@ -59,6 +59,8 @@ pub struct AppState<E> {
     pub queue: Queue<E>,
     /// Deliveries being handled right now.
     pub deliveries: InFlight,
+    /// What a person sees and does (API and status page).
+    pub control: crate::control::Control<E>,
 }
 
 /// The deliveries being handled, so that a copy arriving meanwhile (a

@@ -15,11 +15,16 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
-/// Where a deployment is in its life. Final states are the last five.
+/// Where a deployment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Queued,
+    /// Mode `approve`: waits for a person to approve or reject it.
+    AwaitingApproval,
+    /// The container's delay: deployed once the digest has been the newest
+    /// for that long (`due_at`).
+    Delayed,
     Pulling,
     PreUpdate,
     Creating,
@@ -34,11 +39,17 @@ pub enum State {
     RolledBack,
     /// Undoing a failed update failed too: the host needs a person.
     RollbackFailed,
+    /// Mode `monitor`: a newer image is out; nothing is deployed.
+    Available,
+    /// A person rejected it; the container was not touched.
+    Rejected,
 }
 
 impl State {
-    const ALL: [State; 14] = [
+    const ALL: [State; 18] = [
         State::Queued,
+        State::AwaitingApproval,
+        State::Delayed,
         State::Pulling,
         State::PreUpdate,
         State::Creating,
@@ -52,11 +63,15 @@ impl State {
         State::Failed,
         State::RolledBack,
         State::RollbackFailed,
+        State::Available,
+        State::Rejected,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             State::Queued => "queued",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Delayed => "delayed",
             State::Pulling => "pulling",
             State::PreUpdate => "pre_update",
             State::Creating => "creating",
@@ -70,6 +85,8 @@ impl State {
             State::Failed => "failed",
             State::RolledBack => "rolled_back",
             State::RollbackFailed => "rollback_failed",
+            State::Available => "available",
+            State::Rejected => "rejected",
         }
     }
 
@@ -86,8 +103,30 @@ impl State {
                 | State::Failed
                 | State::RolledBack
                 | State::RollbackFailed
+                | State::Available
+                | State::Rejected
         )
     }
+
+    /// Whether the deployment waits for a person or a time, not for a
+    /// worker: nothing on the host has been touched yet.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, State::AwaitingApproval | State::Delayed)
+    }
+}
+
+/// A target's newest deployment, and those that wait for a person or a
+/// time.
+pub type TargetHistory = (Option<Deployment>, Vec<Deployment>);
+
+/// A deployment entered a state: what the event stream, notifications and
+/// metrics hear, published once the step is written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub deployment: i64,
+    pub target: String,
+    pub state: State,
+    pub detail: Option<String>,
 }
 
 /// One deployment as the API shows it.
@@ -115,6 +154,15 @@ pub struct Deployment {
     #[serde(skip)]
     pub old_networks: Option<String>,
     pub error: Option<String>,
+    /// When a `delayed` deployment is due (UTC RFC 3339).
+    pub due_at: Option<String>,
+    /// `manual` (a person asked through the API), `rollback` (to an earlier
+    /// deployment's image), or absent for a webhook's push.
+    pub kind: Option<String>,
+    /// For a rollback, the deployment whose image it deploys again.
+    pub rollback_to: Option<i64>,
+    /// Deploy even if the image is the one that runs.
+    pub force: bool,
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
@@ -140,7 +188,7 @@ pub struct Facts {
 }
 
 /// What a new deployment is about.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewDeployment {
     pub target: String,
     /// The container the event selected; the update records the one it
@@ -153,6 +201,10 @@ pub struct NewDeployment {
     pub digest: Option<String>,
     /// Why it was queued, for its first step.
     pub reason: Option<String>,
+    /// See [`Deployment::kind`].
+    pub kind: Option<String>,
+    pub rollback_to: Option<i64>,
+    pub force: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,7 +220,12 @@ pub enum StoreError {
 /// The history database.
 pub struct Store {
     conn: Mutex<Connection>,
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
+
+/// How many changes a slow subscriber may fall behind before it misses some
+/// (it is told how many it missed).
+const CHANGES_BUFFER: usize = 1024;
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 
@@ -192,7 +249,11 @@ const SCHEMA: &str = "
         finished_at      TEXT,
         digest           TEXT,
         strategy         TEXT,
-        old_networks     TEXT
+        old_networks     TEXT,
+        due_at           TEXT,
+        kind             TEXT,
+        rollback_to      INTEGER,
+        force            INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS deployments_target ON deployments (target, id);
     CREATE TABLE IF NOT EXISTS steps (
@@ -213,10 +274,19 @@ const SCHEMA: &str = "
 
 const COLUMNS: &str = "id, target, image, source, pusher, state, old_container_id, \
     new_container_id, old_image_id, new_image_id, error, created_at, updated_at, finished_at, \
-    digest, strategy, old_networks";
+    digest, strategy, old_networks, due_at, kind, rollback_to, force";
 
-/// Columns added after the first release, for databases made before them.
-const ADDED_COLUMNS: [&str; 3] = ["digest", "strategy", "old_networks"];
+/// Columns added after the first release, for databases made before them,
+/// with their types.
+const ADDED_COLUMNS: [(&str, &str); 7] = [
+    ("digest", "TEXT"),
+    ("strategy", "TEXT"),
+    ("old_networks", "TEXT"),
+    ("due_at", "TEXT"),
+    ("kind", "TEXT"),
+    ("rollback_to", "INTEGER"),
+    ("force", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -232,19 +302,37 @@ impl Store {
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        for column in ADDED_COLUMNS {
+        for (column, kind) in ADDED_COLUMNS {
             let present: bool = conn.query_row(
                 "SELECT COUNT(*) FROM pragma_table_info('deployments') WHERE name = ?1",
                 [column],
                 |r| r.get::<_, i64>(0).map(|n| n > 0),
             )?;
             if !present {
-                conn.execute_batch(&format!("ALTER TABLE deployments ADD COLUMN {column} TEXT"))?;
+                conn.execute_batch(&format!(
+                    "ALTER TABLE deployments ADD COLUMN {column} {kind}"
+                ))?;
             }
         }
         Ok(Self {
             conn: Mutex::new(conn),
+            changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
         })
+    }
+
+    /// Every state a deployment enters from now on, once it is written.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn publish(&self, deployment: i64, target: String, state: State, detail: Option<&str>) {
+        // Nobody listening is fine.
+        let _ = self.changes.send(Change {
+            deployment,
+            target,
+            state,
+            detail: detail.map(str::to_string),
+        });
     }
 
     /// Runs `f` on a blocking thread: SQLite never holds up the async
@@ -272,8 +360,8 @@ impl Store {
             conn.execute(
                 &format!(
                     "INSERT INTO deployments (target, image, source, pusher, state, \
-                     old_container_id, digest, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, {NOW}, {NOW})"
+                     old_container_id, digest, kind, rollback_to, force, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, {NOW}, {NOW})"
                 ),
                 params![
                     new.target,
@@ -282,11 +370,17 @@ impl Store {
                     new.pusher,
                     new.container_id,
                     new.digest,
+                    new.kind,
+                    new.rollback_to,
+                    new.force,
                 ],
             )?;
             let id = conn.last_insert_rowid();
             insert_step(conn, id, State::Queued, new.reason.as_deref())?;
             Ok(id)
+        })
+        .inspect(|&id| {
+            self.publish(id, new.target.clone(), State::Queued, new.reason.as_deref());
         })
     }
 
@@ -347,7 +441,24 @@ impl Store {
                 ],
             )?;
             insert_step(&tx, id, state, detail)?;
-            tx.commit()
+            let target: String =
+                tx.query_row("SELECT target FROM deployments WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+            tx.commit()?;
+            Ok(target)
+        })
+        .map(|target| self.publish(id, target, state, detail))
+    }
+
+    /// Sets when a `delayed` deployment is due (`None` clears it).
+    pub fn set_due(&self, id: i64, due_at: Option<&str>) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!("UPDATE deployments SET due_at = ?2, updated_at = {NOW} WHERE id = ?1"),
+                params![id, due_at],
+            )
+            .map(drop)
         })
     }
 
@@ -413,6 +524,45 @@ impl Store {
             })
             .collect::<Result<_, StoreError>>()?;
         Ok(Some((row.into_deployment()?, steps)))
+    }
+
+    /// For each of `targets`: its newest deployment, and those that wait
+    /// for a person or a time (oldest first).
+    pub fn latest_by_target(
+        &self,
+        targets: &[String],
+    ) -> Result<std::collections::HashMap<String, TargetHistory>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for target in targets {
+            let rows = self.with(|conn| {
+                let mut newest = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM deployments WHERE target = ?1 ORDER BY id DESC LIMIT 1"
+                ))?;
+                let newest = newest
+                    .query_map([target], RawDeployment::from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut waiting = conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM deployments WHERE target = ?1 \
+                     AND state IN ('awaiting_approval', 'delayed') ORDER BY id"
+                ))?;
+                let waiting = waiting
+                    .query_map([target], RawDeployment::from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((newest, waiting))
+            })?;
+            let (newest, waiting) = rows;
+            let newest = newest
+                .into_iter()
+                .next()
+                .map(RawDeployment::into_deployment)
+                .transpose()?;
+            let waiting = waiting
+                .into_iter()
+                .map(RawDeployment::into_deployment)
+                .collect::<Result<_, _>>()?;
+            out.insert(target.clone(), (newest, waiting));
+        }
+        Ok(out)
     }
 
     /// Whether a webhook delivery ID was remembered: the delivery was
@@ -609,6 +759,10 @@ impl RawDeployment {
                 digest: r.get(14)?,
                 strategy: r.get(15)?,
                 old_networks: r.get(16)?,
+                due_at: r.get(17)?,
+                kind: r.get(18)?,
+                rollback_to: r.get(19)?,
+                force: r.get(20)?,
             },
             r.get(5)?,
         ))
@@ -634,6 +788,7 @@ mod tests {
             pusher: Some("alice".into()),
             digest: None,
             reason: None,
+            ..NewDeployment::default()
         }
     }
 

@@ -89,6 +89,17 @@ pub fn select<'a>(
     (selected, excluded)
 }
 
+/// The running containers dockhook may update: those whose image
+/// reference parses, pins no digest, and that no rule excludes.
+pub fn watched<'a>(containers: &'a [ContainerInfo], rules: &TargetRules) -> Vec<&'a ContainerInfo> {
+    containers
+        .iter()
+        .filter(|c| {
+            ImageRef::parse(&c.image).is_ok_and(|image| exclusion(c, &image, rules).is_none())
+        })
+        .collect()
+}
+
 fn exclusion(
     container: &ContainerInfo,
     configured: &ImageRef,

@@ -8,6 +8,7 @@
 mod cleanup;
 mod cutover;
 mod gate;
+pub mod mode;
 pub mod plan;
 pub mod policy;
 pub mod queue;
@@ -21,6 +22,7 @@ pub mod fake;
 #[cfg(test)]
 mod tests;
 
+pub use mode::Mode;
 pub use policy::{Strategy, StrategySetting};
 pub use queue::{Queue, Request};
 pub use update::{Job, Outcome, Settings, Updater};

@@ -213,6 +213,7 @@ impl<E: Engine> Queue<E> {
             pusher: request.pusher.map(str::to_string),
             digest: request.digest.map(str::to_string),
             reason: Some(request.reason.to_string()),
+            ..NewDeployment::default()
         };
         self.store.call(move |store| store.create(&new)).await
     }

@@ -68,6 +68,7 @@ impl Rig {
                 pusher: None,
                 digest: self.digest.clone(),
                 reason: None,
+                ..NewDeployment::default()
             })
             .unwrap();
         let job = Job {
@@ -447,6 +448,7 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
             pusher: None,
             digest: None,
             reason: None,
+            ..NewDeployment::default()
         })
         .unwrap();
     let job = Job {
@@ -662,6 +664,7 @@ async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
             pusher: None,
             digest: None,
             reason: None,
+            ..NewDeployment::default()
         })
         .unwrap();
     let facts = crate::store::Facts {

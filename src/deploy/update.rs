@@ -140,6 +140,14 @@ pub struct Settings {
     pub abort_at: Option<State>,
     /// Directory of the Docker client configuration holding registry logins.
     pub docker_config: Option<std::path::PathBuf>,
+    /// What a new image does to a container without a `dockhook.mode` label.
+    pub mode: super::Mode,
+    /// How long a digest must be the newest before it is deployed, for a
+    /// container without a `dockhook.delay` label.
+    pub delay: Duration,
+    /// Images of earlier successful deployments kept per container, for
+    /// rollbacks.
+    pub keep_images: u32,
 }
 
 impl Default for Settings {
@@ -152,6 +160,9 @@ impl Default for Settings {
             #[cfg(feature = "fault-injection")]
             abort_at: None,
             docker_config: None,
+            mode: super::Mode::Auto,
+            delay: Duration::ZERO,
+            keep_images: 1,
         }
     }
 }
@@ -553,7 +564,10 @@ fn takes(old: &ContainerInspectResponse, configured: &str, pushed: &ImageRef) ->
 
 /// The digests the registry served `image` under, as Docker recorded them
 /// (`host/repo@sha256:…`).
-fn digests_of<'a>(pulled: &'a ImageInspect, image: &'a ImageRef) -> impl Iterator<Item = &'a str> {
+pub fn digests_of<'a>(
+    pulled: &'a ImageInspect,
+    image: &'a ImageRef,
+) -> impl Iterator<Item = &'a str> {
     pulled
         .repo_digests
         .iter()

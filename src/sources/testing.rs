@@ -98,14 +98,26 @@ pub async fn serve_on(
         store.clone(),
         crate::deploy::Settings::default(),
     ));
+    let inventory = Arc::new(Inventory::new(engine.clone()));
+    let queue = Queue::new(updater, store.clone());
+    let rules = crate::targets::TargetRules::default();
     let state = Arc::new(AppState {
         token: crate::settings::Secret::for_tests(PATH_TOKEN),
         sources,
-        rules: crate::targets::TargetRules::default(),
+        rules: rules.clone(),
         max_body: 1024 * 1024,
-        inventory: Arc::new(Inventory::new(engine.clone())),
+        control: crate::control::Control {
+            engine: engine.clone(),
+            inventory: inventory.clone(),
+            store: store.clone(),
+            queue: queue.clone(),
+            rules,
+            default_mode: crate::deploy::Mode::Auto,
+            default_delay: std::time::Duration::ZERO,
+        },
+        inventory,
         engine,
-        queue: Queue::new(updater, store.clone()),
+        queue,
         store,
         deliveries: Default::default(),
     });
