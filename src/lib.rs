@@ -29,6 +29,8 @@
 //!   leaf, so no module needs to import [`config`].
 //! - [`credentials`]: registry logins from a Docker `config.json`.
 //! - [`image_ref`]: parsing and normalising image references. Pure.
+//! - [`events`]: the live stream of deployment changes (Server-Sent
+//!   Events) for the API and the status page.
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
 //! - [`sources`]: one module per webhook format; parse and gate, no Docker.
 //! - [`server`]: the axum router, limits and JSON errors.
@@ -64,6 +66,7 @@ pub mod credentials;
 pub mod deploy;
 pub mod engine;
 pub mod event;
+pub mod events;
 pub mod image_ref;
 pub mod inventory;
 pub mod logging;

@@ -17,6 +17,10 @@
 //! | `GET /healthz`               | none                  |
 //! | `GET /api/deployments`       | `Authorization: Bearer` |
 //! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
+//! | `POST /api/deployments/{id}/approve`, `/reject` | `Authorization: Bearer` |
+//! | `GET /api/targets`           | `Authorization: Bearer` |
+//! | `POST /api/targets/{name}/update`, `/rollback` | `Authorization: Bearer` |
+//! | `GET /api/events` (Server-Sent Events) | `Authorization: Bearer` |
 //!
 //! A delivery ID (a sender's ID for one delivery, retried under the same ID)
 //! counts as seen only once the delivery was handled: its deployments
@@ -37,6 +41,7 @@ use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::control::{Actor, ControlError};
 use crate::deploy::{Queue, Request as DeployRequest};
 use crate::engine::Engine;
 use crate::event::ImageEvent;
@@ -128,6 +133,12 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
         .route("/healthz", get(healthz::<E>))
         .route("/api/deployments", get(list_deployments::<E>))
         .route("/api/deployments/{id}", get(get_deployment::<E>))
+        .route("/api/deployments/{id}/approve", post(approve::<E>))
+        .route("/api/deployments/{id}/reject", post(reject::<E>))
+        .route("/api/targets", get(list_targets::<E>))
+        .route("/api/targets/{name}/update", post(update_target::<E>))
+        .route("/api/targets/{name}/rollback", post(rollback_target::<E>))
+        .route("/api/events", get(events::<E>))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -510,6 +521,8 @@ fn unhealthy(error: String) -> Response {
 #[derive(Deserialize)]
 struct ListQuery {
     limit: Option<u32>,
+    /// Only this container's deployments.
+    target: Option<String>,
 }
 
 async fn list_deployments<E: Engine>(
@@ -526,7 +539,11 @@ async fn list_deployments<E: Engine>(
             "limit must be between 1 and 1000",
         ));
     }
-    let deployments = state.store.call(move |store| store.list(limit)).await?;
+    let target = query.target;
+    let deployments = state
+        .store
+        .call(move |store| store.list_of(target.as_deref(), limit))
+        .await?;
     Ok(Json(json!({ "deployments": deployments })).into_response())
 }
 
@@ -536,12 +553,13 @@ async fn get_deployment<E: Engine>(
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
     require_bearer(&state.token, &headers)?;
-    let Path(id) =
-        id.map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "deployment id must be a number"))?;
+    let id = deployment_id(id)?;
     match state.store.call(move |store| store.get(id)).await? {
         Some((deployment, steps)) => {
+            let timings = crate::timing::Timings::of(&deployment, &steps);
             let mut body = serde_json::to_value(deployment).expect("deployments serialise");
             body["steps"] = serde_json::to_value(steps).expect("steps serialise");
+            body["timings"] = serde_json::to_value(timings).expect("timings serialise");
             Ok(Json(body).into_response())
         }
         None => Err(ApiError::new(
@@ -549,6 +567,120 @@ async fn get_deployment<E: Engine>(
             format!("no deployment {id}"),
         )),
     }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(error: ControlError) -> Self {
+        match error {
+            ControlError::NotFound(m) => Self::new(StatusCode::NOT_FOUND, m),
+            ControlError::Conflict(m) => Self::new(StatusCode::CONFLICT, m),
+            ControlError::Invalid(m) => Self::new(StatusCode::BAD_REQUEST, m),
+            ControlError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            ControlError::Store(e) => e.into(),
+        }
+    }
+}
+
+async fn list_targets<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    let targets = state.control.targets().await?;
+    Ok(Json(json!({ "targets": targets })).into_response())
+}
+
+/// The body of `POST /api/targets/{name}/update`; may be empty.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    #[serde(default)]
+    force: bool,
+}
+
+/// The body of `POST /api/targets/{name}/rollback`; may be empty.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    to: Option<i64>,
+}
+
+/// An optional small JSON body: empty is the default, anything else must
+/// parse.
+async fn small_json<T: serde::de::DeserializeOwned + Default>(
+    request: Request,
+) -> Result<T, ApiError> {
+    let body = read_body(request, 4096).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+fn accepted(deployment: i64) -> Response {
+    let body = json!({ "status": "accepted", "deployment": deployment });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+async fn update_target<E: Engine>(
+    State(state): Shared<E>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, request.headers())?;
+    let body: UpdateBody = small_json(request).await?;
+    let id = state.control.update(&name, body.force, Actor::Api).await?;
+    Ok(accepted(id))
+}
+
+async fn rollback_target<E: Engine>(
+    State(state): Shared<E>,
+    Path(name): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, request.headers())?;
+    let body: RollbackBody = small_json(request).await?;
+    let id = state.control.rollback(&name, body.to, Actor::Api).await?;
+    Ok(accepted(id))
+}
+
+fn deployment_id(
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<i64, ApiError> {
+    id.map(|Path(id)| id)
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "deployment id must be a number"))
+}
+
+async fn approve<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    let deployment = state
+        .control
+        .approve(deployment_id(id)?, Actor::Api)
+        .await?;
+    Ok(Json(json!({ "status": "approved", "deployment": deployment })).into_response())
+}
+
+async fn reject<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    let deployment = state.control.reject(deployment_id(id)?, Actor::Api).await?;
+    Ok(Json(json!({ "status": "rejected", "deployment": deployment })).into_response())
+}
+
+async fn events<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_bearer(&state.token, &headers)?;
+    Ok(crate::events::sse(&state.store).into_response())
 }
 
 #[cfg(test)]

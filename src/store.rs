@@ -479,11 +479,17 @@ impl Store {
 
     /// The newest deployments first, at most `limit`.
     pub fn list(&self, limit: u32) -> Result<Vec<Deployment>, StoreError> {
+        self.list_of(None, limit)
+    }
+
+    /// [`Store::list`], of one target only when `target` is given.
+    pub fn list_of(&self, target: Option<&str>, limit: u32) -> Result<Vec<Deployment>, StoreError> {
         let rows = self.with(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM deployments ORDER BY id DESC LIMIT ?1"
+                "SELECT {COLUMNS} FROM deployments WHERE ?2 IS NULL OR target = ?2 \
+                 ORDER BY id DESC LIMIT ?1"
             ))?;
-            let rows = stmt.query_map([limit], RawDeployment::from_row)?;
+            let rows = stmt.query_map(params![limit, target], RawDeployment::from_row)?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         })?;
         rows.into_iter()
