@@ -46,6 +46,8 @@
 //!   undo, and crash recovery.
 //! - [`control`]: what a person sees and does (targets, update now,
 //!   rollback, approve, reject), shared by the API and the status page.
+//! - [`cli`]: the client commands (`dockhook status`, `update`, ...),
+//!   which talk to a running dockhook over its HTTP API only.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
@@ -60,6 +62,7 @@
 //! - [`logging`]: the log subscriber, which never shows a secret.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod credentials;
