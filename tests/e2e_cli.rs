@@ -7,8 +7,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::scenario::{api, assert_one_running, run_site, wait_deployment, Site, DEPLOY_TIMEOUT};
 use support::*;
@@ -37,13 +35,7 @@ impl Run {
 
 /// Runs `dockhook ARGS` with `env` and nothing of the developer's shell.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut command = Command::new(Dockhook::BINARY);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DOCKHOOK_") || key == "OWNER" {
-            command.env_remove(key);
-        }
-    }
-    let output = command
+    let output = Dockhook::command()
         .args(args)
         .envs(env.iter().copied())
         .output()
