@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::Value;
-use support::scenario::{api, assert_one_running, run_site, wait_deployment, Site, DEPLOY_TIMEOUT};
+use support::scenario::{api, assert_one_running, run_site, wait_deployment, wait_state, Site};
 use support::*;
 
 /// What one run of the client did.
@@ -64,10 +64,10 @@ fn cli(dockhook: &Dockhook, args: &[&str]) -> Run {
     run(&all, &[("DOCKHOOK_TOKEN", TOKEN)])
 }
 
-/// The deployment's ID in a line `... queued as deployment ID...`.
+/// The ID in the first line, `... queued as deployment ID...`.
 fn queued_id(run: &Run) -> i64 {
     let line = run.line("");
-    line.split("deployment ")
+    line.split("queued as deployment ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|id| id.parse().ok())
@@ -81,18 +81,6 @@ fn followed_states(run: &Run) -> Vec<String> {
         .filter(|line| line.as_bytes().get(2) == Some(&b':') && line.contains('+'))
         .filter_map(|line| line.split_whitespace().nth(2).map(str::to_string))
         .collect()
-}
-
-/// Waits until deployment `id` is in `state`.
-fn wait_state(dockhook: &Dockhook, id: i64, state: &str) {
-    let reached = wait_until(DEPLOY_TIMEOUT, || {
-        api(dockhook, &format!("/api/deployments/{id}")).1["state"] == state
-    });
-    assert!(
-        reached,
-        "deployment {id} never {state}:\n{}",
-        dockhook.log_text()
-    );
 }
 
 #[test]
@@ -374,18 +362,27 @@ fn rollback_wait_deploys_the_previous_image_again() {
     );
     assert_one_running(&name, &v2);
 
-    let history = cli(&dockhook, &["history", &name]);
-    let row = history.line(&format!("{id} "));
-    assert!(
-        row.contains(&format!("rollback to {}", first["id"])),
-        "{history:?}"
-    );
-
     // Forward again to the newest deployment's image, named by its ID.
     let to = second["id"].to_string();
     let forward = cli(&dockhook, &["rollback", &name, "--to", &to, "--wait"]);
     assert_eq!(forward.code, 0, "{forward:?}\n{}", dockhook.log_text());
+    let forward_id = queued_id(&forward);
     assert_one_running(&name, &v3);
+
+    let history = cli(&dockhook, &["history", &name]);
+    let kind = |id: i64| {
+        let row = history.line(&format!("{id} "));
+        row.split("  ")
+            .map(str::trim)
+            .find(|c| c.starts_with("rollback"))
+            .map(str::to_string)
+    };
+    assert_eq!(kind(id).as_deref(), Some("rollback"), "{history:?}");
+    assert_eq!(
+        kind(forward_id),
+        Some(format!("rollback to {to}")),
+        "{history:?}"
+    );
 }
 
 #[test]
