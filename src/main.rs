@@ -113,7 +113,7 @@ Client commands (status, history, show, update, rollback, approve, reject) exit 
   0  done; with --wait, the deployment succeeded
   1  dockhook refused the request, or the deployment ended otherwise (failed, rolled back, rejected)
   2  the request could not be made: usage, no token, dockhook unreachable, token refused
-  3  with --wait, the deployment was skipped: nothing needed deploying";
+  3  with --wait, the deployment was skipped: nothing was deployed (already up to date, superseded, quarantined)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

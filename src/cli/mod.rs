@@ -22,9 +22,9 @@
 //! roll back to, not awaiting approval, Docker down) or the deployment
 //! ended otherwise (failed, rolled back, rejected); 2 the request could
 //! not be made (usage, no token, dockhook unreachable, token refused); 3
-//! the deployment was skipped: nothing needed deploying (the container
-//! already ran that image, or a newer push superseded it); its reason is
-//! printed.
+//! the deployment was skipped and nothing was deployed (the container
+//! already ran that image, a newer push superseded it, or the image is in
+//! quarantine); its reason is printed.
 
 pub mod client;
 mod render;
@@ -47,7 +47,7 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_NOT_DONE: u8 = 1;
 /// The request could not be made: usage, token, connection.
 pub const EXIT_ERROR: u8 = 2;
-/// With `--wait`: the deployment was skipped, nothing needed deploying.
+/// With `--wait`: the deployment was skipped; nothing was deployed.
 pub const EXIT_SKIPPED: u8 = 3;
 
 /// While following, a read of the deployment at least this often, events
