@@ -429,7 +429,10 @@ fn approve_deploys_and_reject_leaves_the_container_untouched() {
     // Deciding twice is refused: exit 1 and dockhook's reason.
     let again = cli(&dockhook, &["approve", &rejected.to_string()]);
     assert_eq!(again.code, 1, "{again:?}");
-    assert!(!again.stderr.trim().is_empty(), "{again:?}");
+    assert_eq!(
+        again.stderr.trim(),
+        format!("dockhook: deployment {rejected} is rejected, not awaiting approval")
+    );
 
     let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
     let (status, answer) = site.hook(&dockhook, "latest");

@@ -112,10 +112,6 @@ impl Client {
         Ok(Self { base, token, http })
     }
 
-    pub fn base(&self) -> &str {
-        &self.base
-    }
-
     pub async fn targets(&self) -> Result<Answer<Targets>, CliError> {
         self.call(reqwest::Method::GET, "/api/targets", None).await
     }

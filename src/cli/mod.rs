@@ -61,7 +61,7 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
 /// How to reach dockhook, and how to print; options of every client
 /// command.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct Connection {
     /// dockhook's URL [default: http://127.0.0.1:PORT, PORT from the listen setting]
     #[arg(long, value_name = "URL")]

@@ -50,6 +50,8 @@ where
     }
 
     /// The next event; `None` once the stream ended, `Some(Err)` if it broke.
+    /// Cancel-safe (a follower waits on it under a timeout): what was read
+    /// is kept in the buffer, and nothing else awaits.
     pub async fn next(&mut self) -> Option<Result<SseEvent, E>> {
         loop {
             while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
