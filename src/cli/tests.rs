@@ -427,12 +427,21 @@ async fn a_dropped_stream_and_a_lagged_one_lose_no_step() {
 }
 
 #[tokio::test]
-async fn reject_says_the_container_was_not_touched() {
+async fn approve_and_reject_say_what_becomes_of_the_container() {
     let (base, stub) = serve(None).await;
     stub.set(4, "rejected", &[QUEUED]);
     let (code, text) = run_request(&base, Request::Reject { id: 4 }, false).await;
     assert_eq!(code.unwrap(), EXIT_OK);
     assert_eq!(text, "deployment 4 rejected: site was not touched\n");
+
+    let (code, text) = run_request(&base, Request::Approve { id: 4, wait: false }, false).await;
+    assert_eq!(code.unwrap(), EXIT_OK);
+    assert!(
+        text.starts_with(
+            "deployment 4 approved: site is being updated to docker.io/acme/site:latest"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
