@@ -44,6 +44,9 @@ pub enum CliError {
     Refused { status: u16, message: String },
     #[error("dockhook at {url} gave an answer this client does not understand: {reason}")]
     Protocol { url: String, reason: String },
+    /// Whoever read the output stopped reading (`dockhook history | head`).
+    #[error("the output was closed")]
+    OutputClosed,
 }
 
 /// What an answer is: its text as received, and what it parses to.

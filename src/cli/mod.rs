@@ -109,6 +109,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Refused { .. } => EXIT_NOT_DONE,
+            CliError::OutputClosed => 0,
             _ => EXIT_ERROR,
         }
     }
@@ -126,7 +127,10 @@ pub async fn run(config: Option<&Path>, connection: &Connection, request: Reques
         Err(error) => Err(error),
     };
     outcome.unwrap_or_else(|error| {
-        eprintln!("dockhook: {error}");
+        // A reader that stopped reading wanted no more: like `head`, quietly.
+        if !matches!(error, CliError::OutputClosed) {
+            eprintln!("dockhook: {error}");
+        }
         error.exit_code()
     })
 }
@@ -272,7 +276,10 @@ fn pick<T>(json: bool, answer: &Answer<T>, people: impl FnOnce() -> String) -> S
 fn say(out: &mut dyn Write, line: &str) -> Result<(), CliError> {
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
-        .map_err(|e| CliError::Usage(format!("cannot write the output: {e}")))
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => CliError::OutputClosed,
+            _ => CliError::Usage(format!("cannot write the output: {e}")),
+        })
 }
 
 /// What an update or rollback prints once accepted, and the following.

@@ -568,3 +568,20 @@ fn the_token_is_the_configured_one_else_the_generated_one() {
     let error = read_token(&empty).unwrap_err();
     assert!(error.to_string().contains("is empty"), "{error}");
 }
+
+#[test]
+fn a_closed_output_ends_quietly() {
+    /// A pipe whose reader went away (`dockhook history | head`).
+    struct Closed;
+    impl std::io::Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let error = say(&mut Closed, "a row").unwrap_err();
+    assert!(matches!(error, CliError::OutputClosed), "{error}");
+    assert_eq!(error.exit_code(), 0);
+}
