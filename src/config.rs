@@ -40,6 +40,7 @@ use crate::deploy::{
     policy::{HEALTH_TIMEOUT_LABEL, STRATEGY_LABEL},
 };
 use crate::image_ref::ImageRef;
+use crate::notify;
 use crate::retention::Settings as RetentionSettings;
 use crate::settings::{parse_age, parse_duration, parse_size, show_age, Secret};
 use crate::sources;
@@ -66,6 +67,8 @@ pub struct Config {
     pub log: String,
     /// How long shutdown waits for the deployment under way.
     pub shutdown_timeout: Duration,
+    /// The notification service URLs.
+    pub notify: notify::Settings,
 }
 
 /// One setting, everything about it in one place.
@@ -406,6 +409,19 @@ pub static SETTINGS: &[Setting] = &[
         secret: false,
         apply: |c, text| set(&mut c.shutdown_timeout, parse_duration(text)),
         show: |c| seconds(c.shutdown_timeout),
+    },
+    Setting {
+        key: "notify",
+        env: &["DOCKHOOK_NOTIFY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (no notifications)"),
+        help: "space-separated notification service URLs in shoutrrr's formats (`slack://…`, \
+               `discord://…`, `smtp://…`, `generic+https://…`; see [Notifications](#notifications)); \
+               `?events=failed,rolled_back` picks what a URL hears about",
+        secret: true,
+        apply: |c, text| set(&mut c.notify, notify::Settings::parse(text)),
+        show: |c| c.notify.shown(),
     },
     Setting {
         key: "data_dir",
@@ -750,6 +766,7 @@ impl Config {
             log: String::new(),
             shutdown_timeout: Duration::ZERO,
             retention: RetentionSettings::default(),
+            notify: notify::Settings::default(),
         }
     }
 
