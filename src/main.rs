@@ -86,7 +86,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let http = dockhook::notify::Http::new();
             let results =
                 runtime()?.block_on(dockhook::notify::outbox::test_all(&config.notify, &http));
-            let failed = results.iter().filter(|(_, outcome)| outcome.is_err()).count();
+            let failed = results
+                .iter()
+                .filter(|(_, outcome)| outcome.is_err())
+                .count();
             for (url, outcome) in &results {
                 match outcome {
                     Ok(()) => println!("sent    {url}"),

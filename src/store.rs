@@ -832,7 +832,13 @@ impl Store {
                 let states = match &story {
                     Some(RawStory(RawDeployment(d, _), _)) => siblings
                         .query_map(
-                            params![d.source, d.image, d.digest, d.created_at, push_window.as_secs_f64()],
+                            params![
+                                d.source,
+                                d.image,
+                                d.digest,
+                                d.created_at,
+                                push_window.as_secs_f64()
+                            ],
                             |r| r.get::<_, String>(0),
                         )?
                         .collect::<rusqlite::Result<Vec<_>>>()?,
@@ -865,7 +871,12 @@ impl Store {
     /// Turns the events `events` into one message with `body`, due now at
     /// each of `urls` (keys), in one transaction: the events are gone once
     /// the message and its deliveries exist. Returns the message's id.
-    pub fn queue_message(&self, events: &[i64], body: &str, urls: &[String]) -> Result<i64, StoreError> {
+    pub fn queue_message(
+        &self,
+        events: &[i64],
+        body: &str,
+        urls: &[String],
+    ) -> Result<i64, StoreError> {
         self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
             tx.execute(

@@ -115,7 +115,7 @@ fn parse(url: &Url) -> Result<Parsed, String> {
 fn header_name(name: &str) -> String {
     let mut out = String::new();
     for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
+        if c.is_ascii_uppercase() && i > 0 && !out.ends_with('-') {
             out.push('-');
         }
         if i == 0 || out.ends_with('-') {

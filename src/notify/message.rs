@@ -262,7 +262,12 @@ impl Item {
                 .as_deref()
                 .or(deployment.digest.as_deref())
                 .map(short),
-            source: Some(deployment.kind.clone().unwrap_or_else(|| deployment.source.clone())),
+            source: Some(
+                deployment
+                    .kind
+                    .clone()
+                    .unwrap_or_else(|| deployment.source.clone()),
+            ),
             pusher: deployment.pusher.clone(),
             to_serving_s: (!failed).then(|| seconds(timings.to_serving)).flatten(),
             downtime_s: seconds(timings.downtime),
@@ -344,7 +349,10 @@ fn split_error(error: Option<&str>) -> (Option<String>, Option<String>) {
             // Undo may append "; rolling back failed too: …" after the logs.
             let lines: Vec<&str> = rest.trim_end().lines().collect();
             let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
-            (Some(reason.trim().to_string()), (!tail.is_empty()).then_some(tail))
+            (
+                Some(reason.trim().to_string()),
+                (!tail.is_empty()).then_some(tail),
+            )
         }
         None => (Some(error.trim().to_string()), None),
     }
@@ -498,7 +506,12 @@ fn item(notice: &PendingNotice) -> Option<Item> {
     match &notice.deployment {
         Some((deployment, steps)) => {
             let kind = Kind::of_state(State::parse(&notice.kind)?)?;
-            Some(Item::of_deployment(kind, &notice.created_at, deployment, steps))
+            Some(Item::of_deployment(
+                kind,
+                &notice.created_at,
+                deployment,
+                steps,
+            ))
         }
         None => {
             let kind = Kind::parse(&notice.kind)?;

@@ -48,8 +48,8 @@ macro_rules! register {
 }
 
 register!(
-    slack, discord, teams, mattermost, googlechat, telegram, matrix, ntfy, gotify, pushover,
-    smtp, generic,
+    slack, discord, teams, mattermost, googlechat, telegram, matrix, ntfy, gotify, pushover, smtp,
+    generic,
 );
 
 /// One notification service, as the registry lists it.
@@ -74,8 +74,11 @@ pub struct Parsed {
 /// Sends messages to one service URL.
 pub trait Service: Send + Sync {
     /// Sends `message`; an error says what went wrong without a secret.
-    fn send<'a>(&'a self, http: &'a Http, message: &'a Message)
-        -> BoxFuture<'a, Result<(), String>>;
+    fn send<'a>(
+        &'a self,
+        http: &'a Http,
+        message: &'a Message,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// One configured service URL.
@@ -184,8 +187,7 @@ fn endpoint(n: usize, text: &str) -> Result<Endpoint, String> {
         .find(|s| s.schemes.contains(&scheme.as_str()))
         .ok_or_else(|| format!("URL {n}: unknown service `{scheme}`; known: {}", known()))?;
     let what = format!("URL {n} ({scheme}://…)");
-    let mut url =
-        Url::parse(text).map_err(|e| format!("{what} is not a valid URL: {e}"))?;
+    let mut url = Url::parse(text).map_err(|e| format!("{what} is not a valid URL: {e}"))?;
     let mut events = None;
     let kept: Vec<(String, String)> = url
         .query_pairs()
@@ -205,7 +207,9 @@ fn endpoint(n: usize, text: &str) -> Result<Endpoint, String> {
             url.query_pairs_mut().clear().extend_pairs(&kept);
         }
     }
-    let events = events.map(|list| Kind::parse_list(&list)).transpose()
+    let events = events
+        .map(|list| Kind::parse_list(&list))
+        .transpose()
         .map_err(|e| format!("{what}: {e}"))?;
     let parsed = (kind.parse)(&url).map_err(|e| format!("{what}: {e}"))?;
     let secrets: Vec<String> = parsed
@@ -230,8 +234,7 @@ pub(crate) fn mask(text: &str, secrets: &[String]) -> String {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut masked = text.to_string();
     for secret in secrets {
-        let encoded: String =
-            url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         for form in [secret.as_str(), encoded.as_str()] {
             if !form.is_empty() {
                 masked = masked.replace(form, "***");

@@ -123,7 +123,12 @@ impl Outbox {
                 continue; // dropped at the next start
             };
             let slot = (due.message_id, due.url.clone());
-            if !self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(slot.clone()) {
+            if !self
+                .in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(slot.clone())
+            {
                 continue;
             }
             let delivery = Delivery {
@@ -135,7 +140,10 @@ impl Outbox {
             let in_flight = self.in_flight.clone();
             tokio::spawn(async move {
                 delivery.attempt().await;
-                in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&slot);
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&slot);
             });
         }
         Ok(())
@@ -164,7 +172,9 @@ impl Delivery {
                 }
                 None => Ok(()),
             },
-            Err(e) => Err(format!("the outbox holds a message this build cannot read: {e}")),
+            Err(e) => Err(format!(
+                "the outbox holds a message this build cannot read: {e}"
+            )),
         };
         let service = self.endpoint.service;
         let url = self.endpoint.masked.clone();
@@ -174,7 +184,9 @@ impl Delivery {
             Ok(()) => {
                 crate::metrics::notification(service, "sent");
                 tracing::info!(message = message_id, %url, attempts, "notification delivered");
-                self.store.call(move |s| s.delivery_sent(message_id, &key)).await
+                self.store
+                    .call(move |s| s.delivery_sent(message_id, &key))
+                    .await
             }
             Err(error) => {
                 let age = timing::parse(&self.due.created_at)
@@ -210,10 +222,13 @@ impl Delivery {
 /// Sends `message` to `endpoint` within [`SEND_TIMEOUT`]; an error never
 /// shows the URL's secrets, even if a service echoed one.
 pub async fn send(http: &Http, endpoint: &Endpoint, message: &Message) -> Result<(), String> {
-    tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), endpoint.send(http, message))
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {SEND_TIMEOUT:?}")))
-        .map_err(|error| mask(&error, &endpoint.secrets))
+    tokio::time::timeout(
+        SEND_TIMEOUT + Duration::from_secs(5),
+        endpoint.send(http, message),
+    )
+    .await
+    .unwrap_or_else(|_| Err(format!("no answer within {SEND_TIMEOUT:?}")))
+    .map_err(|error| mask(&error, &endpoint.secrets))
 }
 
 /// `dockhook notify-test`: sends a test message to every URL at once and
