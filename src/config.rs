@@ -1296,7 +1296,11 @@ mod tests {
 
     #[test]
     fn every_secret_is_masked_in_check_config_and_errors() {
-        let secrets: Vec<_> = SETTINGS.iter().filter(|s| s.secret).collect();
+        // Notification URLs are masked their own way (below).
+        let secrets: Vec<_> = SETTINGS
+            .iter()
+            .filter(|s| s.secret && s.key != "notify")
+            .collect();
         assert_eq!(secrets.len(), 5, "token and the four source secrets");
         for setting in secrets {
             let name = setting.env[0];
@@ -1308,6 +1312,31 @@ mod tests {
             let err = load(None, &[("OWNER", "a"), (name, &long)]).unwrap_err();
             assert!(!err.to_string().contains("PLUGH"), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn notification_urls_are_masked_in_check_config_and_errors() {
+        let urls = "discord://PLUGHPLUGHPLUGH@123456 \
+                    generic+https://hooks.example.com/x?secret=XYZZYXYZZY&events=failed";
+        let config = load(None, &[("OWNER", "a"), ("DOCKHOOK_NOTIFY", urls)]).unwrap();
+        assert_eq!(config.notify.endpoints.len(), 2);
+        let shown = format!("{config:?} {:?}", config.entries());
+        assert!(
+            !shown.contains("PLUGH") && !shown.contains("XYZZY"),
+            "{shown}"
+        );
+        assert!(shown.contains("discord://***@123456"), "{shown}");
+        assert!(shown.contains("secret=***&events=failed"), "{shown}");
+        let bad = "discord://PLUGHPLUGHPLUGH@";
+        let err = load(None, &[("OWNER", "a"), ("DOCKHOOK_NOTIFY", bad)]).unwrap_err();
+        let err = err.to_string();
+        assert!(!err.contains("PLUGH"), "{err}");
+        assert!(
+            err.starts_with("DOCKHOOK_NOTIFY = ") && err.contains("URL 1"),
+            "{err}"
+        );
+        let config = load(None, &[("OWNER", "a")]).unwrap();
+        assert!(config.notify.endpoints.is_empty());
     }
 
     #[test]
