@@ -106,12 +106,24 @@ impl Kind {
             Kind::Succeeded => "updated",
             Kind::RolledBack => "rolled back",
             Kind::Failed => "update failed",
-            Kind::RollbackFailed => "update failed, and so did the rollback: it needs a person",
+            Kind::RollbackFailed => "update and rollback failed (needs a person)",
             Kind::AwaitingApproval => "waits for approval",
             Kind::Available => "new image available (monitor mode)",
             Kind::DockerUnreachable => "Docker is unreachable",
             Kind::DockerReachable => "Docker answers again",
             Kind::Test => "test message",
+        }
+    }
+
+    /// How a message about one event of this kind is titled.
+    fn headline(self, container: Option<&str>) -> String {
+        let Some(c) = container else {
+            return self.verb().to_string();
+        };
+        match self {
+            Kind::Succeeded | Kind::RolledBack => format!("{c} {}", self.verb()),
+            Kind::Available => format!("{c}: new image available"),
+            _ => format!("{c}: {}", self.verb()),
         }
     }
 
@@ -395,10 +407,7 @@ impl Notice {
     pub fn title(&self) -> String {
         let headline = match self.items.as_slice() {
             [] => "nothing".to_string(),
-            [item] => match &item.container {
-                Some(container) => format!("{container} {}", item.event.verb()),
-                None => item.event.verb().to_string(),
-            },
+            [item] => item.event.headline(item.container.as_deref()),
             items => {
                 let mut counts: Vec<(Kind, usize)> = Vec::new();
                 for item in items {

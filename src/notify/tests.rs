@@ -1255,3 +1255,169 @@ async fn smtp_sends_through_a_real_server_with_and_without_auth() {
 async fn send_to_real(url: &str, message: &Message) -> Result<(), String> {
     outbox::send(&Http::new(), &endpoint(url), message).await
 }
+
+// ---- One rendered message per event kind ----
+
+fn item(event: Kind, container: &str) -> Item {
+    Item {
+        event,
+        at: "2026-11-29T07:00:00.000Z".into(),
+        deployment: Some(41),
+        container: Some(container.into()),
+        image: Some("registry.example.com/alice/site:latest".into()),
+        old_digest: Some("1a2b3c4d5e6f".into()),
+        new_digest: Some("9f8e7d6c5b4a".into()),
+        source: Some("dockerhub".into()),
+        pusher: Some("alice".into()),
+        to_serving_s: None,
+        downtime_s: None,
+        reason: None,
+        log_lines: None,
+    }
+}
+
+/// One message of each kind, as the chat services and e-mail show them
+/// (title, blank line, text).
+fn examples() -> Vec<(&'static str, Notice)> {
+    let succeeded = Item {
+        to_serving_s: Some(6.4),
+        downtime_s: Some(0.0),
+        ..item(Kind::Succeeded, "site")
+    };
+    let rolled_back = Item {
+        downtime_s: Some(2.1),
+        reason: Some("the new container exited with code 1".into()),
+        log_lines: Some("listening on :8080\npanic: DATABASE_URL is not set".into()),
+        ..item(Kind::RolledBack, "site")
+    };
+    let failed = Item {
+        old_digest: Some("1a2b3c4d5e6f".into()),
+        new_digest: None,
+        downtime_s: Some(0.0),
+        reason: Some(
+            "pulling registry.example.com/alice/site:latest failed: manifest unknown".into(),
+        ),
+        ..item(Kind::Failed, "site")
+    };
+    let rollback_failed = Item {
+        downtime_s: Some(31.0),
+        reason: Some("the new container is unhealthy; rolling back failed too: the old container did not start".into()),
+        ..item(Kind::RollbackFailed, "site")
+    };
+    let waiting = Item {
+        old_digest: Some("1a2b3c4d5e6f".into()),
+        ..item(Kind::AwaitingApproval, "site")
+    };
+    let available = item(Kind::Available, "site");
+    let at = "2026-11-29T07:00:00.000Z";
+    let grouped = vec![
+        Item {
+            to_serving_s: Some(5.9),
+            downtime_s: Some(0.0),
+            ..item(Kind::Succeeded, "web-1")
+        },
+        Item {
+            to_serving_s: Some(7.2),
+            downtime_s: Some(1.4),
+            ..item(Kind::Succeeded, "web-2")
+        },
+        Item {
+            downtime_s: Some(0.0),
+            reason: Some(
+                "the new container is unhealthy (last check exited 1: curl: (7) Failed to connect)"
+                    .into(),
+            ),
+            ..item(Kind::RolledBack, "web-3")
+        },
+    ];
+    vec![
+        (
+            "succeeded",
+            Notice {
+                items: vec![succeeded],
+            },
+        ),
+        (
+            "rolled_back",
+            Notice {
+                items: vec![rolled_back],
+            },
+        ),
+        (
+            "failed",
+            Notice {
+                items: vec![failed],
+            },
+        ),
+        (
+            "rollback_failed",
+            Notice {
+                items: vec![rollback_failed],
+            },
+        ),
+        (
+            "awaiting_approval",
+            Notice {
+                items: vec![waiting],
+            },
+        ),
+        (
+            "available",
+            Notice {
+                items: vec![available],
+            },
+        ),
+        (
+            "docker_unreachable",
+            Notice {
+                items: vec![Item::docker(
+                    Kind::DockerUnreachable,
+                    at,
+                    Some("for 30 s: error trying to connect: No such file or directory"),
+                )],
+            },
+        ),
+        (
+            "docker_reachable",
+            Notice {
+                items: vec![Item::docker(
+                    Kind::DockerReachable,
+                    at,
+                    Some("after about 95 s out"),
+                )],
+            },
+        ),
+        ("one push to three containers", Notice { items: grouped }),
+        ("notify-test", Notice::test()),
+    ]
+}
+
+#[test]
+fn every_kind_renders_with_what_happened_to_which_container() {
+    let rendered: Vec<String> = examples()
+        .into_iter()
+        .map(|(name, notice)| {
+            let message = Message { id: 1, notice };
+            format!("### {name}\n{}\n", message.plain())
+        })
+        .collect();
+    let text = rendered.join("\n");
+    // `cargo test --lib every_kind_renders -- --nocapture` shows them.
+    println!("{text}");
+    for (needle, why) in [
+        ("dockhook: site updated\n\nregistry.example.com/alice/site:latest, from dockerhub (pushed by alice)\n- site: updated, 1a2b3c4d5e6f → 9f8e7d6c5b4a; serving after 6.4 s, downtime 0.0 s", "succeeded"),
+        ("  last log lines:\n    listening on :8080\n    panic: DATABASE_URL is not set", "the logs of a rollback"),
+        ("- site: update failed, 1a2b3c4d5e6f → ?; downtime 0.0 s\n  reason: pulling", "a failure's reason"),
+        ("dockhook: site: update and rollback failed (needs a person)", "rollback failed"),
+        ("dockhook: site: waits for approval", "awaiting approval"),
+        ("dockhook: site: new image available\n", "available"),
+        ("- site: new image available (monitor mode), 1a2b3c4d5e6f → 9f8e7d6c5b4a", "available"),
+        ("dockhook: Docker is unreachable\n\n- Docker is unreachable: for 30 s: error", "Docker down"),
+        ("dockhook: Docker answers again\n\n- Docker answers again: after about 95 s out", "Docker back"),
+        ("dockhook: registry.example.com/alice/site:latest on 3 containers: 2 updated, 1 rolled back", "a grouped push"),
+        ("- web-3: rolled back, 1a2b3c4d5e6f → 9f8e7d6c5b4a; downtime 0.0 s\n  reason: the new container is unhealthy", "the grouped rollback"),
+        ("dockhook: test message\n\n- test message: dockhook can reach this service URL", "the test"),
+    ] {
+        assert!(text.contains(needle), "{why}: {needle:?} not in\n{text}");
+    }
+}
