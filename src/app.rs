@@ -144,8 +144,11 @@ pub async fn serve(
         config.retention,
         stop_background.clone(),
     ));
+    // Stopped after the queue drained, so the deployments finishing then
+    // are sent too, if their messages are ready by then.
+    let stop_notifier = CancellationToken::new();
     let notifier = tokio::spawn(
-        Outbox::new(store.clone(), &config.notify, Http::new()).run(stop_background.clone()),
+        Outbox::new(store.clone(), &config.notify, Http::new()).run(stop_notifier.clone()),
     );
     let docker_watch = {
         let engine = engine.clone();
@@ -195,10 +198,14 @@ pub async fn serve(
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
     stop_background.cancel();
-    let _ = tokio::join!(watcher, sweeper, notifier, docker_watch);
+    let _ = tokio::join!(watcher, sweeper, docker_watch);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
-    if tokio::time::timeout(limit, queue.drain()).await.is_err() {
+    let drained = tokio::time::timeout(limit, queue.drain()).await;
+    // What is not delivered now is delivered at the next start.
+    stop_notifier.cancel();
+    let _ = notifier.await;
+    if drained.is_err() {
         // Every step is on record: the next start finishes or undoes what
         // is under way and runs what is still queued.
         tracing::warn!(

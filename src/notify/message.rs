@@ -262,6 +262,12 @@ impl Item {
             _ => (None, None),
         };
         let failed = matches!(kind, Kind::RolledBack | Kind::Failed | Kind::RollbackFailed);
+        // Nothing was deployed yet: no figures to tell.
+        let deployed = !matches!(kind, Kind::AwaitingApproval | Kind::Available);
+        let source = match &deployment.kind {
+            Some(kind) => format!("{} ({kind})", deployment.source),
+            None => deployment.source.clone(),
+        };
         Self {
             event: kind,
             at: at.to_string(),
@@ -274,15 +280,12 @@ impl Item {
                 .as_deref()
                 .or(deployment.digest.as_deref())
                 .map(short),
-            source: Some(
-                deployment
-                    .kind
-                    .clone()
-                    .unwrap_or_else(|| deployment.source.clone()),
-            ),
+            source: Some(source),
             pusher: deployment.pusher.clone(),
-            to_serving_s: (!failed).then(|| seconds(timings.to_serving)).flatten(),
-            downtime_s: seconds(timings.downtime),
+            to_serving_s: (deployed && !failed)
+                .then(|| seconds(timings.to_serving))
+                .flatten(),
+            downtime_s: deployed.then(|| seconds(timings.downtime)).flatten(),
             reason,
             log_lines,
         }

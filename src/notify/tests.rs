@@ -383,9 +383,39 @@ fn only_real_changes_into_notified_states_make_outbox_rows() {
     store
         .record_notice("docker_unreachable", Some("for 30 s: refused"))
         .unwrap();
+    let waiting = push(&store, "c");
+    store
+        .transition(waiting, State::AwaitingApproval, None)
+        .unwrap();
+    let monitored = push(&store, "d");
+    store.transition(monitored, State::Available, None).unwrap();
     let pending = store.pending_notices(Duration::from_secs(10)).unwrap();
     let kinds: Vec<_> = pending.iter().map(|p| p.kind.as_str()).collect();
-    assert_eq!(kinds, ["succeeded", "docker_unreachable"]);
+    assert_eq!(
+        kinds,
+        [
+            "succeeded",
+            "docker_unreachable",
+            "awaiting_approval",
+            "available"
+        ]
+    );
+    let ready = batches(&pending, crate::timing::now(), NOW_GROUPING);
+    let items: Vec<_> = ready.iter().flat_map(|b| b.notice.items.clone()).collect();
+    let waiting = items
+        .iter()
+        .find(|i| i.event == Kind::AwaitingApproval)
+        .unwrap();
+    assert_eq!(
+        (waiting.to_serving_s, waiting.downtime_s),
+        (None, None),
+        "nothing deployed yet"
+    );
+    assert_eq!(
+        waiting.new_digest.as_deref(),
+        Some("9f8e7d6c5b4a"),
+        "the pushed digest"
+    );
     assert_eq!(pending[0].deployment.as_ref().unwrap().0.id, ok);
     assert!(pending[0].push_settled);
     assert!(pending[1].deployment.is_none());
