@@ -108,6 +108,79 @@ fn a_pending_notification_survives_kill_9_and_is_delivered_once_after_restart() 
 }
 
 #[test]
+fn one_push_to_two_containers_is_one_message_with_the_failure_and_its_logs() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "notifygroup");
+    let good = run_site(&mut cleanup, &site, &format!("{}-good", site.name), &[]);
+    // The same image, but this one refuses to run v2, saying why.
+    let picky = cleanup.container(&format!("{}-picky", site.name));
+    cleanup.containers_with_prefix(&format!("{picky}-dockhook-"));
+    let script = "trap 'exit 0' TERM INT QUIT; \
+                  if [ \"$(cat /www/index.html)\" = v2 ]; then echo 'panic: v2 is broken'; exit 1; fi; \
+                  httpd -f -p 8080 -h /www & wait";
+    #[rustfmt::skip]
+    docker([
+        "run", "-d", "--name", &picky, "--label", "dockhook-test=1",
+        "--entrypoint", "sh", &site.image("latest"), "-c", script,
+    ]);
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+
+    let receiver = Receiver::on(free_port());
+    let url = format!(
+        "generic+http://127.0.0.1:{}/hook?secret={SECRET}",
+        receiver.port()
+    );
+    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_NOTIFY", &url)]);
+    let (status, answer) = site.hook(&dockhook, "latest");
+    assert_eq!(status, 202, "{answer}");
+    let ids = answer["deployments"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{answer}");
+    for id in ids {
+        support::scenario::wait_deployment(&dockhook, id.as_i64().unwrap());
+    }
+    let delivered = dockhook.wait_for_log("notification delivered", Duration::from_secs(30));
+    assert!(
+        delivered.is_some(),
+        "not delivered; log:\n{}",
+        dockhook.log_text()
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "one message for the push: {received:?}");
+    let body = received[0].json();
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{body}");
+    let of = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["container"] == name)
+            .unwrap_or_else(|| panic!("no event for {name}: {body}"))
+    };
+    let (updated, refused) = (of(&good), of(&picky));
+    assert_eq!(updated["event"], "succeeded", "{body}");
+    assert_eq!(refused["event"], "rolled_back", "{body}");
+    for event in [updated, refused] {
+        assert_eq!(event["old_digest"], short(&v1), "{body}");
+        assert_eq!(event["new_digest"], short(&v2), "{body}");
+    }
+    assert!(
+        refused["reason"].as_str().unwrap().contains("exited"),
+        "{body}"
+    );
+    assert_eq!(refused["log_lines"], "panic: v2 is broken", "{body}");
+    assert_eq!(
+        body["title"],
+        format!(
+            "dockhook: {} on 2 containers: 1 rolled back, 1 updated",
+            site.image("latest")
+        ),
+        "{body}"
+    );
+    let text = body["message"].as_str().unwrap();
+    assert!(text.contains("    panic: v2 is broken"), "{text}");
+}
+
+#[test]
 fn notify_test_reports_each_url_and_fails_when_one_does() {
     let receiver = Receiver::on(free_port());
     let dead = free_port();

@@ -361,13 +361,19 @@ fn split_error(error: Option<&str>) -> (Option<String>, Option<String>) {
     };
     match error.split_once(LOG_MARKER) {
         Some((reason, rest)) => {
-            // Undo may append "; rolling back failed too: …" after the logs.
-            let lines: Vec<&str> = rest.trim_end().lines().collect();
+            // Undo writes the logs, a newline, then how the undo went
+            // ("; site runs its previous container and image again").
+            let (logs, outcome) = match rest.rsplit_once("\n; ") {
+                Some((logs, outcome)) => (logs, Some(outcome.trim())),
+                None => (rest, None),
+            };
+            let reason = match outcome {
+                Some(outcome) => format!("{}; {outcome}", reason.trim()),
+                None => reason.trim().to_string(),
+            };
+            let lines: Vec<&str> = logs.trim_end().lines().collect();
             let tail = lines[lines.len().saturating_sub(LOG_LINES)..].join("\n");
-            (
-                Some(reason.trim().to_string()),
-                (!tail.is_empty()).then_some(tail),
-            )
+            (Some(reason), (!tail.is_empty()).then_some(tail))
         }
         None => (Some(error.trim().to_string()), None),
     }
@@ -419,6 +425,8 @@ impl Notice {
                         None => counts.push((item.event, 1)),
                     }
                 }
+                // The worst news first, whatever order the containers ran in.
+                counts.sort_by_key(|(kind, _)| std::cmp::Reverse(kind.level()));
                 let counts = counts
                     .iter()
                     .map(|(kind, n)| format!("{n} {}", kind.verb()))

@@ -434,7 +434,10 @@ fn one_push_to_many_containers_is_one_message_once_all_have_ended() {
         &store,
         ids[1],
         State::RolledBack,
-        Some("the new container exited with code 1; its last log lines:\nboom\n"),
+        Some(
+            "the new container exited with code 1; its last log lines:\nstarting\nboom\n\
+             ; web-2 runs its previous container and image again",
+        ),
     );
     let pending = store.pending_notices(NOW_GROUPING.push_window).unwrap();
     assert!(!pending[0].push_settled, "web-3 is still queued");
@@ -464,16 +467,19 @@ fn one_push_to_many_containers_is_one_message_once_all_have_ended() {
     assert_eq!(containers, ["web-1", "web-2", "web-3"]);
     assert_eq!(
         notice.title(),
-        "dockhook: docker.io/alice/site:latest on 3 containers: 2 updated, 1 rolled back"
+        "dockhook: docker.io/alice/site:latest on 3 containers: 1 rolled back, 2 updated"
     );
     let web2 = &notice.items[1];
     assert_eq!(web2.old_digest.as_deref(), Some("1a2b3c4d5e6f"));
     assert_eq!(web2.new_digest.as_deref(), Some("9f8e7d6c5b4a"));
     assert_eq!(
         web2.reason.as_deref(),
-        Some("the new container exited with code 1")
+        Some(
+            "the new container exited with code 1; \
+             web-2 runs its previous container and image again"
+        )
     );
-    assert_eq!(web2.log_lines.as_deref(), Some("boom"));
+    assert_eq!(web2.log_lines.as_deref(), Some("starting\nboom"));
     assert_eq!(web2.to_serving_s, None);
     assert!(web2.downtime_s.is_some());
     let web1 = &notice.items[0];
@@ -1316,7 +1322,11 @@ fn examples() -> Vec<(&'static str, Notice)> {
     };
     let rolled_back = Item {
         downtime_s: Some(2.1),
-        reason: Some("the new container exited with code 1".into()),
+        reason: Some(
+            "the new container exited with code 1; site runs its previous container and image \
+             again"
+                .into(),
+        ),
         log_lines: Some("listening on :8080\npanic: DATABASE_URL is not set".into()),
         ..item(Kind::RolledBack, "site")
     };
@@ -1444,7 +1454,7 @@ fn every_kind_renders_with_what_happened_to_which_container() {
         ("- site: new image available (monitor mode), 1a2b3c4d5e6f → 9f8e7d6c5b4a", "available"),
         ("dockhook: Docker is unreachable\n\n- Docker is unreachable: for 30 s: error", "Docker down"),
         ("dockhook: Docker answers again\n\n- Docker answers again: after about 95 s out", "Docker back"),
-        ("dockhook: registry.example.com/alice/site:latest on 3 containers: 2 updated, 1 rolled back", "a grouped push"),
+        ("dockhook: registry.example.com/alice/site:latest on 3 containers: 1 rolled back, 2 updated", "a grouped push"),
         ("- web-3: rolled back, 1a2b3c4d5e6f → 9f8e7d6c5b4a; downtime 0.0 s\n  reason: the new container is unhealthy", "the grouped rollback"),
         ("dockhook: test message\n\n- test message: dockhook can reach this service URL", "the test"),
     ] {
