@@ -76,9 +76,6 @@ impl Outbox {
     /// Runs until `stop` is cancelled. Deliveries under way then are
     /// dropped; the next start makes them again.
     pub async fn run(self, stop: CancellationToken) {
-        if self.endpoints.is_empty() {
-            return;
-        }
         let keys: Vec<String> = self.endpoints.iter().map(|e| e.key.clone()).collect();
         match self.store.call(move |s| s.resume_deliveries(&keys)).await {
             Ok((0, 0)) => {}
@@ -89,6 +86,9 @@ impl Outbox {
                  no longer configured are dropped"
             ),
             Err(e) => tracing::warn!(error = %e, "cannot resume notification deliveries"),
+        }
+        if self.endpoints.is_empty() {
+            return;
         }
         loop {
             if let Err(e) = self.pass().await {
