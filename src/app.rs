@@ -2,7 +2,8 @@
 //!
 //! Start-up resolves the secret, opens the history, connects to Docker,
 //! closes the books on deployments a previous run left open, starts the
-//! background tasks (the container inventory, retention), then serves
+//! background tasks (the container inventory, retention, the notification
+//! outbox and the Docker watch), then serves
 //! until the shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
@@ -18,6 +19,7 @@ use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
 use crate::inventory::Inventory;
+use crate::notify::{self, outbox::Outbox, Http};
 use crate::retention;
 use crate::server::{router, AppState};
 use crate::settings::Secret;
@@ -98,6 +100,12 @@ pub async fn serve(
         source,
     })?;
     let store = Arc::new(Store::open(&config.database_path())?);
+    if !config.notify.endpoints.is_empty() {
+        store.enable_notifications();
+        for endpoint in &config.notify.endpoints {
+            tracing::info!(url = %endpoint.masked, "notifications go to {}", endpoint.service);
+        }
+    }
     let engine = Arc::new(DockerEngine::new(&config.docker_host));
     if let Err(e) = engine.ping().await {
         tracing::warn!("{e}; serving anyway, /healthz answers 503 until it does");
@@ -136,6 +144,25 @@ pub async fn serve(
         config.retention,
         stop_background.clone(),
     ));
+    // Stopped after the queue drained, so the deployments finishing then
+    // are sent too, if their messages are ready by then.
+    let stop_notifier = CancellationToken::new();
+    let notifier = tokio::spawn(
+        Outbox::new(store.clone(), &config.notify, Http::new()).run(stop_notifier.clone()),
+    );
+    let docker_watch = {
+        let engine = engine.clone();
+        let watch = notify::docker::watch(
+            move || {
+                let engine = engine.clone();
+                async move { engine.ping().await }
+            },
+            store.clone(),
+            notify::docker::PACE,
+            stop_background.clone(),
+        );
+        tokio::spawn(watch)
+    };
     let rules = TargetRules {
         label_enable: config.label_enable,
         own_container_id,
@@ -171,10 +198,14 @@ pub async fn serve(
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
     stop_background.cancel();
-    let _ = tokio::join!(watcher, sweeper);
+    let _ = tokio::join!(watcher, sweeper, docker_watch);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
-    if tokio::time::timeout(limit, queue.drain()).await.is_err() {
+    let drained = tokio::time::timeout(limit, queue.drain()).await;
+    // What is not delivered now is delivered at the next start.
+    stop_notifier.cancel();
+    let _ = notifier.await;
+    if drained.is_err() {
         // Every step is on record: the next start finishes or undoes what
         // is under way and runs what is still queued.
         tracing::warn!(
@@ -206,6 +237,9 @@ fn redact_secrets(config: &Config, token: &Secret) {
     ];
     for secret in secrets.into_iter().flatten() {
         crate::logging::redact(secret.expose());
+    }
+    for secret in config.notify.secrets() {
+        crate::logging::redact(secret);
     }
 }
 

@@ -40,6 +40,7 @@ use crate::deploy::{
     policy::{HEALTH_TIMEOUT_LABEL, STRATEGY_LABEL},
 };
 use crate::image_ref::ImageRef;
+use crate::notify;
 use crate::retention::Settings as RetentionSettings;
 use crate::settings::{parse_age, parse_duration, parse_size, show_age, Secret};
 use crate::sources;
@@ -66,6 +67,8 @@ pub struct Config {
     pub log: String,
     /// How long shutdown waits for the deployment under way.
     pub shutdown_timeout: Duration,
+    /// The notification service URLs.
+    pub notify: notify::Settings,
 }
 
 /// What `dockhook status` and the other client commands read from the
@@ -417,6 +420,19 @@ pub static SETTINGS: &[Setting] = &[
         secret: false,
         apply: |c, text| set(&mut c.shutdown_timeout, parse_duration(text)),
         show: |c| seconds(c.shutdown_timeout),
+    },
+    Setting {
+        key: "notify",
+        env: &["DOCKHOOK_NOTIFY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("— (no notifications)"),
+        help: "space-separated notification service URLs in shoutrrr's formats (`slack://…`, \
+               `discord://…`, `smtp://…`, `generic+https://…`; see [Notifications](#notifications)); \
+               `?events=failed,rolled_back` picks what a URL hears about",
+        secret: true,
+        apply: |c, text| set(&mut c.notify, notify::Settings::parse(text)),
+        show: |c| c.notify.shown(),
     },
     Setting {
         key: "data_dir",
@@ -794,6 +810,7 @@ impl Config {
             log: String::new(),
             shutdown_timeout: Duration::ZERO,
             retention: RetentionSettings::default(),
+            notify: notify::Settings::default(),
         }
     }
 
@@ -1323,7 +1340,11 @@ mod tests {
 
     #[test]
     fn every_secret_is_masked_in_check_config_and_errors() {
-        let secrets: Vec<_> = SETTINGS.iter().filter(|s| s.secret).collect();
+        // Notification URLs are masked their own way (below).
+        let secrets: Vec<_> = SETTINGS
+            .iter()
+            .filter(|s| s.secret && s.key != "notify")
+            .collect();
         assert_eq!(secrets.len(), 5, "token and the four source secrets");
         for setting in secrets {
             let name = setting.env[0];
@@ -1335,6 +1356,31 @@ mod tests {
             let err = load(None, &[("OWNER", "a"), (name, &long)]).unwrap_err();
             assert!(!err.to_string().contains("PLUGH"), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn notification_urls_are_masked_in_check_config_and_errors() {
+        let urls = "discord://PLUGHPLUGHPLUGH@123456 \
+                    generic+https://hooks.example.com/x?secret=XYZZYXYZZY&events=failed";
+        let config = load(None, &[("OWNER", "a"), ("DOCKHOOK_NOTIFY", urls)]).unwrap();
+        assert_eq!(config.notify.endpoints.len(), 2);
+        let shown = format!("{config:?} {:?}", config.entries());
+        assert!(
+            !shown.contains("PLUGH") && !shown.contains("XYZZY"),
+            "{shown}"
+        );
+        assert!(shown.contains("discord://***@123456"), "{shown}");
+        assert!(shown.contains("secret=***&events=failed"), "{shown}");
+        let bad = "discord://PLUGHPLUGHPLUGH@";
+        let err = load(None, &[("OWNER", "a"), ("DOCKHOOK_NOTIFY", bad)]).unwrap_err();
+        let err = err.to_string();
+        assert!(!err.contains("PLUGH"), "{err}");
+        assert!(
+            err.starts_with("DOCKHOOK_NOTIFY = ") && err.contains("URL 1"),
+            "{err}"
+        );
+        let config = load(None, &[("OWNER", "a")]).unwrap();
+        assert!(config.notify.endpoints.is_empty());
     }
 
     #[test]

@@ -14,7 +14,8 @@
 //! ```text
 //! HTTP request ─► source parser ─► ImageEvent ─► gate (token or signature,
 //!     owner, replay) ─► targets (inventory + tag policies) ─► deploy queue
-//!     ─► update (policy, plan, engine: Docker API) ─► store (history, steps)
+//!     ─► update (policy, plan, engine: Docker API) ─► store (history, steps,
+//!     notification outbox) ─► notify (grouped messages, retried deliveries)
 //! ```
 //!
 //! Data flows one way; nothing downstream reaches back upstream.
@@ -49,6 +50,9 @@
 //! - [`cli`]: the client commands (`dockhook status`, `update`, ...),
 //!   which talk to a running dockhook over its HTTP API only.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`notify`]: notifications: service URLs in shoutrrr's formats, one
+//!   module per service; a persisted outbox (written with the step that
+//!   makes the news) delivered with retries, never blocking a deployment.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
 //! - [`store`]: the only module with SQL: deployments and their steps, each
@@ -74,6 +78,7 @@ pub mod image_ref;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod retention;
 pub mod server;
 pub mod settings;

@@ -34,6 +34,8 @@ enum Command {
     },
     /// Exit 0 when the local dockhook answers /healthz with 200 (for Docker's HEALTHCHECK).
     Healthcheck,
+    /// Send a test message to every notification URL; exit non-zero if any failed.
+    NotifyTest,
     /// Print the README's configuration table (Markdown) from the settings.
     #[command(hide = true)]
     ConfigTable,
@@ -146,6 +148,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .block_on(app::probe_health(listen))
                 .unwrap_or(false);
             Ok(if healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::NotifyTest => {
+            let config = load()?;
+            if config.notify.endpoints.is_empty() {
+                anyhow::bail!(
+                    "no notification URLs: set DOCKHOOK_NOTIFY (or `notify` in the config file)"
+                );
+            }
+            let http = dockhook::notify::Http::new();
+            let results =
+                runtime()?.block_on(dockhook::notify::outbox::test_all(&config.notify, &http));
+            let failed = results
+                .iter()
+                .filter(|(_, outcome)| outcome.is_err())
+                .count();
+            for (url, outcome) in &results {
+                match outcome {
+                    Ok(()) => println!("sent    {url}"),
+                    Err(error) => println!("FAILED  {url}: {error}"),
+                }
+            }
+            println!(
+                "\n{} of {} notification URLs took the test message",
+                results.len() - failed,
+                results.len()
+            );
+            Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -7,6 +7,8 @@
 //!   `history_retention`, keeping the newest `history_keep` of each target;
 //!   a deployment under way is never pruned;
 //! - delivery IDs are forgotten after `replay_window`;
+//! - notification messages every URL has had (or that were given up) are
+//!   forgotten a day after they were made;
 //! - the image a failed or rolled-back deployment pulled, kept untagged for
 //!   inspection, is removed after `failed_image_retention`, unless a
 //!   container uses it, a tag names it, or another deployment ran it.
@@ -50,6 +52,9 @@ impl Default for Settings {
         }
     }
 }
+
+/// How long a notification that no delivery waits for any more is kept.
+const NOTIFICATIONS_KEPT: Duration = DAY;
 
 /// How often the sweep runs after the first one, at start.
 const EVERY: Duration = Duration::from_secs(60 * 60);
@@ -115,6 +120,13 @@ impl<E: Engine> Sweeper<E> {
                 deliveries = pruned.deliveries,
                 "pruned the history"
             );
+        }
+        let notifications = self
+            .store
+            .call(|store| store.prune_notifications(NOTIFICATIONS_KEPT))
+            .await?;
+        if notifications > 0 {
+            tracing::info!(notifications, "pruned delivered notifications");
         }
         // A deployment under way may be pulling one of these images again;
         // the next sweep will see it finished.

@@ -7,6 +7,12 @@
 //! for is here too: pruning old rows, and the images failed deployments
 //! left behind. Pruned rows' pages are reused by SQLite, so the file stops
 //! growing once the retention is reached.
+//!
+//! The notification outbox is here too: a step into a state people are told
+//! about writes its outbox row in the step's own transaction, so no
+//! notification is lost to a crash and none is made twice for one change.
+//! The notifier ([`crate::notify`]) groups those rows into messages, each
+//! with one delivery per service URL, and records every attempt.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -105,6 +111,21 @@ impl State {
                 | State::RollbackFailed
                 | State::Available
                 | State::Rejected
+        )
+    }
+
+    /// Whether entering this state is news people are told about (a
+    /// notification): an update's outcome, a wait for approval, an image
+    /// available in monitor mode.
+    pub fn is_notified(self) -> bool {
+        matches!(
+            self,
+            State::Succeeded
+                | State::RolledBack
+                | State::Failed
+                | State::RollbackFailed
+                | State::AwaitingApproval
+                | State::Available
         )
     }
 
@@ -225,6 +246,9 @@ pub enum StoreError {
 pub struct Store {
     conn: Mutex<Connection>,
     changes: tokio::sync::broadcast::Sender<Change>,
+    /// Whether steps write notification outbox rows: only when some
+    /// notification URL is configured.
+    notify: std::sync::atomic::AtomicBool,
 }
 
 /// How many changes a slow subscriber may fall behind before it misses some
@@ -268,6 +292,29 @@ const SCHEMA: &str = "
         detail        TEXT
     );
     CREATE INDEX IF NOT EXISTS steps_deployment ON steps (deployment_id, id);
+    CREATE TABLE IF NOT EXISTS notify_events (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind          TEXT NOT NULL,
+        deployment_id INTEGER,
+        detail        TEXT,
+        created_at    TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS notify_messages (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        body       TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS notify_deliveries (
+        message_id      INTEGER NOT NULL REFERENCES notify_messages (id),
+        url             TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error      TEXT,
+        done_at         TEXT,
+        PRIMARY KEY (message_id, url)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS notify_due ON notify_deliveries (state, next_attempt_at);
     CREATE TABLE IF NOT EXISTS deliveries (
         source      TEXT NOT NULL,
         delivery    TEXT NOT NULL,
@@ -321,7 +368,19 @@ impl Store {
         Ok(Self {
             conn: Mutex::new(conn),
             changes: tokio::sync::broadcast::channel(CHANGES_BUFFER).0,
+            notify: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on, steps into a notified state (and [`Store::record_notice`])
+    /// write notification outbox rows.
+    pub fn enable_notifications(&self) {
+        self.notify
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn notifying(&self) -> bool {
+        self.notify.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every state a deployment enters from now on, once it is written.
@@ -443,6 +502,7 @@ impl Store {
         )
         .then_some(detail)
         .flatten();
+        let notify = self.notifying() && state.is_notified();
         let written = self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
             let (target, current): (String, String) = tx.query_row(
@@ -482,6 +542,11 @@ impl Store {
                 ],
             )?;
             insert_step(&tx, id, state, detail)?;
+            // One message per real change: writing the state it is already
+            // in (recovery does) is no news.
+            if notify && current != state.as_str() {
+                insert_notice(&tx, state.as_str(), Some(id), None)?;
+            }
             tx.commit()?;
             Ok(Some(target))
         })?;
@@ -609,37 +674,9 @@ impl Store {
 
     /// One deployment with its steps, oldest step first.
     pub fn get(&self, id: i64) -> Result<Option<(Deployment, Vec<Step>)>, StoreError> {
-        let found = self.with(|conn| {
-            let row = conn
-                .query_row(
-                    &format!("SELECT {COLUMNS} FROM deployments WHERE id = ?1"),
-                    [id],
-                    RawDeployment::from_row,
-                )
-                .optional()?;
-            let Some(row) = row else { return Ok(None) };
-            let mut stmt = conn.prepare_cached(
-                "SELECT state, at, detail FROM steps WHERE deployment_id = ?1 ORDER BY id",
-            )?;
-            let steps = stmt
-                .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<rusqlite::Result<Vec<(String, String, Option<String>)>>>()?;
-            Ok(Some((row, steps)))
-        })?;
-        let Some((row, steps)) = found else {
-            return Ok(None);
-        };
-        let steps = steps
-            .into_iter()
-            .map(|(state, at, detail)| {
-                Ok(Step {
-                    state: parse_state(state)?,
-                    at,
-                    detail,
-                })
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok(Some((row.into_deployment()?, steps)))
+        self.with(|conn| load(conn, id))?
+            .map(RawStory::into_story)
+            .transpose()
     }
 
     /// For each of `targets`: its newest deployment, and those that wait
@@ -814,6 +851,360 @@ impl Store {
             .map(RawDeployment::into_deployment)
             .collect()
     }
+}
+
+/// A notification event not yet grouped into a message.
+#[derive(Debug, Clone)]
+pub struct PendingNotice {
+    pub id: i64,
+    /// A notified state's name, or the notifier's own kind (`docker_unreachable`, …).
+    pub kind: String,
+    pub detail: Option<String>,
+    pub created_at: String,
+    /// The deployment it is about, with its steps: none for the notifier's
+    /// own events, or when the history no longer has it.
+    pub deployment: Option<(Deployment, Vec<Step>)>,
+    /// Whether every deployment of the same push (same source, image and
+    /// digest, recorded within the push window of this one) has ended or
+    /// waits for a person or a time.
+    pub push_settled: bool,
+}
+
+/// A notification delivery to one service URL that is due now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    pub message_id: i64,
+    /// The URL's key, never the URL.
+    pub url: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The message, as the notifier froze it.
+    pub body: String,
+    pub created_at: String,
+}
+
+/// One delivery's record, for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub message_id: i64,
+    pub url: String,
+    /// `pending`, `sent`, `gave_up` or `dropped`.
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
+
+/// The notification outbox.
+impl Store {
+    /// Writes a notification event that no deployment step makes (Docker
+    /// unreachable, say). Nothing when notifications are off.
+    pub fn record_notice(&self, kind: &str, detail: Option<&str>) -> Result<(), StoreError> {
+        if !self.notifying() {
+            return Ok(());
+        }
+        self.with(|conn| insert_notice(conn, kind, None, detail))
+    }
+
+    /// The events not yet grouped into a message, oldest first, each with
+    /// its deployment and whether that deployment's push has settled.
+    /// Read under one lock, so a step cannot slip in between.
+    pub fn pending_notices(&self, push_window: Duration) -> Result<Vec<PendingNotice>, StoreError> {
+        let rows = self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, kind, deployment_id, detail, created_at FROM notify_events ORDER BY id",
+            )?;
+            let events = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut siblings = conn.prepare_cached(
+                "SELECT state FROM deployments WHERE source = ?1 AND image = ?2 AND digest IS ?3 \
+                 AND abs(julianday(created_at) - julianday(?4)) * 86400.0 <= ?5",
+            )?;
+            let mut rows = Vec::with_capacity(events.len());
+            for (id, kind, deployment, detail, created_at) in events {
+                let story = match deployment {
+                    Some(deployment) => load(conn, deployment)?,
+                    None => None,
+                };
+                let states = match &story {
+                    Some(RawStory(RawDeployment(d, _), _)) => siblings
+                        .query_map(
+                            params![
+                                d.source,
+                                d.image,
+                                d.digest,
+                                d.created_at,
+                                push_window.as_secs_f64()
+                            ],
+                            |r| r.get::<_, String>(0),
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()?,
+                    None => Vec::new(),
+                };
+                rows.push((id, kind, detail, created_at, story, states));
+            }
+            Ok(rows)
+        })?;
+        rows.into_iter()
+            .map(|(id, kind, detail, created_at, story, states)| {
+                let push_settled = states
+                    .into_iter()
+                    .map(parse_state)
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .all(|s| s.is_final() || s.is_waiting());
+                Ok(PendingNotice {
+                    id,
+                    kind,
+                    detail,
+                    created_at,
+                    deployment: story.map(RawStory::into_story).transpose()?,
+                    push_settled,
+                })
+            })
+            .collect()
+    }
+
+    /// Turns the events `events` into one message with `body`, due now at
+    /// each of `urls` (keys), in one transaction: the events are gone once
+    /// the message and its deliveries exist. Returns the message's id.
+    pub fn queue_message(
+        &self,
+        events: &[i64],
+        body: &str,
+        urls: &[String],
+    ) -> Result<i64, StoreError> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                &format!("INSERT INTO notify_messages (body, created_at) VALUES (?1, {NOW})"),
+                [body],
+            )?;
+            let message = tx.last_insert_rowid();
+            for url in urls {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO notify_deliveries (message_id, url, state, next_attempt_at) \
+                         VALUES (?1, ?2, 'pending', {NOW})"
+                    ),
+                    params![message, url],
+                )?;
+            }
+            for event in events {
+                tx.execute("DELETE FROM notify_events WHERE id = ?1", [event])?;
+            }
+            tx.commit()?;
+            Ok(message)
+        })
+    }
+
+    /// The pending deliveries whose next attempt is due, oldest first.
+    pub fn due_deliveries(&self) -> Result<Vec<DueDelivery>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT d.message_id, d.url, d.attempts, m.body, m.created_at \
+                 FROM notify_deliveries d JOIN notify_messages m ON m.id = d.message_id \
+                 WHERE d.state = 'pending' AND d.next_attempt_at <= {NOW} \
+                 ORDER BY d.message_id, d.url"
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok(DueDelivery {
+                    message_id: r.get(0)?,
+                    url: r.get(1)?,
+                    attempts: r.get(2)?,
+                    body: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Records a delivery's attempt that worked.
+    pub fn delivery_sent(&self, message_id: i64, url: &str) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "UPDATE notify_deliveries SET state = 'sent', attempts = attempts + 1, \
+                     done_at = {NOW} WHERE message_id = ?1 AND url = ?2"
+                ),
+                params![message_id, url],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records a delivery's attempt that failed with `error`: tried again
+    /// in `retry_in`, or, without one, given up.
+    pub fn delivery_failed(
+        &self,
+        message_id: i64,
+        url: &str,
+        error: &str,
+        retry_in: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        self.with(|conn| {
+            conn.execute(
+                &format!(
+                    "UPDATE notify_deliveries SET attempts = attempts + 1, last_error = ?3, \
+                     state = CASE WHEN ?4 IS NULL THEN 'gave_up' ELSE 'pending' END, \
+                     done_at = CASE WHEN ?4 IS NULL THEN {NOW} END, \
+                     next_attempt_at = CASE WHEN ?4 IS NULL THEN next_attempt_at \
+                         ELSE strftime('%Y-%m-%dT%H:%M:%fZ', 'now', '+' || ?4 || ' seconds') END \
+                     WHERE message_id = ?1 AND url = ?2"
+                ),
+                params![message_id, url, error, retry_in.map(|d| d.as_secs_f64())],
+            )
+            .map(drop)
+        })
+    }
+
+    /// At start: pending deliveries to the configured `urls` (keys) are due
+    /// now, whatever their backoff said; those to URLs no longer
+    /// configured are dropped. Returns how many are due and how many were
+    /// dropped.
+    pub fn resume_deliveries(&self, urls: &[String]) -> Result<(usize, usize), StoreError> {
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let pending: Vec<String> = {
+                let mut stmt = tx.prepare(
+                    "SELECT DISTINCT url FROM notify_deliveries WHERE state = 'pending'",
+                )?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            let (mut due, mut dropped) = (0, 0);
+            for url in pending {
+                if urls.contains(&url) {
+                    due += tx.execute(
+                        &format!(
+                            "UPDATE notify_deliveries SET next_attempt_at = {NOW} \
+                             WHERE state = 'pending' AND url = ?1"
+                        ),
+                        [&url],
+                    )?;
+                } else {
+                    dropped += tx.execute(
+                        &format!(
+                            "UPDATE notify_deliveries SET state = 'dropped', done_at = {NOW}, \
+                             last_error = 'the URL is no longer configured' \
+                             WHERE state = 'pending' AND url = ?1"
+                        ),
+                        [&url],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok((due, dropped))
+        })
+    }
+
+    /// Forgets messages older than `age` that no delivery waits for any
+    /// more (sent, given up or dropped). Returns how many.
+    pub fn prune_notifications(&self, age: Duration) -> Result<usize, StoreError> {
+        let doomed = format!(
+            "SELECT id FROM notify_messages WHERE created_at < {} AND NOT EXISTS \
+             (SELECT 1 FROM notify_deliveries d WHERE d.message_id = notify_messages.id AND d.state = 'pending')",
+            ago("?1")
+        );
+        self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute(
+                &format!("DELETE FROM notify_deliveries WHERE message_id IN ({doomed})"),
+                [seconds(age)],
+            )?;
+            let messages = tx.execute(
+                &format!("DELETE FROM notify_messages WHERE id IN ({doomed})"),
+                [seconds(age)],
+            )?;
+            tx.commit()?;
+            Ok(messages)
+        })
+    }
+
+    /// Every delivery on record, by message and URL.
+    pub fn notify_deliveries(&self) -> Result<Vec<DeliveryRecord>, StoreError> {
+        self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT message_id, url, state, attempts, last_error FROM notify_deliveries \
+                 ORDER BY message_id, url",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(DeliveryRecord {
+                    message_id: r.get(0)?,
+                    url: r.get(1)?,
+                    state: r.get(2)?,
+                    attempts: r.get(3)?,
+                    last_error: r.get(4)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+}
+
+/// A deployment and its steps as SQLite gives them, before the states are
+/// checked.
+struct RawStory(RawDeployment, Vec<(String, String, Option<String>)>);
+
+impl RawStory {
+    fn into_story(self) -> Result<(Deployment, Vec<Step>), StoreError> {
+        let Self(row, steps) = self;
+        let steps = steps
+            .into_iter()
+            .map(|(state, at, detail)| {
+                Ok(Step {
+                    state: parse_state(state)?,
+                    at,
+                    detail,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok((row.into_deployment()?, steps))
+    }
+}
+
+/// One deployment with its steps, oldest step first.
+fn load(conn: &Connection, id: i64) -> rusqlite::Result<Option<RawStory>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM deployments WHERE id = ?1"),
+            [id],
+            RawDeployment::from_row,
+        )
+        .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, at, detail FROM steps WHERE deployment_id = ?1 ORDER BY id",
+    )?;
+    let steps = stmt
+        .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<Vec<(String, String, Option<String>)>>>()?;
+    Ok(Some(RawStory(row, steps)))
+}
+
+fn insert_notice(
+    conn: &Connection,
+    kind: &str,
+    deployment: Option<i64>,
+    detail: Option<&str>,
+) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO notify_events (kind, deployment_id, detail, created_at) \
+             VALUES (?1, ?2, ?3, {NOW})"
+        ),
+        params![kind, deployment, detail],
+    )
+    .map(drop)
 }
 
 /// What [`Store::prune`] removed.

@@ -14,6 +14,8 @@
 //! - [`cleanup`]: a Drop guard that removes what a test created, even when it
 //!   panics.
 //! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
+//! - [`receiver`]: a webhook receiver that records what it gets, for
+//!   notification tests.
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
 //! - [`util`]: unique names, free ports, polling.
@@ -37,6 +39,7 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod receiver;
 pub mod registry;
 pub mod scenario;
 pub mod util;
@@ -51,6 +54,7 @@ pub use docker::{
 pub use dockhook::{Dockhook, OWNER, TOKEN};
 pub use http::{http_get, post_json, request, Response};
 pub use image::{build_site_image, SiteImage, SITE_PORT};
+pub use receiver::Receiver;
 pub use registry::Registry;
 pub use util::{free_port, unique, wait_for, wait_until};
 pub use webhook::dockerhub_payload;
