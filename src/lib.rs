@@ -46,6 +46,9 @@
 //!   undo, and crash recovery.
 //! - [`control`]: what a person sees and does (targets, update now,
 //!   rollback, approve, reject), shared by the API and the status page.
+//! - [`page`]: the status page at `/`: server-rendered HTML with login,
+//!   CSRF-checked forms for the [`control`] actions, live updates from
+//!   [`events`]; its stylesheet and script compiled in.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
@@ -71,6 +74,7 @@ pub mod image_ref;
 pub mod inventory;
 pub mod logging;
 pub mod metrics;
+pub mod page;
 pub mod retention;
 pub mod server;
 pub mod settings;
