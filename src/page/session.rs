@@ -205,25 +205,32 @@ pub fn over_https(headers: &HeaderMap) -> bool {
         || value("x-forwarded-proto").is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
-/// Whether a POST may have come from dockhook's own page: no `Origin`, or
-/// one whose host is the host the request was sent to (`X-Forwarded-Host`
-/// behind a proxy, else `Host`); and no `Sec-Fetch-Site` saying another
-/// site sent it.
+/// Whether a POST may have come from dockhook's own page: no
+/// `Sec-Fetch-Site` saying another site sent it, and no `Origin`, or one
+/// whose host is the host the request was sent to (`X-Forwarded-Host`
+/// behind a proxy, else `Host`).
+///
+/// `Origin: null` passes only with `Sec-Fetch-Site: same-origin`: the page
+/// is served with `Referrer-Policy: no-referrer`, under which browsers send
+/// `null` for the page's own forms; `Sec-Fetch-Site` is set by the browser
+/// alone (no script can forge it).
 pub fn same_origin(headers: &HeaderMap) -> bool {
     let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = value("sec-fetch-site") {
-        if !matches!(site, "same-origin" | "none") {
-            return false;
-        }
+    let fetch_site = value("sec-fetch-site");
+    if fetch_site.is_some_and(|site| !matches!(site, "same-origin" | "none")) {
+        return false;
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
-    let Some(authority) = origin.to_str().ok().and_then(|o| {
-        o.strip_prefix("https://")
-            .or_else(|| o.strip_prefix("http://"))
-    }) else {
-        // `null` (a sandboxed frame, a redirect chain) or nonsense.
+    let origin = origin.to_str().unwrap_or_default();
+    if origin == "null" {
+        return fetch_site == Some("same-origin");
+    }
+    let Some(authority) = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+    else {
         return false;
     };
     let host = value("x-forwarded-host").or_else(|| value("host"));
@@ -353,6 +360,16 @@ mod tests {
                 "{origin}"
             );
         }
+        assert!(same_origin(&headers(&[
+            host,
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(!same_origin(&headers(&[
+            host,
+            ("origin", "null"),
+            ("sec-fetch-site", "none")
+        ])));
         assert!(!same_origin(&headers(&[
             host,
             ("sec-fetch-site", "cross-site")
