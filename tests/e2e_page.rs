@@ -181,3 +181,188 @@ fn the_status_page_logs_in_shows_a_push_live_and_rolls_back() {
         .is_some());
     screenshot(&browser, "deployment.png");
 }
+
+/// A logged-in session of the page, over plain HTTP: its cookie and the
+/// CSRF token its forms carry.
+struct PageSession<'a> {
+    dockhook: &'a Dockhook,
+    cookie: String,
+    csrf: String,
+}
+
+impl<'a> PageSession<'a> {
+    fn login(dockhook: &'a Dockhook) -> Self {
+        let body = format!("token={TOKEN}");
+        let response = request(
+            "POST",
+            &dockhook.url("/login"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .expect("an answer");
+        assert_eq!(response.status, 303, "{}", response.body);
+        let cookie = response
+            .header("Set-Cookie")
+            .and_then(|c| c.split(';').next())
+            .expect("a session cookie")
+            .to_string();
+        let mut session = PageSession {
+            dockhook,
+            cookie,
+            csrf: String::new(),
+        };
+        let page = session.get("/").body;
+        session.csrf = page
+            .split_once(r#"name="csrf" value=""#)
+            .and_then(|(_, rest)| rest.split('"').next())
+            .expect("a CSRF token in the page")
+            .to_string();
+        session
+    }
+
+    fn get(&self, path: &str) -> Response {
+        request(
+            "GET",
+            &self.dockhook.url(path),
+            &[("Cookie", &self.cookie)],
+            b"",
+        )
+        .expect("an answer")
+    }
+
+    /// POSTs a page form with the CSRF token; the message the page then
+    /// shows.
+    fn act(&self, path: &str) -> String {
+        let body = format!("csrf={}", self.csrf);
+        let response = request(
+            "POST",
+            &self.dockhook.url(path),
+            &[
+                ("Cookie", &self.cookie),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            body.as_bytes(),
+        )
+        .expect("an answer");
+        assert_eq!(response.status, 303, "{path}: {}", response.body);
+        assert_eq!(response.header("Location"), Some("/"));
+        let page = self.get("/").body;
+        let (_, rest) = page
+            .split_once(r#"id="flash""#)
+            .unwrap_or_else(|| panic!("no message after {path}: {page}"));
+        let text = rest.split_once('>').unwrap().1;
+        text.split('<').next().unwrap().to_string()
+    }
+}
+
+/// The deployment number in a message like "... queued as deployment #7.".
+fn deployment_in(message: &str) -> i64 {
+    message
+        .split_once('#')
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no deployment in {message:?}"))
+}
+
+fn state_of(dockhook: &Dockhook, id: i64) -> String {
+    let (_, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
+    deployment["state"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_page_approves_rejects_updates_and_escapes_labels() {
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let (site, v1) = Site::new(&mut cleanup, "pageact");
+    let name = run_site(
+        &mut cleanup,
+        &site,
+        &site.name.clone(),
+        &[
+            "--label",
+            "dockhook.enable=true",
+            "--label",
+            "dockhook.mode=approve",
+        ],
+    );
+    let evil = "<script>alert(1)</script>";
+    let odd = run_site(
+        &mut cleanup,
+        &site,
+        &format!("{name}-odd"),
+        &[
+            "--label",
+            "dockhook.enable=true",
+            "--label",
+            &format!("dockhook.mode={evil}"),
+        ],
+    );
+    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_LABEL_ENABLE", "true")]);
+    let page = PageSession::login(&dockhook);
+
+    // A label's text is shown, never run; the page's headers hold.
+    let response = page.get("/");
+    assert_eq!(response.status, 200);
+    assert!(response.body.contains(&format!("id=\"target-{odd}\"")));
+    assert!(!response.body.contains(evil), "{}", response.body);
+    assert!(response
+        .body
+        .contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert_eq!(
+        response.header("Content-Security-Policy"),
+        Some(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    );
+    assert_eq!(response.header("X-Content-Type-Options"), Some("nosniff"));
+    assert_eq!(response.header("Referrer-Policy"), Some("no-referrer"));
+
+    // Mode approve: a push waits; rejected, nothing changes.
+    let hold = |tag: &str| {
+        let (status, answer) = site.hook(&dockhook, tag);
+        assert_eq!(status, 202, "{answer}");
+        // The container with the unreadable label may get one too.
+        let id = answer["deployments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_i64())
+            .find(|id| {
+                let (_, deployment) = api(&dockhook, &format!("/api/deployments/{id}"));
+                deployment["target"] == name.as_str()
+            })
+            .unwrap_or_else(|| panic!("no deployment of {name}: {answer}"));
+        assert!(
+            wait_until(SHORT, || state_of(&dockhook, id) == "awaiting_approval"),
+            "deployment {id} is {}",
+            state_of(&dockhook, id)
+        );
+        assert!(page.get("/").body.contains(&format!("id=\"pending-{id}\"")));
+        id
+    };
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let rejected = hold("latest");
+    let said = page.act(&format!("/deployments/{rejected}/reject"));
+    assert!(said.contains("rejected"), "{said}");
+    assert_eq!(state_of(&dockhook, rejected), "rejected");
+    assert_one_running(&name, &v1);
+
+    // Approved, it is deployed.
+    let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
+    let approved = hold("latest");
+    let said = page.act(&format!("/deployments/{approved}/approve"));
+    assert!(said.contains("approved"), "{said}");
+    let deployment = support::scenario::wait_deployment(&dockhook, approved);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v3);
+
+    // "Update" asks the registry now, with no webhook, past the mode.
+    let v4 = site.push(&mut cleanup, "latest", SiteImage::new("v4"));
+    let said = page.act(&format!("/targets/{name}/update"));
+    let updated = deployment_in(&said);
+    let deployment = support::scenario::wait_deployment(&dockhook, updated);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_eq!(deployment["source"], "page", "{deployment}");
+    assert_one_running(&name, &v4);
+}
