@@ -53,19 +53,29 @@ fn wait_row(browser: &Browser, dockhook: &Dockhook, id: i64, state: &str) {
     );
 }
 
+/// Runs container `name` of `site`'s `latest`, for dockhook to watch, with
+/// `labels` more.
+fn watched(cleanup: &mut Cleanup, site: &Site, name: &str, labels: &[&str]) -> String {
+    let mut args = vec!["--label", "dockhook.enable=true"];
+    for label in labels {
+        args.extend(["--label", label]);
+    }
+    run_site(cleanup, site, name, &args)
+}
+
+/// dockhook for `site`, watching only labelled containers: the engine is
+/// shared with other tests.
+fn start(site: &Site) -> Dockhook {
+    Dockhook::start(&site.registry.host(), &[("DOCKHOOK_LABEL_ENABLE", "true")])
+}
+
 #[test]
 fn the_status_page_logs_in_shows_a_push_live_and_rolls_back() {
     require_docker();
     let mut cleanup = Cleanup::new();
     let (site, v1) = Site::new(&mut cleanup, "page");
-    let name = run_site(
-        &mut cleanup,
-        &site,
-        &site.name.clone(),
-        &["--label", "dockhook.enable=true"],
-    );
-    // Only the test's container: the engine is shared with other tests.
-    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_LABEL_ENABLE", "true")]);
+    let name = watched(&mut cleanup, &site, &site.name, &[]);
+    let dockhook = start(&site);
     let browser = Browser::start(1280, 1000);
 
     // Not logged in: the page sends the browser to the login form.
@@ -274,30 +284,11 @@ fn the_page_approves_rejects_updates_and_escapes_labels() {
     require_docker();
     let mut cleanup = Cleanup::new();
     let (site, v1) = Site::new(&mut cleanup, "pageact");
-    let name = run_site(
-        &mut cleanup,
-        &site,
-        &site.name.clone(),
-        &[
-            "--label",
-            "dockhook.enable=true",
-            "--label",
-            "dockhook.mode=approve",
-        ],
-    );
+    let name = watched(&mut cleanup, &site, &site.name, &["dockhook.mode=approve"]);
     let evil = "<script>alert(1)</script>";
-    let odd = run_site(
-        &mut cleanup,
-        &site,
-        &format!("{name}-odd"),
-        &[
-            "--label",
-            "dockhook.enable=true",
-            "--label",
-            &format!("dockhook.mode={evil}"),
-        ],
-    );
-    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_LABEL_ENABLE", "true")]);
+    let mode = format!("dockhook.mode={evil}");
+    let odd = watched(&mut cleanup, &site, &format!("{name}-odd"), &[&mode]);
+    let dockhook = start(&site);
     let page = PageSession::login(&dockhook);
 
     // A label's text is shown, never run; the page's headers hold.

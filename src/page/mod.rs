@@ -173,6 +173,19 @@ impl<E: Engine> Page<E> {
         Ok(session)
     }
 
+    /// Says which deployment an action on `target` queued, or why it
+    /// did not.
+    fn queued(
+        &self,
+        session: &Session,
+        what: &str,
+        target: &str,
+        outcome: Result<i64, ControlError>,
+    ) -> Response {
+        let message = |id| format!("{what} of {target} queued as deployment #{id}.");
+        self.done(session, outcome.map(message))
+    }
+
     /// Says what an action did on the next page, and goes back there.
     fn done(&self, session: &Session, outcome: Result<String, ControlError>) -> Response {
         let flash = match outcome {
@@ -352,10 +365,7 @@ async fn update<E: Engine>(
     } else {
         "Update"
     };
-    Ok(page.done(
-        &session,
-        outcome.map(|id| format!("{what} of {name} queued as deployment #{id}.")),
-    ))
+    Ok(page.queued(&session, what, &name, outcome))
 }
 
 async fn rollback<E: Engine>(
@@ -367,10 +377,7 @@ async fn rollback<E: Engine>(
     let form = fields(form);
     let session = page.poster(&headers, form.csrf.as_deref())?;
     let outcome = page.app.control.rollback(&name, form.to, Actor::Page).await;
-    Ok(page.done(
-        &session,
-        outcome.map(|id| format!("Rollback of {name} queued as deployment #{id}.")),
-    ))
+    Ok(page.queued(&session, "Rollback", &name, outcome))
 }
 
 /// Approve or reject: which, and how the page says it was done.
