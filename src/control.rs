@@ -12,11 +12,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::deploy::mode::{self, Mode};
-use crate::deploy::{self, Queue};
+use crate::deploy::update::{KIND_MANUAL, KIND_ROLLBACK};
+use crate::deploy::{self, Queue, Request};
 use crate::engine::{ContainerInfo, Engine, EngineError};
 use crate::image_ref::ImageRef;
 use crate::inventory::Inventory;
-use crate::store::{Deployment, State, Store, StoreError};
+use crate::store::{Deployment, Facts, State, Store, StoreError};
+use crate::tags::TagPolicy;
 use crate::targets::{self, TargetRules};
 
 /// A container dockhook watches, as the API and the page show it.
@@ -147,37 +149,187 @@ impl<E: Engine> Control<E> {
         digest
     }
 
+    /// The watched container named `name`.
+    async fn watched(&self, name: &str) -> Result<ContainerInfo, ControlError> {
+        let containers = self.inventory.running().await?;
+        targets::watched(&containers, &self.rules)
+            .into_iter()
+            .find(|c| c.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                ControlError::NotFound(format!(
+                    "no running container named {name:?} that dockhook watches"
+                ))
+            })
+    }
+
     /// Asks for an update of container `name` now: the registry is asked
     /// for its tag, and a different image is deployed (`force`: the same
-    /// one too). Bypasses the container's mode and delay: a person asked.
+    /// one too, or one in quarantine). Bypasses the container's mode and
+    /// delay: a person asked.
     pub async fn update(&self, name: &str, force: bool, actor: Actor) -> Result<i64, ControlError> {
-        let _ = (name, force, actor);
-        Err(ControlError::Unavailable("not built yet".into()))
+        let container = self.watched(name).await?;
+        let image = ImageRef::parse(&container.image)
+            .map_err(|e| ControlError::Invalid(format!("{}: {e}", container.image)))?;
+        let reason = match force {
+            true => format!("forced update asked through the {}", actor.as_str()),
+            false => format!("update asked through the {}", actor.as_str()),
+        };
+        let policy = TagPolicy::Exact;
+        let request = Request {
+            kind: Some(KIND_MANUAL),
+            force,
+            ..Request::push(
+                &container.name,
+                &container.id,
+                &image,
+                actor.as_str(),
+                &reason,
+                &policy,
+            )
+        };
+        Ok(self.queue.submit(&request).await?)
     }
 
     /// Deploys again the image an earlier successful deployment of `name`
-    /// deployed: deployment `to`, or by default the one that ran before
-    /// the current deployment.
+    /// deployed: deployment `to`, or by default the image that ran before
+    /// the current one. The image must still be on the host
+    /// (`keep_images`); the update takes the same health gate and strategy
+    /// as any other, and the image it leaves is in quarantine.
     pub async fn rollback(
         &self,
         name: &str,
         to: Option<i64>,
         actor: Actor,
     ) -> Result<i64, ControlError> {
-        let _ = (name, to, actor);
-        Err(ControlError::Unavailable("not built yet".into()))
+        let container = self.watched(name).await?;
+        let image = ImageRef::parse(&container.image)
+            .map_err(|e| ControlError::Invalid(format!("{}: {e}", container.image)))?;
+        let (image_id, from) = match to {
+            Some(id) => {
+                let found = self.store.call(move |store| store.get(id)).await?;
+                let Some((deployment, _)) = found else {
+                    return Err(ControlError::NotFound(format!("no deployment {id}")));
+                };
+                if deployment.target != name || deployment.state != State::Succeeded {
+                    return Err(ControlError::Conflict(format!(
+                        "deployment {id} is a {} deployment of {}, not a successful one of {name}",
+                        deployment.state.as_str(),
+                        deployment.target
+                    )));
+                }
+                let image_id = deployment.new_image_id.clone().ok_or_else(|| {
+                    ControlError::Conflict(format!("deployment {id} recorded no image"))
+                })?;
+                (image_id, Some(id))
+            }
+            None => {
+                let target = name.to_string();
+                let last = self
+                    .store
+                    .call(move |store| store.last_succeeded(&target))
+                    .await?;
+                let Some(last) = last else {
+                    return Err(ControlError::Conflict(format!(
+                        "{name} has no successful deployment to roll back"
+                    )));
+                };
+                let image_id = last.old_image_id.clone().ok_or_else(|| {
+                    ControlError::Conflict(format!("deployment {} recorded no old image", last.id))
+                })?;
+                (image_id, None)
+            }
+        };
+        if let Err(e) = self.engine.inspect_image(&image_id).await {
+            return Err(match e {
+                EngineError::NotFound(_) => ControlError::Conflict(format!(
+                    "image {} is no longer on this host (keep_images keeps the newest \
+                     images per container)",
+                    deploy::update::short(&image_id)
+                )),
+                e => e.into(),
+            });
+        }
+        let reason = match from {
+            Some(id) => format!(
+                "rollback to deployment {id} asked through the {}",
+                actor.as_str()
+            ),
+            None => format!(
+                "rollback to the image before the last deployment, asked through the {}",
+                actor.as_str()
+            ),
+        };
+        let policy = TagPolicy::Exact;
+        let request = Request {
+            kind: Some(KIND_ROLLBACK),
+            rollback: Some((&image_id, from)),
+            ..Request::push(
+                &container.name,
+                &container.id,
+                &image,
+                actor.as_str(),
+                &reason,
+                &policy,
+            )
+        };
+        Ok(self.queue.submit(&request).await?)
     }
 
     /// Deploys a deployment that awaits approval.
     pub async fn approve(&self, id: i64, actor: Actor) -> Result<Deployment, ControlError> {
-        let _ = (id, actor);
-        Err(ControlError::Unavailable("not built yet".into()))
+        self.exists(id).await?;
+        let note = format!("approved through the {}", actor.as_str());
+        match self
+            .queue
+            .release(id, State::AwaitingApproval, note)
+            .await?
+        {
+            Some(deployment) => Ok(deployment),
+            None => Err(self.not_waiting(id, "awaiting approval").await),
+        }
     }
 
     /// Ends a deployment that awaits approval (or waits out its delay)
     /// `rejected`; the container is not touched.
     pub async fn reject(&self, id: i64, actor: Actor) -> Result<Deployment, ControlError> {
-        let _ = (id, actor, State::Rejected);
-        Err(ControlError::Unavailable("not built yet".into()))
+        self.exists(id).await?;
+        let note = format!(
+            "rejected through the {}; the container was not touched",
+            actor.as_str()
+        );
+        let rejected = self
+            .store
+            .call(move |store| {
+                store.step_if(
+                    id,
+                    &[State::AwaitingApproval, State::Delayed],
+                    State::Rejected,
+                    Some(&note),
+                    &Facts::default(),
+                )
+            })
+            .await?;
+        if !rejected {
+            return Err(self.not_waiting(id, "awaiting approval or delayed").await);
+        }
+        self.exists(id).await
+    }
+
+    async fn exists(&self, id: i64) -> Result<Deployment, ControlError> {
+        match self.store.call(move |store| store.get(id)).await? {
+            Some((deployment, _)) => Ok(deployment),
+            None => Err(ControlError::NotFound(format!("no deployment {id}"))),
+        }
+    }
+
+    async fn not_waiting(&self, id: i64, expected: &str) -> ControlError {
+        match self.exists(id).await {
+            Ok(d) => ControlError::Conflict(format!(
+                "deployment {id} is {}, not {expected}",
+                d.state.as_str()
+            )),
+            Err(e) => e,
+        }
     }
 }

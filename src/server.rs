@@ -476,24 +476,51 @@ async fn dispatch<E: Engine>(
         return Ok(Dispatched::NoTarget(reason));
     }
     let mut deployments = Vec::with_capacity(selected.len());
+    let mut refused = Vec::new();
     for targets::Selected { container, why } in selected {
         let label = container.labels.get(POLICY_LABEL).map(String::as_str);
         let policy = TagPolicy::parse(label).unwrap_or(TagPolicy::Exact);
+        let control = &state.control;
+        let (mode, delay) = match crate::deploy::mode::for_container(
+            &container.labels,
+            control.default_mode,
+            control.default_delay,
+        ) {
+            Ok(found) => found,
+            Err(e) => {
+                // A typo in a label never deploys what its owner meant to
+                // hold back.
+                tracing::warn!(target = %container.name, error = %e, "container not updated");
+                refused.push(format!("{} ({e})", container.name));
+                continue;
+            }
+        };
         let id = state
             .queue
             .submit(&DeployRequest {
-                target: &container.name,
-                container_id: &container.id,
-                image: &event.image,
-                source: event.source,
                 pusher: event.pusher.as_deref(),
                 digest: event.digest.as_deref(),
-                reason: &why,
-                policy: &policy,
+                mode,
+                delay,
+                ..DeployRequest::push(
+                    &container.name,
+                    &container.id,
+                    &event.image,
+                    event.source,
+                    &why,
+                    &policy,
+                )
             })
             .await?;
-        tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, "update queued");
+        tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, %mode, "update queued");
         deployments.push(id);
+    }
+    if deployments.is_empty() {
+        return Ok(Dispatched::NoTarget(format!(
+            "no container took {}: {}",
+            event.image,
+            refused.join(", ")
+        )));
     }
     Ok(Dispatched::Queued(deployments))
 }

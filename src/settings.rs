@@ -90,6 +90,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, &'static str> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A duration as [`parse_duration`] reads it, in its largest whole unit.
+pub fn show_duration(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        0 => "0s".into(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// `1MiB`, `512KiB`, `2MB`, or a bare number of bytes.
 pub fn parse_size(text: &str) -> Result<usize, &'static str> {
     const REASON: &str = "expected a size such as 1MiB, 512KiB or 1048576";

@@ -185,6 +185,8 @@ pub struct Facts {
     pub new_container_id: Option<String>,
     pub strategy: Option<String>,
     pub old_networks: Option<String>,
+    /// When a `delayed` deployment is due.
+    pub due_at: Option<String>,
 }
 
 /// What a new deployment is about.
@@ -205,6 +207,8 @@ pub struct NewDeployment {
     pub kind: Option<String>,
     pub rollback_to: Option<i64>,
     pub force: bool,
+    /// For a rollback, the image it deploys again (kept on the host).
+    pub image_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,8 +364,9 @@ impl Store {
             conn.execute(
                 &format!(
                     "INSERT INTO deployments (target, image, source, pusher, state, \
-                     old_container_id, digest, kind, rollback_to, force, created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, {NOW}, {NOW})"
+                     old_container_id, digest, kind, rollback_to, force, new_image_id, \
+                     created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, {NOW}, {NOW})"
                 ),
                 params![
                     new.target,
@@ -373,6 +378,7 @@ impl Store {
                     new.kind,
                     new.rollback_to,
                     new.force,
+                    new.image_id,
                 ],
             )?;
             let id = conn.last_insert_rowid();
@@ -406,14 +412,47 @@ impl Store {
         detail: Option<&str>,
         facts: &Facts,
     ) -> Result<(), StoreError> {
+        self.write_step(id, None, state, detail, facts).map(drop)
+    }
+
+    /// [`Store::step`] only if the deployment is in one of `from` now, in
+    /// the same transaction; whether it was. Settles races between a
+    /// person and the queue (approving what a newer push just superseded).
+    pub fn step_if(
+        &self,
+        id: i64,
+        from: &[State],
+        state: State,
+        detail: Option<&str>,
+        facts: &Facts,
+    ) -> Result<bool, StoreError> {
+        self.write_step(id, Some(from), state, detail, facts)
+    }
+
+    fn write_step(
+        &self,
+        id: i64,
+        from: Option<&[State]>,
+        state: State,
+        detail: Option<&str>,
+        facts: &Facts,
+    ) -> Result<bool, StoreError> {
         let error = matches!(
             state,
             State::Failed | State::RolledBack | State::RollbackFailed
         )
         .then_some(detail)
         .flatten();
-        self.with(|conn| {
+        let written = self.with(|conn| {
             let tx = conn.unchecked_transaction()?;
+            let (target, current): (String, String) = tx.query_row(
+                "SELECT target, state FROM deployments WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if from.is_some_and(|from| !from.iter().any(|s| s.as_str() == current)) {
+                return Ok(None);
+            }
             tx.execute(
                 &format!(
                     "UPDATE deployments SET state = ?2, updated_at = {NOW}, \
@@ -424,7 +463,8 @@ impl Store {
                      new_image_id = COALESCE(?7, new_image_id), \
                      new_container_id = COALESCE(?8, new_container_id), \
                      strategy = COALESCE(?9, strategy), \
-                     old_networks = COALESCE(?10, old_networks) \
+                     old_networks = COALESCE(?10, old_networks), \
+                     due_at = CASE WHEN ?2 = 'delayed' THEN COALESCE(?11, due_at) ELSE NULL END \
                      WHERE id = ?1"
                 ),
                 params![
@@ -438,28 +478,98 @@ impl Store {
                     facts.new_container_id,
                     facts.strategy,
                     facts.old_networks,
+                    facts.due_at,
                 ],
             )?;
             insert_step(&tx, id, state, detail)?;
-            let target: String =
-                tx.query_row("SELECT target FROM deployments WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })?;
             tx.commit()?;
-            Ok(target)
+            Ok(Some(target))
+        })?;
+        Ok(match written {
+            Some(target) => {
+                self.publish(id, target, state, detail);
+                true
+            }
+            None => false,
         })
-        .map(|target| self.publish(id, target, state, detail))
     }
 
-    /// Sets when a `delayed` deployment is due (`None` clears it).
-    pub fn set_due(&self, id: i64, due_at: Option<&str>) -> Result<(), StoreError> {
+    /// The deployments of `target` that wait for a person or a time, and
+    /// its newest `available` one (monitor mode), oldest first.
+    pub fn parked(&self, target: &str) -> Result<Vec<Deployment>, StoreError> {
+        let rows = self.with(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM deployments WHERE target = ?1 AND \
+                 (state IN ('awaiting_approval', 'delayed') OR id = (SELECT MAX(id) \
+                  FROM deployments WHERE target = ?1 AND state = 'available')) ORDER BY id"
+            ))?;
+            let rows = stmt.query_map([target], RawDeployment::from_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(RawDeployment::into_deployment)
+            .collect()
+    }
+
+    /// The deployment that put image `image_id` of `target` in quarantine,
+    /// if it is: it rolled that image back (or a person rolled back from
+    /// it), and no deployment of `target` since, before `before`, brought
+    /// another new image.
+    pub fn quarantined(
+        &self,
+        target: &str,
+        image_id: &str,
+        before: i64,
+    ) -> Result<Option<i64>, StoreError> {
         self.with(|conn| {
-            conn.execute(
-                &format!("UPDATE deployments SET due_at = ?2, updated_at = {NOW} WHERE id = ?1"),
-                params![id, due_at],
+            conn.query_row(
+                "SELECT r.id FROM deployments r WHERE r.target = ?1 AND r.id < ?3 AND \
+                 ((r.state = 'rolled_back' AND r.new_image_id = ?2) OR \
+                  (r.kind = 'rollback' AND r.state = 'succeeded' AND r.old_image_id = ?2)) \
+                 AND NOT EXISTS (SELECT 1 FROM deployments n WHERE n.target = ?1 \
+                     AND n.id > r.id AND n.id < ?3 AND COALESCE(n.kind, '') <> 'rollback' \
+                     AND n.new_image_id IS NOT NULL AND n.new_image_id <> ?2) \
+                 ORDER BY r.id DESC LIMIT 1",
+                params![target, image_id, before],
+                |r| r.get(0),
             )
-            .map(drop)
+            .optional()
         })
+    }
+
+    /// The images `target` ran before its successful deployments, newest
+    /// first, each once: those a rollback may return to.
+    pub fn previous_images(&self, target: &str) -> Result<Vec<String>, StoreError> {
+        let ids: Vec<String> = self.with(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT old_image_id FROM deployments WHERE target = ?1 AND \
+                 state = 'succeeded' AND old_image_id IS NOT NULL AND old_image_id <> '' \
+                 ORDER BY id DESC LIMIT 100",
+            )?;
+            let rows = stmt.query_map([target], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(ids
+            .into_iter()
+            .filter(|id| seen.insert(id.clone()))
+            .collect())
+    }
+
+    /// The newest successful deployment of `target`.
+    pub fn last_succeeded(&self, target: &str) -> Result<Option<Deployment>, StoreError> {
+        let row = self.with(|conn| {
+            conn.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM deployments WHERE target = ?1 AND state = 'succeeded' \
+                     ORDER BY id DESC LIMIT 1"
+                ),
+                [target],
+                RawDeployment::from_row,
+            )
+            .optional()
+        })?;
+        row.map(RawDeployment::into_deployment).transpose()
     }
 
     /// Records the container that replaces the old one.

@@ -329,7 +329,7 @@ fn replicas_of_one_image_both_move_and_the_old_image_goes_last() {
     let a = run_site(&mut cleanup, &site, &format!("{}-a", site.name), &[]);
     let b = run_site(&mut cleanup, &site, &format!("{}-b", site.name), &[]);
     let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
-    let dockhook = Dockhook::start(&site.registry.host(), &[]);
+    let dockhook = Dockhook::start(&site.registry.host(), &[("DOCKHOOK_KEEP_IMAGES", "0")]);
     let (status, answer) = site.hook(&dockhook, "latest");
     assert_eq!(status, 202, "{answer}");
     let ids: Vec<i64> = answer["deployments"]

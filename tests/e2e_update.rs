@@ -174,13 +174,14 @@ fn push_updates_a_docker_run_container_keeping_its_whole_config() {
     ]);
     assert_eq!(check, "kept\nkept\nfrom the host\ncustom");
 
-    // Old container and old image are gone; nothing parked is left.
+    // The old container is gone, nothing parked is left, and the old image
+    // is kept for a rollback (keep_images = 1 by default).
     assert_eq!(
         containers_named(&format!("{name}-dockhook-")),
         Vec::<String>::new()
     );
     assert!(!docker_ok(["inspect", before["Id"].as_str().unwrap()]));
-    assert!(!image_exists(&v1), "old image {v1} is still there");
+    assert!(image_exists(&v1), "old image {v1} is kept for rollbacks");
     // The other tag and the other repository were not touched.
     assert_eq!(inspect(&other_tag)["Id"], others_before.0);
     assert_eq!(inspect(&other_repo)["Id"], others_before.1);

@@ -20,6 +20,7 @@ impl<E: Engine> Updater<E> {
     pub(super) async fn clean_up(&self, swap: &Swap) -> Vec<String> {
         let mut notes = Vec::new();
         let new_id = swap.new_id.clone().unwrap_or_default();
+        let new_image = swap.new_image_id.clone();
         notes.extend(
             self.update_dependents(&swap.target, &swap.old_id, &new_id)
                 .await,
@@ -28,32 +29,58 @@ impl<E: Engine> Updater<E> {
             Ok(()) | Err(EngineError::NotFound(_)) => {}
             Err(e) => notes.push(format!("could not remove the old container: {e}")),
         }
-        let old = short(&swap.old_image_id);
-        let tags: Vec<String> = match self.engine.inspect_image(&swap.old_image_id).await {
+        // The images the target ran before, newest first: the newest
+        // `keep_images` stay for rollbacks, older ones go.
+        let target = swap.target.clone();
+        let mut previous = vec![swap.old_image_id.clone()];
+        match self
+            .store
+            .call(move |store| store.previous_images(&target))
+            .await
+        {
+            Ok(images) => previous.extend(images),
+            Err(e) => notes.push(format!("could not read the images kept for rollbacks: {e}")),
+        }
+        let mut seen = std::collections::HashSet::new();
+        previous.retain(|id| !id.is_empty() && id != &new_image && seen.insert(id.clone()));
+        let keep = self.settings.keep_images as usize;
+        for (age, image) in previous.iter().enumerate() {
+            if age < keep {
+                if age == 0 {
+                    notes.push(format!(
+                        "kept old image {} for rollbacks (keep_images = {keep})",
+                        short(image)
+                    ));
+                }
+                continue;
+            }
+            notes.extend(self.remove_image_if_unused(image, age == 0).await);
+        }
+        notes
+    }
+
+    /// Removes an image no container uses and no tag names; a note of what
+    /// happened, if worth one (`loud`: even when it was already gone).
+    async fn remove_image_if_unused(&self, image: &str, loud: bool) -> Option<String> {
+        let old = short(image);
+        let tags: Vec<String> = match self.engine.inspect_image(image).await {
             Ok(image) => image
                 .repo_tags
                 .unwrap_or_default()
                 .into_iter()
                 .filter(|t| t != "<none>:<none>")
                 .collect(),
-            Err(EngineError::NotFound(_)) => return notes,
+            Err(EngineError::NotFound(_)) => return None,
             Err(e) => vec![format!("(unknown: {e})")],
         };
         if !tags.is_empty() {
-            notes.push(format!(
-                "kept old image {old}: still tagged {}",
-                tags.join(", ")
-            ));
-            return notes;
+            return loud.then(|| format!("kept old image {old}: still tagged {}", tags.join(", ")));
         }
-        match self.engine.remove_image(&swap.old_image_id).await {
-            Ok(ImageRemoval::Removed) => notes.push(format!("removed old image {old}")),
-            Ok(ImageRemoval::InUse) => {
-                notes.push(format!("kept old image {old}: another container uses it"))
-            }
-            Err(e) => notes.push(format!("could not remove old image {old}: {e}")),
-        }
-        notes
+        Some(match self.engine.remove_image(image).await {
+            Ok(ImageRemoval::Removed) => format!("removed old image {old}"),
+            Ok(ImageRemoval::InUse) => format!("kept old image {old}: another container uses it"),
+            Err(e) => format!("could not remove old image {old}: {e}"),
+        })
     }
 
     /// Containers sharing the old container's network stack lose it with

@@ -29,10 +29,13 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 
+use std::time::Duration;
+
+use super::mode::Mode;
 use super::update::{Job, Updater};
 use crate::engine::Engine;
 use crate::image_ref::ImageRef;
-use crate::store::{Deployment, NewDeployment, State, Store, StoreError};
+use crate::store::{Deployment, Facts, NewDeployment, State, Store, StoreError};
 use crate::tags::TagPolicy;
 
 /// Per-target bookkeeping.
@@ -84,6 +87,9 @@ pub struct Queue<E> {
     recovering: Arc<AtomicUsize>,
     /// Shutdown began: jobs that wait are left queued for the next start.
     closing: Arc<AtomicBool>,
+    /// Serialises the pushes parked for a person or a time, so copies of
+    /// one push park once.
+    parking: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<E> Clone for Queue<E> {
@@ -95,11 +101,13 @@ impl<E> Clone for Queue<E> {
             tracker: self.tracker.clone(),
             recovering: self.recovering.clone(),
             closing: self.closing.clone(),
+            parking: self.parking.clone(),
         }
     }
 }
 
 /// A request to update one container.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub target: &'a str,
     pub container_id: &'a str,
@@ -112,6 +120,46 @@ pub struct Request<'a> {
     pub reason: &'a str,
     /// The container's tag policy, to order the pushes that wait.
     pub policy: &'a TagPolicy,
+    /// What the push does to the container: deploy, wait for approval, or
+    /// only be recorded.
+    pub mode: Mode,
+    /// How long the digest must stay the newest before it is deployed.
+    pub delay: Duration,
+    /// A person's request: [`super::update::KIND_MANUAL`] or
+    /// [`super::update::KIND_ROLLBACK`].
+    pub kind: Option<&'static str>,
+    pub force: bool,
+    /// For a rollback: the image to deploy again, and the deployment that
+    /// deployed it, if dockhook did.
+    pub rollback: Option<(&'a str, Option<i64>)>,
+}
+
+impl<'a> Request<'a> {
+    /// A webhook's request in mode `auto` with no delay.
+    pub fn push(
+        target: &'a str,
+        container_id: &'a str,
+        image: &'a ImageRef,
+        source: &'a str,
+        reason: &'a str,
+        policy: &'a TagPolicy,
+    ) -> Self {
+        Self {
+            target,
+            container_id,
+            image,
+            source,
+            pusher: None,
+            digest: None,
+            reason,
+            policy,
+            mode: Mode::Auto,
+            delay: Duration::ZERO,
+            kind: None,
+            force: false,
+            rollback: None,
+        }
+    }
 }
 
 /// Where a request goes, decided under the lock.
@@ -135,12 +183,191 @@ impl<E: Engine> Queue<E> {
             tracker: TaskTracker::new(),
             recovering: Arc::default(),
             closing: Arc::default(),
+            parking: Arc::default(),
         }
     }
 
-    /// Queues an update and returns its deployment id, or the id of the
-    /// deployment in flight for the same push.
+    /// Handles a request by its mode: queues an update, or parks it for a
+    /// person (`approve`) or a time (a delay), or records it (`monitor`).
+    /// Returns its deployment id, or the id of the deployment that already
+    /// stands for the same push.
     pub async fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
+        let parked = match request.mode {
+            Mode::Auto if request.delay.is_zero() => None,
+            Mode::Auto => Some(State::Delayed),
+            Mode::Approve => Some(State::AwaitingApproval),
+            Mode::Monitor => Some(State::Available),
+        };
+        match parked {
+            None => self.submit_now(request).await,
+            Some(state) => self.park(request, state).await,
+        }
+    }
+
+    /// Records a push that waits for a person or a time, or is only
+    /// recorded. A copy of the same push (same image and digest) is the
+    /// same deployment; a newer one supersedes the one that waits and
+    /// restarts a delay; an older one under a semver policy is skipped.
+    async fn park(&self, request: &Request<'_>, state: State) -> Result<i64, StoreError> {
+        let _parking = self.parking.lock().await;
+        let target = request.target.to_string();
+        let parked = self.store.call(move |store| store.parked(&target)).await?;
+        let image = request.image.to_string();
+        // Without a digest, a push is known only by its tag: a copy folds
+        // into the approval that waits (which deploys the newest anyway),
+        // but restarts a delay, since it may be a newer push.
+        let same = |d: &&Deployment| {
+            d.state == state
+                && d.image == image
+                && d.digest.as_deref() == request.digest
+                && (request.digest.is_some() || state != State::Delayed)
+        };
+        if let Some(same) = parked.iter().find(same) {
+            return Ok(same.id);
+        }
+        if let Some(digest) = request.digest {
+            if self
+                .updater
+                .runs_digest(request.target, request.image, digest)
+                .await
+            {
+                let id = self.write(request).await?;
+                let note = format!("{} already runs {digest}", request.target);
+                self.end(id, State::Skipped, note).await?;
+                return Ok(id);
+            }
+        }
+        let waiting: Vec<&Deployment> = parked.iter().filter(|d| d.state.is_waiting()).collect();
+        let id = self.write(request).await?;
+        for older in &waiting {
+            let tag = ImageRef::parse(&older.image)
+                .map(|i| i.tag)
+                .unwrap_or_default();
+            if tag != request.image.tag && request.policy.decide(&tag, &request.image.tag).is_err()
+            {
+                let note = format!(
+                    "{} is older than {tag}, which waits in deployment {}",
+                    request.image.tag, older.id
+                );
+                self.end(id, State::Skipped, note).await?;
+                return Ok(id);
+            }
+        }
+        let due = (state == State::Delayed).then(|| crate::timing::now() + millis(request.delay));
+        let detail = match state {
+            State::Delayed => format!(
+                "deployed once it has been the newest for {} (due {})",
+                crate::settings::show_duration(request.delay),
+                crate::timing::format(due.unwrap_or_default())
+            ),
+            State::AwaitingApproval => "waits for a person to approve or reject it".to_string(),
+            _ => "a newer image is available; monitor mode deploys nothing".to_string(),
+        };
+        let facts = Facts {
+            due_at: due.map(crate::timing::format),
+            ..Facts::default()
+        };
+        self.store
+            .call(move |store| store.step(id, state, Some(&detail), &facts))
+            .await?;
+        for older in waiting {
+            let (older, note) = (older.id, format!("superseded by deployment {id}"));
+            self.store
+                .call(move |store| {
+                    store.step_if(
+                        older,
+                        &[State::AwaitingApproval, State::Delayed],
+                        State::Skipped,
+                        Some(&note),
+                        &Facts::default(),
+                    )
+                })
+                .await?;
+        }
+        if let Some(due) = due {
+            self.arm(id, due);
+        }
+        Ok(id)
+    }
+
+    /// Starts deployment `id` when its delay is over, unless it was
+    /// superseded or rejected meanwhile. Not tracked: shutdown does not wait
+    /// for a delay; the next start arms it again from `due_at`.
+    fn arm(&self, id: i64, due: u64) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let wait = due.saturating_sub(crate::timing::now());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            if let Err(e) = queue
+                .release(id, State::Delayed, "the delay is over".into())
+                .await
+            {
+                tracing::error!(deployment = id, error = %e, "cannot start a delayed deployment");
+            }
+        });
+    }
+
+    /// Moves a deployment that waits (`from`) to `queued` and hands it to
+    /// its target's worker; `None` when it no longer waits (superseded,
+    /// rejected, approved twice).
+    pub async fn release(
+        &self,
+        id: i64,
+        from: State,
+        note: String,
+    ) -> Result<Option<Deployment>, StoreError> {
+        if self.closing.load(Ordering::Acquire) {
+            // Left as it is: the next start arms it again.
+            return Ok(None);
+        }
+        let moved = self
+            .store
+            .call(move |store| {
+                store.step_if(id, &[from], State::Queued, Some(&note), &Facts::default())
+            })
+            .await?;
+        if !moved {
+            return Ok(None);
+        }
+        let Some((deployment, _)) = self.store.call(move |store| store.get(id)).await? else {
+            return Ok(None);
+        };
+        match Job::of(&deployment) {
+            Some(job) => self.enqueue(job).await?,
+            None => {
+                let note = format!("image reference {} no longer parses", deployment.image);
+                self.end(id, State::Failed, note).await?;
+            }
+        }
+        Ok(Some(deployment))
+    }
+
+    /// Hands a recorded job to its target's worker: it runs now, or next,
+    /// superseding the job that waits.
+    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let superseded = {
+            let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let slot = slots.entry(job.target.clone()).or_default();
+            if slot.worker {
+                slot.waiting.replace(job.clone()).map(|j| j.deployment)
+            } else {
+                slot.worker = true;
+                slot.running = Some(job.clone());
+                drop(slots);
+                self.spawn_worker(Work::Update(job.clone()));
+                None
+            }
+        };
+        if let Some(replaced) = superseded {
+            let note = format!("superseded by deployment {}", job.deployment);
+            self.end(replaced, State::Skipped, note).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues an update now and returns its deployment id, or the id of the
+    /// deployment in flight for the same push.
+    async fn submit_now(&self, request: &Request<'_>) -> Result<i64, StoreError> {
         let announce = match self.claim(request) {
             Claim::Existing(id) => return Ok(id),
             Claim::Follow(mut id) => {
@@ -176,7 +403,8 @@ impl<E: Engine> Queue<E> {
         }
         let slot = slots.entry(request.target.to_string()).or_default();
         let same = slot.pending.iter().find(|p| {
-            &p.image == request.image
+            !is_fresh(request)
+                && &p.image == request.image
                 && (request.digest.is_none() || p.digest.as_deref() == request.digest)
         });
         if let Some(pending) = same {
@@ -213,7 +441,10 @@ impl<E: Engine> Queue<E> {
             pusher: request.pusher.map(str::to_string),
             digest: request.digest.map(str::to_string),
             reason: Some(request.reason.to_string()),
-            ..NewDeployment::default()
+            kind: request.kind.map(str::to_string),
+            force: request.force,
+            rollback_to: request.rollback.and_then(|(_, from)| from),
+            image_id: request.rollback.map(|(image, _)| image.to_string()),
         };
         self.store.call(move |store| store.create(&new)).await
     }
@@ -225,6 +456,8 @@ impl<E: Engine> Queue<E> {
             target: request.target.to_string(),
             image: request.image.clone(),
             digest: request.digest.map(str::to_string),
+            force: request.force,
+            rollback: request.rollback.map(|(image, _)| image.to_string()),
         };
         let placement = self.place(job.clone(), request);
         match placement {
@@ -273,7 +506,7 @@ impl<E: Engine> Queue<E> {
                 start_worker: true,
             };
         }
-        if let Some(waiting) = &slot.waiting {
+        if let Some(waiting) = slot.waiting.as_ref().filter(|_| !is_fresh(request)) {
             let (waits, pushed) = (&waiting.image.tag, &job.image.tag);
             if waits != pushed && request.policy.decide(waits, pushed).is_err() {
                 return Placement::Older {
@@ -299,6 +532,11 @@ impl<E: Engine> Queue<E> {
         for deployment in unfinished {
             if deployment.state == State::Queued {
                 queued.extend(Job::of(&deployment));
+            } else if deployment.state == State::AwaitingApproval {
+                // Still waits for a person.
+            } else if deployment.state == State::Delayed {
+                let due = deployment.due_at.as_deref().and_then(crate::timing::parse);
+                self.arm(deployment.id, due.unwrap_or_default());
             } else {
                 under_way
                     .entry(deployment.target.clone())
@@ -471,8 +709,21 @@ impl<E: Engine> Queue<E> {
     }
 }
 
+/// A request that must not be folded into another: a forced update or a
+/// rollback.
+fn is_fresh(request: &Request<'_>) -> bool {
+    request.force || request.rollback.is_some()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The deployment in `slots` already running or waiting for the same push.
 fn in_flight(slots: &HashMap<String, Slot>, request: &Request<'_>) -> Option<i64> {
+    if is_fresh(request) {
+        return None;
+    }
     let slot = slots.get(request.target)?;
     let same_digest = |job: &&Job| {
         &job.image == request.image

@@ -125,6 +125,7 @@ impl<E: Engine> Updater<E> {
                 .and_then(|json| serde_json::from_str(json).ok())
                 .unwrap_or_default(),
             new_id: new_id.clone(),
+            new_image_id: deployment.new_image_id.clone().unwrap_or_default(),
             // Both strategies stop the old container at this step (stop-first
             // once the names are swapped).
             old_may_be_stopping: deployment.state == State::Stopping && (start_first || swapped),

@@ -35,6 +35,16 @@ fn rig(old: &str, new: &str) -> Rig {
 }
 
 fn rig_with(old: &str, new: &str, strategy: Strategy, labels: &[(&str, &str)]) -> Rig {
+    rig_keeping(old, new, strategy, labels, 0)
+}
+
+fn rig_keeping(
+    old: &str,
+    new: &str,
+    strategy: Strategy,
+    labels: &[(&str, &str)],
+    keep_images: u32,
+) -> Rig {
     let engine = Arc::new(FakeEngine::with_container("site", IMAGE, old, new));
     engine.lock().containers[0].labels = labels
         .iter()
@@ -44,6 +54,7 @@ fn rig_with(old: &str, new: &str, strategy: Strategy, labels: &[(&str, &str)]) -
     let settings = Settings {
         grace: Duration::ZERO,
         strategy: StrategySetting::Fixed(strategy),
+        keep_images,
         ..Settings::default()
     };
     let updater = Arc::new(Updater::new(engine.clone(), store.clone(), settings));
@@ -57,7 +68,12 @@ fn rig_with(old: &str, new: &str, strategy: Strategy, labels: &[(&str, &str)]) -
 
 impl Rig {
     async fn run(&self) -> Outcome {
-        let image = ImageRef::parse(IMAGE).unwrap();
+        self.run_as(false, None).await.1
+    }
+
+    /// Runs a job recorded as a webhook's (or, with `force` or
+    /// `rollback`, a person's) and returns its deployment and outcome.
+    async fn run_as(&self, force: bool, rollback: Option<&str>) -> (i64, Outcome) {
         let deployment = self
             .store
             .create(&NewDeployment {
@@ -65,19 +81,29 @@ impl Rig {
                 container_id: "site-id".into(),
                 image: IMAGE.into(),
                 source: "test".into(),
-                pusher: None,
                 digest: self.digest.clone(),
-                reason: None,
+                force,
+                kind: rollback.map(|_| super::update::KIND_ROLLBACK.to_string()),
+                image_id: rollback.map(str::to_string),
                 ..NewDeployment::default()
             })
             .unwrap();
-        let job = Job {
+        let recorded = self.store.get(deployment).unwrap().unwrap().0;
+        let job = Job::of(&recorded).unwrap();
+        (
             deployment,
-            target: "site".into(),
-            image,
-            digest: self.digest.clone(),
-        };
-        within("the update", self.updater.run(&job)).await
+            within("the update", self.updater.run(&job)).await,
+        )
+    }
+
+    /// The registry's tag now names image `id`.
+    fn push(&self, id: &str) {
+        let tag = ImageRef::parse(IMAGE).unwrap().to_string();
+        self.engine.lock().registry.insert(tag, id.into());
+    }
+
+    fn has_image(&self, id: &str) -> bool {
+        self.engine.lock().images.contains_key(id)
     }
 
     fn calls(&self) -> Vec<String> {
@@ -86,16 +112,7 @@ impl Rig {
 }
 
 fn request(image: &ImageRef) -> Request<'_> {
-    Request {
-        policy: &TagPolicy::Exact,
-        target: "site",
-        container_id: "site-id",
-        image,
-        source: "test",
-        pusher: None,
-        digest: None,
-        reason: "test",
-    }
+    Request::push("site", "site-id", image, "test", "test", &TagPolicy::Exact)
 }
 
 #[tokio::test]
@@ -456,6 +473,8 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
         target: "site".into(),
         image: pushed,
         digest: None,
+        force: false,
+        rollback: None,
     };
     let outcome = within("the update", updater.run(&job)).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
@@ -746,4 +765,280 @@ async fn a_container_created_from_another_image_than_the_pulled_one_is_undone() 
     let site = rig.engine.named("site").unwrap();
     assert_eq!((site.id.as_str(), site.running), ("site-id", true));
     assert_eq!(rig.engine.lock().containers.len(), 1);
+}
+
+#[tokio::test]
+async fn the_image_before_the_last_deployment_is_kept_for_rollbacks() {
+    let rig = rig_keeping("sha256:v1", "sha256:v2", Strategy::StopFirst, &[], 1);
+    let outcome = rig.run().await;
+    assert!(
+        matches!(outcome, Outcome::Succeeded(ref s) if s.contains("kept old image v1")),
+        "{outcome:?}"
+    );
+    assert!(rig.has_image("sha256:v1"), "kept for a rollback");
+    rig.push("sha256:v3");
+    let outcome = rig.run().await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    assert!(
+        rig.has_image("sha256:v2"),
+        "the newest previous image is kept"
+    );
+    assert!(!rig.has_image("sha256:v1"), "the older one is removed");
+}
+
+#[tokio::test]
+async fn a_rollback_brings_back_the_kept_image_and_quarantines_the_one_it_leaves() {
+    let rig = rig_keeping("sha256:v1", "sha256:v2", Strategy::StopFirst, &[], 1);
+    assert!(matches!(rig.run().await, Outcome::Succeeded(_)));
+    let (_, outcome) = rig.run_as(false, Some("sha256:v1")).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!(site.image_id, "sha256:v1");
+    assert!(site.running);
+    assert!(
+        rig.has_image("sha256:v2"),
+        "the image rolled away from is kept"
+    );
+    let tags = rig.engine.lock().images["sha256:v1"].clone();
+    assert!(
+        tags.iter().any(|t| t == IMAGE),
+        "the tag names what runs: {tags:?}"
+    );
+
+    // The webhook's redelivery of v2 does not bring it back.
+    let (rolled, outcome) = rig.run_as(false, None).await;
+    match &outcome {
+        Outcome::Skipped(why) => assert!(why.contains("rolled back in deployment 2"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:v1");
+    let tags = rig.engine.lock().images["sha256:v1"].clone();
+    assert!(
+        tags.iter().any(|t| t == IMAGE),
+        "the tag is pointed back: {tags:?}"
+    );
+    assert_eq!(
+        rig.store.get(rolled).unwrap().unwrap().0.state,
+        State::Skipped
+    );
+
+    // Someone forces it.
+    let (_, outcome) = rig.run_as(true, None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:v2");
+}
+
+#[tokio::test]
+async fn a_digest_rolled_back_by_the_gate_waits_for_a_new_one() {
+    let rig = rig("sha256:v1", "sha256:bad");
+    rig.engine.lock().new_exits = true;
+    assert!(matches!(rig.run().await, Outcome::RolledBack(_)));
+    rig.engine.lock().new_exits = false;
+    let (_, outcome) = rig.run_as(false, None).await;
+    assert!(
+        matches!(outcome, Outcome::Skipped(ref why) if why.contains("rolled back in deployment 1")),
+        "{outcome:?}"
+    );
+    // A new digest lifts it: the next push deploys, and so would bad again.
+    rig.push("sha256:good");
+    assert!(matches!(rig.run().await, Outcome::Succeeded(_)));
+    rig.push("sha256:bad");
+    let outcome = rig.run().await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:bad");
+}
+
+#[tokio::test]
+async fn force_redeploys_the_same_image() {
+    let rig = rig("sha256:v1", "sha256:v1");
+    assert!(matches!(rig.run().await, Outcome::Skipped(_)));
+    let before = rig.engine.named("site").unwrap().id;
+    let (_, outcome) = rig.run_as(true, None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let after = rig.engine.named("site").unwrap();
+    assert_ne!(after.id, before, "a new container");
+    assert_eq!(after.image_id, "sha256:v1");
+    assert!(
+        rig.has_image("sha256:v1"),
+        "the image it runs is not removed"
+    );
+}
+
+/// The states of `id`'s steps.
+fn states(store: &Store, id: i64) -> Vec<State> {
+    store
+        .get(id)
+        .unwrap()
+        .unwrap()
+        .1
+        .iter()
+        .map(|s| s.state)
+        .collect()
+}
+
+fn with_mode<'a>(request: Request<'a>, mode: super::Mode, delay: Duration) -> Request<'a> {
+    Request {
+        mode,
+        delay,
+        ..request
+    }
+}
+
+#[tokio::test]
+async fn approve_mode_waits_for_a_person_and_a_newer_push_supersedes() {
+    let rig = rig("sha256:v1", "sha256:v2");
+    rig.engine
+        .lock()
+        .digests
+        .insert("sha256:v2".into(), "sha256:d2".into());
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let approve = |digest| Request {
+        digest,
+        ..with_mode(request(&image), super::Mode::Approve, Duration::ZERO)
+    };
+    let first = queue.submit(&approve(Some("sha256:d1"))).await.unwrap();
+    assert_eq!(
+        queue.submit(&approve(Some("sha256:d1"))).await.unwrap(),
+        first,
+        "a copy"
+    );
+    let second = queue.submit(&approve(Some("sha256:d2"))).await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(
+        rig.store.get(first).unwrap().unwrap().0.state,
+        State::Skipped
+    );
+    assert_eq!(
+        states(&rig.store, second),
+        [State::Queued, State::AwaitingApproval]
+    );
+    assert!(
+        !rig.calls().iter().any(|c| c.starts_with("pull")),
+        "nothing pulled"
+    );
+
+    // Approving the superseded one is refused; the waiting one runs.
+    let none = queue
+        .release(first, State::AwaitingApproval, "approved".into())
+        .await
+        .unwrap();
+    assert!(none.is_none());
+    let approved = queue
+        .release(second, State::AwaitingApproval, "approved".into())
+        .await
+        .unwrap();
+    assert!(approved.is_some());
+    within("finishing the queue", queue.finish_all()).await;
+    let (deployment, _) = rig.store.get(second).unwrap().unwrap();
+    assert_eq!(deployment.state, State::Succeeded, "{deployment:?}");
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:v2");
+}
+
+#[tokio::test]
+async fn monitor_mode_records_the_image_and_deploys_nothing() {
+    let rig = rig("sha256:v1", "sha256:v2");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let monitor = Request {
+        digest: Some("sha256:d2"),
+        ..with_mode(request(&image), super::Mode::Monitor, Duration::ZERO)
+    };
+    let id = queue.submit(&monitor).await.unwrap();
+    assert_eq!(
+        queue.submit(&monitor).await.unwrap(),
+        id,
+        "a copy is the same record"
+    );
+    let (deployment, _) = rig.store.get(id).unwrap().unwrap();
+    assert_eq!(deployment.state, State::Available);
+    assert!(deployment.finished_at.is_some());
+    within("finishing the queue", queue.finish_all()).await;
+    assert_eq!(rig.engine.named("site").unwrap().image_id, "sha256:v1");
+    assert!(
+        !rig.calls().iter().any(|c| c.starts_with("pull")),
+        "nothing pulled"
+    );
+}
+
+#[tokio::test]
+async fn a_delay_deploys_once_the_digest_stayed_the_newest() {
+    let rig = rig("sha256:v1", "sha256:v2");
+    rig.engine
+        .lock()
+        .digests
+        .insert("sha256:v2".into(), "sha256:d2".into());
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let delayed = |digest| Request {
+        digest,
+        ..with_mode(
+            request(&image),
+            super::Mode::Auto,
+            Duration::from_millis(400),
+        )
+    };
+    let first = queue.submit(&delayed(Some("sha256:d1"))).await.unwrap();
+    let (deployment, _) = rig.store.get(first).unwrap().unwrap();
+    assert_eq!(deployment.state, State::Delayed);
+    let due = crate::timing::parse(deployment.due_at.as_deref().unwrap()).unwrap();
+    assert!(due > crate::timing::now(), "due in the future");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A newer push restarts the wait.
+    let second = queue.submit(&delayed(Some("sha256:d2"))).await.unwrap();
+    assert_eq!(
+        rig.store.get(first).unwrap().unwrap().0.state,
+        State::Skipped
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        rig.store.get(second).unwrap().unwrap().0.state,
+        State::Delayed,
+        "the wait restarted with the newer push"
+    );
+    let ended = within("the delayed deployment", async {
+        loop {
+            let (d, _) = rig.store.get(second).unwrap().unwrap();
+            if d.state.is_final() {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ended.state, State::Succeeded, "{ended:?}");
+    assert_eq!(ended.due_at, None, "no longer due");
+    assert_eq!(
+        states(&rig.store, second)[..3],
+        [State::Queued, State::Delayed, State::Queued]
+    );
+}
+
+#[tokio::test]
+async fn a_delayed_deployment_is_armed_again_after_a_restart() {
+    let rig = rig("sha256:v1", "sha256:v2");
+    let image = ImageRef::parse(IMAGE).unwrap();
+    let id = {
+        let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+        let delayed = with_mode(
+            request(&image),
+            super::Mode::Auto,
+            Duration::from_millis(300),
+        );
+        queue.submit(&delayed).await.unwrap()
+        // Dropped: the process "stops" with the deployment delayed.
+    };
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    queue.resume(rig.store.unfinished().unwrap());
+    let ended = within("the delayed deployment", async {
+        loop {
+            let (d, _) = rig.store.get(id).unwrap().unwrap();
+            if d.state.is_final() {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(ended.state, State::Succeeded, "{ended:?}");
 }

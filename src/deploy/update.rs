@@ -63,6 +63,10 @@ pub struct Job {
     pub image: ImageRef,
     /// The digest the webhook named, if any: the registry must serve it.
     pub digest: Option<String>,
+    /// Deploy even if the image is the one that runs, or in quarantine.
+    pub force: bool,
+    /// A rollback: deploy this image (kept on the host) instead of pulling.
+    pub rollback: Option<String>,
 }
 
 impl Job {
@@ -74,7 +78,18 @@ impl Job {
             target: deployment.target.clone(),
             image: ImageRef::parse(&deployment.image).ok()?,
             digest: deployment.digest.clone(),
+            force: deployment.force,
+            rollback: if deployment.kind.as_deref() == Some(KIND_ROLLBACK) {
+                Some(deployment.new_image_id.clone()?)
+            } else {
+                None
+            },
         })
+    }
+
+    /// Whether this job must not be folded into another in flight.
+    pub fn is_fresh(&self) -> bool {
+        self.force || self.rollback.is_some()
     }
 
     /// The name the successor has until it takes over.
@@ -87,6 +102,11 @@ impl Job {
         format!("{}{PARKED_MARKER}old-{}", self.target, self.deployment)
     }
 }
+
+/// [`crate::store::Deployment::kind`] of a deployment a person asked for.
+pub const KIND_MANUAL: &str = "manual";
+/// [`crate::store::Deployment::kind`] of a rollback to an earlier image.
+pub const KIND_ROLLBACK: &str = "rollback";
 
 /// How a deployment ended; the text says why, for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,6 +208,8 @@ pub(super) struct Swap {
     /// back on each one exactly.
     pub(super) old_networks: HashMap<String, EndpointSettings>,
     pub(super) new_id: Option<String>,
+    /// The image the new container runs.
+    pub(super) new_image_id: String,
     /// A crash may have interrupted a stop of the old container, which
     /// Docker carries on with: undoing lets it end before starting it.
     pub(super) old_may_be_stopping: bool,
@@ -337,26 +359,51 @@ impl<E: Engine> Updater<E> {
         )
         .await;
 
-        let (login, login_note) = self.login_for(&job.image)?;
-        self.engine
-            .pull(&job.image, login.as_ref())
-            .await
-            .map_err(|e| {
-                Outcome::Failed(format!(
-                    "{e}{login_note}; {target} keeps running its current image"
-                ))
-            })?;
+        match &job.rollback {
+            // A rollback brings back an image kept on the host: the tag is
+            // pointed at it, as a pull would.
+            Some(image_id) => self
+                .engine
+                .tag_image(image_id, &job.image)
+                .await
+                .map_err(|e| {
+                    Outcome::Failed(format!(
+                        "cannot bring back image {} (is it still on this host?): {e}; \
+                         {target} keeps running its current image",
+                        short(image_id)
+                    ))
+                })?,
+            None => {
+                let (login, login_note) = self.login_for(&job.image)?;
+                self.engine
+                    .pull(&job.image, login.as_ref())
+                    .await
+                    .map_err(|e| {
+                        Outcome::Failed(format!(
+                            "{e}{login_note}; {target} keeps running its current image"
+                        ))
+                    })?;
+            }
+        }
         let pulled = self.engine.inspect_image(&reference).await.map_err(|e| {
             Outcome::Failed(format!("cannot inspect pulled image {reference}: {e}"))
         })?;
         let new_image_id = pulled.id.clone().unwrap_or_default();
-        if new_image_id == old_image_id {
+        let same_tag = ImageRef::parse(&configured).is_ok_and(|c| c.tag == job.image.tag);
+        if new_image_id == old_image_id && !job.force {
             return Ok(Outcome::Skipped(format!(
                 "{target} already runs the newest {reference} ({})",
                 short(&new_image_id)
             )));
         }
-        let same_tag = ImageRef::parse(&configured).is_ok_and(|c| c.tag == job.image.tag);
+        if !job.is_fresh() {
+            if let Some(skip) = self
+                .quarantine(job, &new_image_id, &old_image_id, same_tag)
+                .await
+            {
+                return Ok(skip);
+            }
+        }
         let mut swap = Swap {
             target: target.to_string(),
             // The pull moved this tag away from what runs; undoing puts it back.
@@ -365,6 +412,7 @@ impl<E: Engine> Updater<E> {
             old_image_id,
             old_networks,
             new_id: None,
+            new_image_id: new_image_id.clone(),
             old_may_be_stopping: false,
         };
 
@@ -477,6 +525,56 @@ impl<E: Engine> Updater<E> {
             }
         }
         Ok(Outcome::Succeeded(notes.join("; ")))
+    }
+
+    /// A skip when the pulled image `new_image_id` was rolled back before
+    /// and no other new image came since (quarantine): the tag is pointed
+    /// back at what runs, and nothing else changes.
+    async fn quarantine(
+        &self,
+        job: &Job,
+        new_image_id: &str,
+        old_image_id: &str,
+        same_tag: bool,
+    ) -> Option<Outcome> {
+        let (target, image, id) = (job.target.clone(), new_image_id.to_string(), job.deployment);
+        let found = self
+            .store
+            .call(move |store| store.quarantined(&target, &image, id))
+            .await;
+        let by = match found {
+            Ok(by) => by?,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the quarantine; deploying");
+                return None;
+            }
+        };
+        if same_tag {
+            if let Err(e) = self.engine.tag_image(old_image_id, &job.image).await {
+                tracing::warn!(error = %e, "cannot point {} back at the running image", job.image);
+            }
+        }
+        Some(Outcome::Skipped(format!(
+            "image {} was rolled back in deployment {by}: it is not deployed again until \
+             another image is pushed, or someone forces it (dockhook update {} --force)",
+            short(new_image_id),
+            job.target
+        )))
+    }
+
+    /// Whether container `target` runs `image` under `digest`, as far as
+    /// Docker can tell.
+    pub async fn runs_digest(&self, target: &str, image: &ImageRef, digest: &str) -> bool {
+        let Ok(container) = self.engine.inspect_container(target).await else {
+            return false;
+        };
+        let Some(image_id) = container.image else {
+            return false;
+        };
+        match self.engine.inspect_image(&image_id).await {
+            Ok(running) => has_digest(&running, image, digest),
+            Err(_) => false,
+        }
     }
 
     /// Whether container `id` runs image `image_id`; why not, if not.
@@ -596,7 +694,7 @@ fn strategy_name(strategy: Strategy) -> &'static str {
 }
 
 /// The short form Docker prints for IDs.
-pub(super) fn short(id: &str) -> String {
+pub fn short(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 

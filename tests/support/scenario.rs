@@ -116,6 +116,32 @@ pub fn api(dockhook: &impl Endpoint, path: &str) -> (u16, Value) {
     (response.status, json)
 }
 
+/// POSTs `body` to an API path with the bearer token; returns `(status,
+/// json)`.
+pub fn api_post(dockhook: &impl Endpoint, path: &str, body: &str) -> (u16, Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let response = request("POST", &dockhook.url(path), &headers, body.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let json = serde_json::from_str(&response.body).unwrap_or(Value::Null);
+    (response.status, json)
+}
+
+/// Waits until deployment `id` is in `state` and returns it.
+pub fn wait_state(dockhook: &impl Endpoint, id: i64, state: &str) -> Value {
+    wait_for(DEPLOY_TIMEOUT, || {
+        let (_, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
+        (deployment["state"] == state).then_some(deployment)
+    })
+    .unwrap_or_else(|| {
+        let (_, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
+        panic!("deployment {id} never was {state}: {deployment}")
+    })
+}
+
 /// Waits until deployment `id` is in a final state and returns it.
 pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
     wait_for(DEPLOY_TIMEOUT, || {
@@ -128,6 +154,8 @@ pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
             "failed",
             "rolled_back",
             "rollback_failed",
+            "available",
+            "rejected",
         ]
         .contains(&state)
         .then_some(deployment)
