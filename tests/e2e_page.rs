@@ -287,7 +287,7 @@ fn the_page_approves_rejects_updates_and_escapes_labels() {
     let name = watched(&mut cleanup, &site, &site.name, &["dockhook.mode=approve"]);
     let evil = "<script>alert(1)</script>";
     let mode = format!("dockhook.mode={evil}");
-    let odd = watched(&mut cleanup, &site, &format!("{name}-odd"), &[&mode]);
+    let odd = watched(&mut cleanup, &site, &format!("odd-{name}"), &[&mode]);
     let dockhook = start(&site);
     let page = PageSession::login(&dockhook);
 

@@ -271,15 +271,26 @@ async fn an_action_answers_with_a_redirect_and_a_one_time_message() {
     let site = Site::start().await;
     let cookie = site.login().await;
     let csrf = site.csrf(&cookie).await;
-    let response = site
-        .post("/targets/no-such/update", Some(&cookie), &[("csrf", &csrf)])
-        .await;
-    assert_eq!(response.status(), 303);
-    assert_eq!(location(&response), "/");
-    let page = site.get("/", Some(&cookie)).await.text().await.unwrap();
-    assert!(page.contains("id=\"flash\""), "{page}");
-    let again = site.get("/", Some(&cookie)).await.text().await.unwrap();
-    assert!(!again.contains("id=\"flash\""), "shown once");
+    for (target, message) in [
+        ("site", "Forced update of site queued as deployment #1."),
+        ("no-such", "no-such"),
+    ] {
+        let path = format!("/targets/{target}/update");
+        let form = [("csrf", csrf.as_str()), ("force", "true")];
+        let response = site.post(&path, Some(&cookie), &form).await;
+        assert_eq!(response.status(), 303);
+        assert_eq!(location(&response), "/");
+        let page = site.get("/", Some(&cookie)).await.text().await.unwrap();
+        let flash = page.split_once("id=\"flash\"").expect("a message").1;
+        let flash = flash.split_once('>').unwrap().1.split('<').next().unwrap();
+        assert!(flash.contains(message), "{flash}");
+        let again = site.get("/", Some(&cookie)).await.text().await.unwrap();
+        assert!(!again.contains("id=\"flash\""), "shown once");
+    }
+    let queued = site.state.store.list(10).unwrap();
+    assert_eq!(queued.len(), 1, "only the container that exists");
+    assert_eq!(queued[0].source, "page");
+    assert!(queued[0].force);
 }
 
 #[tokio::test]

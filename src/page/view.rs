@@ -360,10 +360,16 @@ pub fn deployment(ctx: &Ctx, d: &Deployment, steps: &[Step]) -> Markup {
     )
 }
 
+/// Who asked, and for what when it was not a push: `page · rollback to #3`.
 fn asked_by(d: &Deployment) -> Markup {
     html! {
         (d.source)
         @if let Some(pusher) = &d.pusher { " (" (pusher) ")" }
+        @if let Some(kind) = &d.kind {
+            " · " (kind)
+            @if let Some(to) = d.rollback_to { " to " a href=(format!("/deployments/{to}")) { "#" (to) } }
+        }
+        @if d.force { " (forced)" }
     }
 }
 
