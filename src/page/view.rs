@@ -313,13 +313,11 @@ fn step_list(d: &Deployment, steps: &[Step]) -> Markup {
 /// One deployment with all it recorded.
 pub fn deployment(ctx: &Ctx, d: &Deployment, steps: &[Step]) -> Markup {
     let timings = Timings::of(d, steps);
-    let fields: [(&str, Option<String>); 14] = [
+    // Kind, rollback and force are in "Asked by".
+    let fields: [(&str, Option<String>); 11] = [
         ("Container", Some(d.target.clone())),
         ("Image", Some(d.image.clone())),
         ("Digest", d.digest.clone()),
-        ("Kind", d.kind.clone()),
-        ("Rolls back to", d.rollback_to.map(|id| format!("#{id}"))),
-        ("Forced", d.force.then(|| "yes".to_string())),
         ("Strategy", d.strategy.clone()),
         ("Old image", d.old_image_id.clone()),
         ("New image", d.new_image_id.clone()),
