@@ -254,22 +254,21 @@ async fn deployment<E: Engine>(
             view::refused("Not found", "A deployment's number is a whole number."),
         ));
     };
-    Ok(
-        match page.app.store.call(move |store| store.get(id)).await {
-            Ok(Some((d, steps))) => {
-                let ctx = Ctx {
-                    csrf: &session.csrf,
-                    flash,
-                };
-                html(StatusCode::OK, view::deployment(&ctx, &d, &steps))
-            }
-            Ok(None) => html(
-                StatusCode::NOT_FOUND,
-                view::refused("Not found", &format!("There is no deployment {id}.")),
-            ),
-            Err(error) => store_failed(error),
-        },
-    )
+    let found = page.app.store.call(move |store| store.get(id)).await;
+    Ok(match found {
+        Ok(Some((d, steps))) => {
+            let ctx = Ctx {
+                csrf: &session.csrf,
+                flash,
+            };
+            html(StatusCode::OK, view::deployment(&ctx, &d, &steps))
+        }
+        Ok(None) => html(
+            StatusCode::NOT_FOUND,
+            view::refused("Not found", &format!("There is no deployment {id}.")),
+        ),
+        Err(error) => store_failed(error),
+    })
 }
 
 async fn login_form() -> Response {
