@@ -42,6 +42,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
+use futures_util::StreamExt;
 use maud::Markup;
 use serde::Deserialize;
 
@@ -432,12 +433,25 @@ async fn reject<E: Engine>(
     decide(Decision::Reject, page, headers, id, form).await
 }
 
-/// The deployment stream for the page's script, behind the session.
+/// The deployment stream for the page's script, behind the session. It
+/// ends when the session does (logout, or pushed out), and after
+/// [`session::IDLE`] at the latest: the browser then connects again, which
+/// needs the session to be open still.
 async fn events<E: Engine>(State(page): Shared<E>, headers: HeaderMap) -> Response {
-    if page.sessions.find(&headers).is_none() {
+    let Some(session) = page.sessions.find(&headers) else {
         return (StatusCode::UNAUTHORIZED, "log in at /login first").into_response();
-    }
-    crate::events::sse(&page.app.store).into_response()
+    };
+    let ended = async move {
+        tokio::select! {
+            () = session.ended.cancelled() => {}
+            () = tokio::time::sleep(session::IDLE) => {}
+        }
+    };
+    let (parts, body) = crate::events::sse(&page.app.store)
+        .into_response()
+        .into_parts();
+    let body = axum::body::Body::from_stream(body.into_data_stream().take_until(ended));
+    Response::from_parts(parts, body)
 }
 
 #[cfg(test)]

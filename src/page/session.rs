@@ -6,7 +6,8 @@
 //! cookie; the server keeps the SHA-256 of it, so the map's lookups compare
 //! digests, never the secret itself. A session ends after [`IDLE`] without a
 //! request, on logout, or when [`MAX_SESSIONS`] newer ones pushed it out.
-//! Sessions live in memory: a restart of dockhook logs everyone out.
+//! Sessions live in memory: a restart of dockhook logs everyone out. When
+//! a session ends, so do the event streams it opened.
 //!
 //! Every session has its own CSRF token, which every form carries in a
 //! hidden field and every POST must return (compared in constant time).
@@ -21,6 +22,7 @@ use axum::http::{header, HeaderMap};
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "dockhook_session";
@@ -45,12 +47,22 @@ pub struct Session {
     key: [u8; 32],
     /// The token every form of this session carries.
     pub csrf: String,
+    /// Cancelled when the session ends, so its event streams end too.
+    pub ended: CancellationToken,
 }
 
 struct Entry {
     csrf: String,
     last_seen: Instant,
     flash: Option<Flash>,
+    ended: CancellationToken,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        // However the session ends: logout, idle, pushed out.
+        self.ended.cancel();
+    }
 }
 
 /// The open sessions.
@@ -102,6 +114,7 @@ impl Sessions {
                 csrf: random_token(),
                 last_seen: now,
                 flash: None,
+                ended: CancellationToken::new(),
             },
         );
         id
@@ -123,6 +136,7 @@ impl Sessions {
         Some(Session {
             key,
             csrf: entry.csrf.clone(),
+            ended: entry.ended.clone(),
         })
     }
 
@@ -267,18 +281,21 @@ mod tests {
         assert!(sessions.find(&with_cookie("forged")).is_none());
         assert!(sessions.find(&HeaderMap::new()).is_none());
         assert!(sessions.find(&headers(&[("cookie", &id)])).is_none());
+        assert!(!session.ended.is_cancelled());
         sessions.close(&session);
         assert!(sessions.find(&with_cookie(&id)).is_none(), "closed");
+        assert!(session.ended.is_cancelled(), "its streams end");
     }
 
     #[test]
     fn sessions_expire_when_idle() {
         let sessions = Sessions::new(Duration::from_millis(50), 8);
         let id = sessions.open();
-        assert!(sessions.find(&with_cookie(&id)).is_some());
+        let session = sessions.find(&with_cookie(&id)).unwrap();
         std::thread::sleep(Duration::from_millis(80));
         assert!(sessions.find(&with_cookie(&id)).is_none(), "idle too long");
         assert_eq!(sessions.len(), 0, "and forgotten");
+        assert!(session.ended.is_cancelled());
     }
 
     #[test]
@@ -286,12 +303,14 @@ mod tests {
         let sessions = Sessions::new(IDLE, 3);
         let first = sessions.open();
         let second = sessions.open();
+        let pushed_out = sessions.find(&with_cookie(&second)).unwrap();
         let third = sessions.open();
         // Used last, so it stays.
         assert!(sessions.find(&with_cookie(&first)).is_some());
         let fourth = sessions.open();
         assert_eq!(sessions.len(), 3);
         assert!(sessions.find(&with_cookie(&second)).is_none(), "pushed out");
+        assert!(pushed_out.ended.is_cancelled());
         for id in [first, third, fourth] {
             assert!(sessions.find(&with_cookie(&id)).is_some());
         }

@@ -326,11 +326,34 @@ async fn payloads_and_labels_reach_the_page_as_text() {
 }
 
 #[tokio::test]
-async fn the_event_stream_needs_a_session() {
+async fn the_event_stream_needs_a_session_and_ends_with_it() {
     let site = Site::start().await;
     assert_eq!(site.get("/events", None).await.status(), 401);
     let cookie = site.login().await;
-    let response = site.get("/events", Some(&cookie)).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut stream = site.get("/events", Some(&cookie)).await;
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    // A change arrives; logging out ends the stream.
+    site.state
+        .store
+        .create(&NewDeployment {
+            target: "site".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await;
+    let chunk = chunk.expect("an event").unwrap().expect("data");
+    assert!(
+        String::from_utf8_lossy(&chunk).contains("event: deployment"),
+        "{chunk:?}"
+    );
+    let csrf = site.csrf(&cookie).await;
+    site.post("/logout", Some(&cookie), &[("csrf", &csrf)])
+        .await;
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        while stream.chunk().await.unwrap().is_some() {}
+    })
+    .await;
+    assert!(end.is_ok(), "the stream outlived its session");
 }
