@@ -118,7 +118,7 @@ pub async fn serve(
     // the host is put right. They run in the background; `/healthz` says
     // not ready until they are done.
     let unfinished = store.call(|store| store.unfinished()).await?;
-    for deployment in &unfinished {
+    for deployment in unfinished.iter().filter(|d| !d.state.is_waiting()) {
         tracing::warn!(
             deployment = deployment.id,
             target = %deployment.target,

@@ -68,6 +68,17 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+/// What `dockhook status` and the other client commands read from the
+/// configuration: where the server listens and how to prove who they are.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub listen: SocketAddr,
+    /// The configured token (`DOCKHOOK_TOKEN`), if any.
+    pub token: Option<Secret>,
+    /// Where the server keeps the token it generated when none is set.
+    pub token_path: PathBuf,
+}
+
 /// One setting, everything about it in one place.
 pub struct Setting {
     /// Its key in the TOML file and in `check-config`.
@@ -672,6 +683,49 @@ impl Config {
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        let config = Self::assemble(path, env, |_| true)?;
+        let retention = &config.retention;
+        if retention.failed_images > retention.history {
+            return Err(ConfigError::Invalid {
+                key: "failed_image_retention".into(),
+                value: show_age(retention.failed_images),
+                reason: "must not be longer than history_retention: the history says which \
+                         images failed"
+                    .into(),
+            });
+        }
+        Ok(config)
+    }
+
+    /// What the command-line client needs, from the same file and
+    /// environment as the server's, reading only the settings it uses: a
+    /// client needs no OWNER.
+    pub fn load_client(path: Option<&Path>) -> Result<ClientSettings, ConfigError> {
+        Self::load_client_with(path, |key| std::env::var(key).ok())
+    }
+
+    /// [`Config::load_client`] with an explicit environment, for tests.
+    pub fn load_client_with(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<ClientSettings, ConfigError> {
+        let config = Self::assemble(path, env, |setting| {
+            ["listen", "token", "data_dir"].contains(&setting.key)
+        })?;
+        Ok(ClientSettings {
+            listen: config.listen,
+            token_path: config.token_path(),
+            token: config.token,
+        })
+    }
+
+    /// The file, then the environment, over [`Config::blank`], for the
+    /// settings `wanted` selects; the others stay blank.
+    fn assemble(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        wanted: impl Fn(&Setting) -> bool,
+    ) -> Result<Self, ConfigError> {
         let path = path.map(Path::to_path_buf).or_else(|| {
             env("DOCKHOOK_CONFIG")
                 .filter(|p| !p.is_empty())
@@ -683,7 +737,7 @@ impl Config {
         };
         let present = |name: &'static str| env(name).map(|value| (name, value));
         let mut config = Self::blank();
-        for setting in all_settings() {
+        for setting in all_settings().filter(|setting| wanted(setting)) {
             // Which name it was given under, for the error message.
             let given = setting
                 .env
@@ -720,16 +774,6 @@ impl Config {
                     reason,
                 },
             })?;
-        }
-        let retention = &config.retention;
-        if retention.failed_images > retention.history {
-            return Err(ConfigError::Invalid {
-                key: "failed_image_retention".into(),
-                value: show_age(retention.failed_images),
-                reason: "must not be longer than history_retention: the history says which \
-                         images failed"
-                    .into(),
-            });
         }
         Ok(config)
     }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::deploy::mode::{self, Mode};
 use crate::deploy::update::{KIND_MANUAL, KIND_ROLLBACK};
@@ -22,7 +22,7 @@ use crate::tags::TagPolicy;
 use crate::targets::{self, TargetRules};
 
 /// A container dockhook watches, as the API and the page show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     pub name: String,
     pub container_id: String,

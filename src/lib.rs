@@ -49,6 +49,8 @@
 //! - [`page`]: the status page at `/`: server-rendered HTML with login,
 //!   CSRF-checked forms for the [`control`] actions, live updates from
 //!   [`events`]; its stylesheet and script compiled in.
+//! - [`cli`]: the client commands (`dockhook status`, `update`, ...),
+//!   which talk to a running dockhook over its HTTP API only.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`engine`]: the only module that talks to Docker (bollard), behind a
 //!   small trait.
@@ -63,6 +65,7 @@
 //! - [`logging`]: the log subscriber, which never shows a secret.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod credentials;

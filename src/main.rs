@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dockhook::app;
+use dockhook::cli::{self, Connection, Request};
 use dockhook::config::{self, Config};
 
 /// Keeps Docker containers up to date the moment a registry says a new image is out.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = CLIENT_EXIT_CODES)]
 struct Cli {
     /// TOML configuration file (also DOCKHOOK_CONFIG); environment variables win over it.
     #[arg(long, global = true, value_name = "FILE")]
@@ -36,7 +37,83 @@ enum Command {
     /// Print the README's configuration table (Markdown) from the settings.
     #[command(hide = true)]
     ConfigTable,
+    #[command(flatten)]
+    Client(ClientCommand),
 }
+
+/// The commands that talk to a running dockhook over its API.
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Show the watched containers: image, digest, mode, last and pending deployments.
+    Status {
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show the newest deployments, of every container or of NAME.
+    History {
+        /// Only this container's deployments.
+        name: Option<String>,
+        /// How many deployments, newest first (1 to 1000).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Show one deployment: what it deployed, its steps and their timings.
+    Show {
+        /// The deployment's ID.
+        id: i64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Update container NAME now to the newest image of its tag.
+    Update {
+        name: String,
+        /// Deploy even if the container runs that image already.
+        #[arg(long)]
+        force: bool,
+        /// Follow the deployment until it ends; exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Deploy container NAME's previous image again.
+    Rollback {
+        name: String,
+        /// Deploy the image of this earlier deployment [default: the one before the current one].
+        #[arg(long, value_name = "ID")]
+        to: Option<i64>,
+        /// Follow the deployment until it ends; exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// Deploy a deployment that awaits approval.
+    Approve {
+        id: i64,
+        /// Follow the deployment until it ends; exit non-zero unless it succeeded.
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        connection: Connection,
+    },
+    /// End a deployment that awaits approval `rejected`; the container is not touched.
+    Reject {
+        id: i64,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+/// The client commands' exit codes, for `--help`.
+const CLIENT_EXIT_CODES: &str = "\
+Client commands (status, history, show, update, rollback, approve, reject) exit with:
+  0  done; with --wait, the deployment succeeded
+  1  dockhook refused the request, or the deployment ended otherwise (failed, rolled back, rejected)
+  2  the request could not be made: usage, no token, dockhook unreachable, token refused
+  3  with --wait, the deployment was skipped: nothing was deployed (already up to date, superseded, quarantined)";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -79,6 +156,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", config::markdown_table());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Client(client) => {
+            let (connection, request) = client_request(client);
+            let code = runtime()?.block_on(cli::run(cli.config.as_deref(), &connection, request));
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// A client command's options and request.
+fn client_request(command: ClientCommand) -> (Connection, Request) {
+    match command {
+        ClientCommand::Status { connection } => (connection, Request::Status),
+        ClientCommand::History {
+            name,
+            limit,
+            connection,
+        } => (
+            connection,
+            Request::History {
+                target: name,
+                limit,
+            },
+        ),
+        ClientCommand::Show { id, connection } => (connection, Request::Show { id }),
+        ClientCommand::Update {
+            name,
+            force,
+            wait,
+            connection,
+        } => (
+            connection,
+            Request::Update {
+                target: name,
+                force,
+                wait,
+            },
+        ),
+        ClientCommand::Rollback {
+            name,
+            to,
+            wait,
+            connection,
+        } => (
+            connection,
+            Request::Rollback {
+                target: name,
+                to,
+                wait,
+            },
+        ),
+        ClientCommand::Approve {
+            id,
+            wait,
+            connection,
+        } => (connection, Request::Approve { id, wait }),
+        ClientCommand::Reject { id, connection } => (connection, Request::Reject { id }),
     }
 }
 

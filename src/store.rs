@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where a deployment is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     Queued,
@@ -121,7 +121,7 @@ pub type TargetHistory = (Option<Deployment>, Vec<Deployment>);
 
 /// A deployment entered a state: what the event stream, notifications and
 /// metrics hear, published once the step is written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
     pub deployment: i64,
     pub target: String,
@@ -130,7 +130,7 @@ pub struct Change {
 }
 
 /// One deployment as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
     pub id: i64,
     /// Name of the container being updated.
@@ -169,7 +169,7 @@ pub struct Deployment {
 }
 
 /// A state a deployment entered, when, and an optional note.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub state: State,
     pub at: String,

@@ -17,21 +17,21 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::store::{Deployment, State, Step};
 
 /// The figures of one deployment; `None` where it has none (yet).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timings {
     /// Webhook (or request) to the new container serving.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub to_serving: Option<Duration>,
     /// How long the target served nothing.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub downtime: Option<Duration>,
     /// From the deployment's record to its end.
-    #[serde(serialize_with = "seconds")]
+    #[serde(with = "seconds")]
     pub total: Option<Duration>,
 }
 
@@ -70,10 +70,24 @@ fn between(from: Option<u64>, to: Option<u64>) -> Option<Duration> {
     Some(Duration::from_millis(to?.checked_sub(from?)?))
 }
 
-fn seconds<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_f64((d.as_millis() as f64) / 1000.0),
-        None => s.serialize_none(),
+/// A figure as a number of seconds (to the millisecond), or null.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64((d.as_millis() as f64) / 1000.0),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let seconds = Option::<f64>::deserialize(d)?;
+        seconds
+            .map(|s| Duration::try_from_secs_f64(s).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -167,6 +167,30 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
     assert_eq!(container_inspect(&site_name)["Image"], v2.as_str());
     assert!(!support::scenario::image_exists(&v1));
 
+    // The client in the same binary needs nothing more inside the
+    // container: the server's listen address and token are its defaults.
+    let status = docker_stdout(["exec", &dockhook.name, "dockhook", "status"]);
+    eprintln!("$ docker exec dockhook dockhook status\n{status}");
+    assert!(status.starts_with("NAME "), "{status}");
+    let id = deployment["id"].to_string();
+    let row: Vec<&str> = status
+        .lines()
+        .find(|line| line.starts_with(&format!("{site_name} ")))
+        .unwrap_or_else(|| panic!("{site_name} is not listed: {status}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(row[4..6], [id.as_str(), "succeeded"], "{status}");
+    let history = docker_stdout([
+        "exec",
+        &dockhook.name,
+        "dockhook",
+        "history",
+        &site_name,
+        "--json",
+    ]);
+    let history: serde_json::Value = serde_json::from_str(&history).expect(&history);
+    assert_eq!(history["deployments"][0]["new_image_id"], v2.as_str());
+
     // A push of dockhook's own image selects nothing: it never replaces itself.
     let dockhook_id = container_inspect(&dockhook.name)["Id"].clone();
     let self_name = self_repo.split('/').nth(1).unwrap();

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::Value;
 use support::scenario::{api, hook_path, Site};
 use support::*;
@@ -212,13 +210,7 @@ fn without_docker_healthz_is_503_and_webhooks_are_refused() {
 }
 
 fn dockhook_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let mut command = Command::new(Dockhook::BINARY);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("DOCKHOOK_") || key == "OWNER" {
-            command.env_remove(key);
-        }
-    }
-    let output = command
+    let output = Dockhook::command()
         .args(args)
         .envs(env.iter().copied())
         .output()

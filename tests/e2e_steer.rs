@@ -8,7 +8,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::scenario::{
@@ -243,32 +243,53 @@ fn a_delay_waits_for_the_newest_push_to_stay_the_newest() {
         &mut cleanup,
         &site,
         &site.name.clone(),
-        &["--label", "dockhook.delay=3s"],
+        &["--label", "dockhook.delay=8s"],
     );
     let dockhook = Dockhook::start(&site.registry.host(), &[]);
 
     let _v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
     let first = queued(&site.hook(&dockhook, "latest"));
-    let delayed = wait_state(&dockhook, first, "delayed");
-    assert!(delayed["due_at"].is_string(), "{delayed}");
-    std::thread::sleep(Duration::from_millis(1500));
+    let first_due = due_at(&wait_state(&dockhook, first, "delayed"));
     // A newer push supersedes it and restarts the wait.
     let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
-    let pushed_at = Instant::now();
     let second = queued(&site.hook(&dockhook, "latest"));
     assert_ne!(second, first);
-    assert_eq!(wait_deployment(&dockhook, first)["state"], "skipped");
-    std::thread::sleep(Duration::from_millis(2000));
-    assert_eq!(
-        api(&dockhook, &format!("/api/deployments/{second}")).1["state"],
-        "delayed",
-        "still waits: the wait restarted"
+    let first_ended = wait_deployment(&dockhook, first);
+    assert_eq!(first_ended["state"], "skipped", "{first_ended}");
+    let (_, waiting) = api(&dockhook, &format!("/api/deployments/{second}"));
+    assert_eq!(waiting["state"], "delayed", "{waiting}");
+    let second_due = due_at(&waiting);
+    assert!(
+        second_due > first_due,
+        "the wait restarted: {first_due} then {second_due}"
     );
     assert_one_running(&name, &v1);
+
     let ended = wait_deployment(&dockhook, second);
     assert_eq!(ended["state"], "succeeded", "{ended}");
-    assert!(pushed_at.elapsed() >= Duration::from_secs(3));
+    let (_, steps) = api(&dockhook, &format!("/api/deployments/{second}"));
+    let pulled_at = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "pulling")
+        .expect("it pulled")["at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        pulled_at >= second_due,
+        "pulled at {pulled_at}, due {second_due}"
+    );
     assert_one_running(&name, &v3);
+}
+
+/// A delayed deployment's `due_at` (RFC 3339, which sorts as text).
+fn due_at(deployment: &Value) -> String {
+    deployment["due_at"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no due_at: {deployment}"))
+        .to_string()
 }
 
 /// Reads Server-Sent Events from `/api/events` until `done` says so.

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::settings::parse_duration;
 
@@ -21,7 +21,7 @@ pub const MODE_LABEL: &str = "dockhook.mode";
 /// Label that sets a container's delay.
 pub const DELAY_LABEL: &str = "dockhook.delay";
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]

@@ -42,6 +42,18 @@ impl Dockhook {
     /// Path of the binary cargo built for these tests.
     pub const BINARY: &'static str = env!("CARGO_BIN_EXE_dockhook");
 
+    /// The binary, without the settings of the developer's shell: they
+    /// must not leak into a test.
+    pub fn command() -> Command {
+        let mut command = Command::new(Self::BINARY);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("DOCKHOOK_") || key == "OWNER" {
+                command.env_remove(key);
+            }
+        }
+        command
+    }
+
     /// Starts `dockhook serve` against the registry at `registry_host` and
     /// waits until it listens. `env` adds or overrides variables (an empty
     /// value sets the variable empty). Panics, with its log, if it does not
@@ -62,14 +74,8 @@ impl Dockhook {
                 .expect("cannot create a data directory for dockhook")
         });
 
-        let mut command = Command::new(Self::BINARY);
+        let mut command = Self::command();
         command.arg("serve");
-        // Settings from the developer's shell must not leak into a test.
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("DOCKHOOK_") || key == "OWNER" {
-                command.env_remove(key);
-            }
-        }
         if let Some(dir) = &data_tempdir {
             command.env("DOCKHOOK_DATA_DIR", dir.path());
         }
