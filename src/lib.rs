@@ -47,6 +47,9 @@
 //!   undo, and crash recovery.
 //! - [`control`]: what a person sees and does (targets, update now,
 //!   rollback, approve, reject), shared by the API and the status page.
+//! - [`page`]: the status page at `/`: server-rendered HTML with login,
+//!   CSRF-checked forms for the [`control`] actions, live updates from
+//!   [`events`]; its stylesheet and script compiled in.
 //! - [`cli`]: the client commands (`dockhook status`, `update`, ...),
 //!   which talk to a running dockhook over its HTTP API only.
 //! - [`metrics`]: Prometheus metrics.
@@ -79,6 +82,7 @@ pub mod inventory;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod page;
 pub mod retention;
 pub mod server;
 pub mod settings;

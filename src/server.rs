@@ -22,6 +22,8 @@
 //! | `POST /api/targets/{name}/update`, `/rollback` | `Authorization: Bearer` |
 //! | `GET /api/events` (Server-Sent Events) | `Authorization: Bearer` |
 //!
+//! The status page's routes (`/`, `/login`, ...) come from [`crate::page`].
+//!
 //! A delivery ID (a sender's ID for one delivery, retried under the same ID)
 //! counts as seen only once the delivery was handled: its deployments
 //! queued, or found to need none. A retry of a delivery that failed, timed
@@ -139,6 +141,7 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
         .route("/api/targets/{name}/update", post(update_target::<E>))
         .route("/api/targets/{name}/rollback", post(rollback_target::<E>))
         .route("/api/events", get(events::<E>))
+        .merge(crate::page::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -220,7 +223,8 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-fn token_matches(expected: &Secret, given: &str) -> bool {
+/// Whether `given` is the token, compared in constant time.
+pub(crate) fn token_matches(expected: &Secret, given: &str) -> bool {
     bool::from(expected.expose().as_bytes().ct_eq(given.as_bytes()))
 }
 

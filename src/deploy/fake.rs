@@ -171,7 +171,7 @@ impl Engine for FakeEngine {
                 id: c.id.clone(),
                 name: c.name.clone(),
                 image: c.image.clone(),
-                labels: HashMap::new(),
+                labels: c.labels.clone(),
             })
             .collect())
     }

@@ -11,6 +11,7 @@
 //! - [`image`]: tiny busybox web-site images, one per version, imported
 //!   from a root filesystem (nothing is pulled, no builder runs).
 //! - [`dockhook`]: the product binary under test, with its logs captured.
+//! - [`browser`]: a headless Chromium driven over WebDriver, for the page.
 //! - [`cleanup`]: a Drop guard that removes what a test created, even when it
 //!   panics.
 //! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
@@ -33,6 +34,7 @@
 // Each test binary uses only part of this module.
 #![allow(dead_code, unused_imports)]
 
+pub mod browser;
 pub mod cleanup;
 pub mod daemon;
 pub mod docker;
