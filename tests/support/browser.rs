@@ -163,12 +163,26 @@ impl Browser {
         self.run("type into a field", field.send_keys(text));
     }
 
-    /// Clicks the element `css` selects.
+    /// Clicks the element `css` selects. The live page swaps its content
+    /// in when an event comes: an element replaced between finding and
+    /// clicking it was not clicked, and is found again.
     pub fn click(&self, css: &str) {
-        let element = self
-            .find(css)
-            .unwrap_or_else(|| panic!("nothing to click at {css}"));
-        self.run(&format!("click {css}"), element.click());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let element = self
+                .find(css)
+                .unwrap_or_else(|| panic!("nothing to click at {css}"));
+            match self.runtime.block_on(element.click()) {
+                Ok(_) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("browser: click {css}: {e}"),
+            }
+        }
     }
 
     /// Runs `script` in the page; its return value.
