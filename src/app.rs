@@ -126,6 +126,8 @@ pub async fn serve(
             "resuming a deployment interrupted by a restart"
         );
     }
+    // Subscribed before anything can end, so the metrics miss no deployment.
+    let changes = store.subscribe();
     queue.resume(unfinished);
     let inventory = Arc::new(Inventory::new(engine.clone()));
     let stop_background = CancellationToken::new();
@@ -134,6 +136,11 @@ pub async fn serve(
         store.clone(),
         engine.clone(),
         config.retention,
+        stop_background.clone(),
+    ));
+    let counter = tokio::spawn(crate::metrics::watch(
+        store.clone(),
+        changes,
         stop_background.clone(),
     ));
     let rules = TargetRules {
@@ -159,6 +166,7 @@ pub async fn serve(
         store,
         queue: queue.clone(),
         deliveries: Default::default(),
+        metrics: config.metrics.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -171,7 +179,7 @@ pub async fn serve(
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
     stop_background.cancel();
-    let _ = tokio::join!(watcher, sweeper);
+    let _ = tokio::join!(watcher, sweeper, counter);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
     if tokio::time::timeout(limit, queue.drain()).await.is_err() {
@@ -203,6 +211,7 @@ fn redact_secrets(config: &Config, token: &Secret) {
         sources.gitea_secret.as_ref(),
         sources.gitlab_token.as_ref(),
         sources.harbor_auth.as_ref(),
+        config.metrics.token.as_ref(),
     ];
     for secret in secrets.into_iter().flatten() {
         crate::logging::redact(secret.expose());

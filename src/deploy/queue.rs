@@ -114,6 +114,24 @@ pub struct Request<'a> {
     pub policy: &'a TagPolicy,
 }
 
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// This deployment was recorded for it.
+    New(i64),
+    /// The same push was already in flight as this deployment: nothing
+    /// changed.
+    InFlight(i64),
+}
+
+impl Enqueued {
+    pub fn id(self) -> i64 {
+        match self {
+            Self::New(id) | Self::InFlight(id) => id,
+        }
+    }
+}
+
 /// Where a request goes, decided under the lock.
 enum Placement {
     /// The same push is in flight as this deployment.
@@ -141,12 +159,17 @@ impl<E: Engine> Queue<E> {
     /// Queues an update and returns its deployment id, or the id of the
     /// deployment in flight for the same push.
     pub async fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
+        self.enqueue(request).await.map(Enqueued::id)
+    }
+
+    /// [`Queue::submit`], telling whether the request was new.
+    pub async fn enqueue(&self, request: &Request<'_>) -> Result<Enqueued, StoreError> {
         let announce = match self.claim(request) {
-            Claim::Existing(id) => return Ok(id),
+            Claim::Existing(id) => return Ok(Enqueued::InFlight(id)),
             Claim::Follow(mut id) => {
                 let written = id.wait_for(Option::is_some).await.map(|id| *id);
                 return match written {
-                    Ok(Some(id)) => Ok(id),
+                    Ok(Some(id)) => Ok(Enqueued::InFlight(id)),
                     _ => Err(StoreError::Background(
                         "the same push could not be recorded".into(),
                     )),
@@ -161,8 +184,8 @@ impl<E: Engine> Queue<E> {
             Err(e) => Err(e),
         };
         self.unclaim(request.target, &announce);
-        if let Ok(id) = queued {
-            announce.send_replace(Some(id));
+        if let Ok(queued) = queued {
+            announce.send_replace(Some(queued.id()));
         }
         queued
     }
@@ -219,7 +242,7 @@ impl<E: Engine> Queue<E> {
     }
 
     /// Hands a written deployment to the target's worker.
-    async fn queue(&self, deployment: i64, request: &Request<'_>) -> Result<i64, StoreError> {
+    async fn queue(&self, deployment: i64, request: &Request<'_>) -> Result<Enqueued, StoreError> {
         let job = Job {
             deployment,
             target: request.target.to_string(),
@@ -231,7 +254,7 @@ impl<E: Engine> Queue<E> {
             Placement::Duplicate(existing) => {
                 let note = format!("the same push is deployment {existing}");
                 self.end(deployment, State::Skipped, note).await?;
-                Ok(existing)
+                Ok(Enqueued::InFlight(existing))
             }
             Placement::Older { waiting, tag } => {
                 let note = format!(
@@ -239,7 +262,7 @@ impl<E: Engine> Queue<E> {
                     request.image.tag
                 );
                 self.end(deployment, State::Skipped, note).await?;
-                Ok(deployment)
+                Ok(Enqueued::New(deployment))
             }
             Placement::Queued {
                 superseded,
@@ -252,7 +275,7 @@ impl<E: Engine> Queue<E> {
                     let note = format!("superseded by deployment {deployment}");
                     self.end(replaced, State::Skipped, note).await?;
                 }
-                Ok(deployment)
+                Ok(Enqueued::New(deployment))
             }
         }
     }
@@ -351,6 +374,17 @@ impl<E: Engine> Queue<E> {
     /// How many interrupted deployments are still being recovered.
     pub fn recovering(&self) -> usize {
         self.recovering.load(Ordering::Acquire)
+    }
+
+    /// Updates running or waiting, and deployments being recovered: the
+    /// work the queue has in hand.
+    pub fn depth(&self) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let jobs: usize = slots
+            .values()
+            .map(|slot| usize::from(slot.running.is_some()) + usize::from(slot.waiting.is_some()))
+            .sum();
+        jobs + self.recovering()
     }
 
     async fn end(&self, deployment: i64, state: State, note: String) -> Result<(), StoreError> {
