@@ -11,6 +11,7 @@
 //! - [`image`]: tiny busybox web-site images, one per version, imported
 //!   from a root filesystem (nothing is pulled, no builder runs).
 //! - [`dockhook`]: the product binary under test, with its logs captured.
+//! - [`prometheus`]: a real Prometheus scraping it, and `promtool`.
 //! - [`cleanup`]: a Drop guard that removes what a test created, even when it
 //!   panics.
 //! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
@@ -37,6 +38,7 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod prometheus;
 pub mod registry;
 pub mod scenario;
 pub mod util;
