@@ -151,17 +151,6 @@ const DURATION_BUCKETS: [f64; 11] = [
 /// downtime (start-first) reads straight off it.
 const DOWNTIME_BUCKETS: [f64; 10] = [0.0, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// The final states, each shown from the first scrape on (at 0).
-const FINAL_STATES: [State; 7] = [
-    State::Succeeded,
-    State::Skipped,
-    State::Failed,
-    State::RolledBack,
-    State::RollbackFailed,
-    State::Available,
-    State::Rejected,
-];
-
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let mut registry = Registry::default();
     let webhooks = Family::<WebhookLabels, Counter>::default();
@@ -171,7 +160,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         webhooks.clone(),
     );
     let deployments = Family::<StateLabels, Counter>::default();
-    for state in FINAL_STATES {
+    // Each final state is shown from the first scrape on, at 0.
+    for state in State::ALL.into_iter().filter(|s| s.is_final()) {
         drop(deployments.get_or_create(&StateLabels {
             state: state.as_str(),
         }));
