@@ -26,6 +26,10 @@
 //! A scrape gets the Prometheus text format (0.0.4), which `promtool check
 //! metrics` reads, unless its `Accept` header prefers OpenMetrics (as
 //! Prometheus itself does).
+//!
+//! A labelled family is written once it has a series: the webhook and
+//! notification families from their first count (their labels are not
+//! known in advance), the deployment states from the start, all at 0.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
