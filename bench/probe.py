@@ -583,7 +583,7 @@ def table(results_path, extras_path):
                f"{load['p50_us'] / 1000:.2f} / {load['p999_us'] / 1000:.2f} / {load['max_us'] / 1000:.2f} ms")
         single("requests; non-2xx; socket errors (conn/read/write/timeout)",
                f"{load['requests']:,}; {load['status']}; {load['connect']}/{load['read']}/{load['write']}/{load['timeout']}")
-        single("dockhook log lines during the load ('event ignored', info)", f"{load.get('log_lines', '?'):,}"
+        single("dockhook log lines during the load ('event ignored', at the default level)", f"{load.get('log_lines', '?'):,}"
                if isinstance(load.get("log_lines"), int) else "?")
         single("start-first update during the load: state at load end -> final",
                f"{load.get('state_at_end', '?')} -> {load.get('state', '?')}/{load.get('strategy', '?')}",

@@ -134,6 +134,8 @@ pub async fn serve(
             "resuming a deployment interrupted by a restart"
         );
     }
+    // Subscribed before anything can end, so the metrics miss no deployment.
+    let changes = store.subscribe();
     queue.resume(unfinished);
     let inventory = Arc::new(Inventory::new(engine.clone()));
     let stop_background = CancellationToken::new();
@@ -163,6 +165,11 @@ pub async fn serve(
         );
         tokio::spawn(watch)
     };
+    let counter = tokio::spawn(crate::metrics::watch(
+        store.clone(),
+        changes,
+        stop_background.clone(),
+    ));
     let rules = TargetRules {
         label_enable: config.label_enable,
         own_container_id,
@@ -186,6 +193,7 @@ pub async fn serve(
         store,
         queue: queue.clone(),
         deliveries: Default::default(),
+        metrics: config.metrics.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -198,7 +206,7 @@ pub async fn serve(
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
     stop_background.cancel();
-    let _ = tokio::join!(watcher, sweeper, docker_watch);
+    let _ = tokio::join!(watcher, sweeper, docker_watch, counter);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
     let drained = tokio::time::timeout(limit, queue.drain()).await;
@@ -234,6 +242,7 @@ fn redact_secrets(config: &Config, token: &Secret) {
         sources.gitea_secret.as_ref(),
         sources.gitlab_token.as_ref(),
         sources.harbor_auth.as_ref(),
+        config.metrics.token.as_ref(),
     ];
     for secret in secrets.into_iter().flatten() {
         crate::logging::redact(secret.expose());

@@ -65,6 +65,9 @@ pub struct Config {
     pub docker_host: String,
     pub public_url: Option<String>,
     pub log: String,
+    pub log_format: crate::logging::Format,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::Settings,
     /// How long shutdown waits for the deployment under way.
     pub shutdown_timeout: Duration,
     /// The notification service URLs.
@@ -545,6 +548,44 @@ pub static SETTINGS: &[Setting] = &[
         apply: |c, text| set(&mut c.log, text.parse()),
         show: |c| c.log.clone(),
     },
+    Setting {
+        key: "log_format",
+        env: &["DOCKHOOK_LOG_FORMAT"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("text"),
+        help: "`text` (a line per event) or `json` (one JSON object per line)",
+        secret: false,
+        apply: |c, text| set(&mut c.log_format, text.parse()),
+        show: |c| c.log_format.to_string(),
+    },
+    Setting {
+        key: "metrics_token",
+        env: &["DOCKHOOK_METRICS_TOKEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "a bearer token that reads `/metrics` and nothing else (the main token reads it too); 16 to 256 URL-safe characters",
+        secret: true,
+        apply: |c, text| set(&mut c.metrics.token, token(text).map(Some)),
+        show: |c| {
+            c.metrics
+                .token
+                .as_ref()
+                .map_or_else(|| "(unset)".into(), Secret::masked)
+        },
+    },
+    Setting {
+        key: "metrics_public",
+        env: &["DOCKHOOK_METRICS_PUBLIC"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("false"),
+        help: "serve `/metrics` to anyone, without a token",
+        secret: false,
+        apply: |c, text| set(&mut c.metrics.public, boolean(text)),
+        show: |c| c.metrics.public.to_string(),
+    },
 ];
 
 /// Settings only test builds honour (the `fault-injection` feature, which
@@ -700,6 +741,14 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let config = Self::assemble(path, env, |_| true)?;
+        if config.metrics.public && config.metrics.token.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "metrics_public".into(),
+                value: "true".into(),
+                reason: "metrics_token is set too, and would guard nothing: unset one of them"
+                    .into(),
+            });
+        }
         let retention = &config.retention;
         if retention.failed_images > retention.history {
             return Err(ConfigError::Invalid {
@@ -808,6 +857,8 @@ impl Config {
             docker_host: String::new(),
             public_url: None,
             log: String::new(),
+            log_format: crate::logging::Format::Text,
+            metrics: crate::metrics::Settings::default(),
             shutdown_timeout: Duration::ZERO,
             retention: RetentionSettings::default(),
             notify: notify::Settings::default(),
@@ -1330,6 +1381,54 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_log_format_settings() {
+        let config = load(None, &[("OWNER", "a")]).unwrap();
+        assert!(!config.metrics.public && config.metrics.token.is_none());
+        assert_eq!(config.log_format, crate::logging::Format::Text);
+        let config = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKHOOK_LOG_FORMAT", "JSON"),
+                ("DOCKHOOK_METRICS_TOKEN", "metrics-token-0123456"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.log_format, crate::logging::Format::Json);
+        assert_eq!(
+            config.metrics.token.as_ref().map(Secret::expose),
+            Some("metrics-token-0123456")
+        );
+        for (env, needle) in [
+            (
+                vec![("DOCKHOOK_LOG_FORMAT", "yaml")],
+                "DOCKHOOK_LOG_FORMAT = \"yaml\" is invalid: expected text or json",
+            ),
+            (
+                vec![("DOCKHOOK_METRICS_TOKEN", "short")],
+                "DOCKHOOK_METRICS_TOKEN",
+            ),
+            (
+                vec![("DOCKHOOK_METRICS_PUBLIC", "maybe")],
+                "expected true or false",
+            ),
+            (
+                vec![
+                    ("DOCKHOOK_METRICS_PUBLIC", "true"),
+                    ("DOCKHOOK_METRICS_TOKEN", "metrics-token-0123456"),
+                ],
+                "metrics_token is set too",
+            ),
+        ] {
+            let mut env = env;
+            env.push(("OWNER", "a"));
+            let err = load(None, &env).unwrap_err().to_string();
+            assert!(err.contains(needle), "{env:?}: {err}");
+            assert!(!err.contains("0123456"), "{err}");
+        }
+    }
+
+    #[test]
     fn token_is_masked_everywhere() {
         let token = "0123456789abcdefSECRET";
         let config = load(None, &[("OWNER", "a"), ("DOCKHOOK_TOKEN", token)]).unwrap();
@@ -1345,7 +1444,11 @@ mod tests {
             .iter()
             .filter(|s| s.secret && s.key != "notify")
             .collect();
-        assert_eq!(secrets.len(), 5, "token and the four source secrets");
+        assert_eq!(
+            secrets.len(),
+            6,
+            "token, metrics token and the four source secrets"
+        );
         for setting in secrets {
             let name = setting.env[0];
             let config = load(None, &[("OWNER", "a"), (name, "abcdPLUGHPLUGHPLUGH")]).unwrap();

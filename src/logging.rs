@@ -8,6 +8,11 @@
 //! container). So every line also passes through a filter that replaces each
 //! secret registered with [`redact`] by `[redacted]` before it is written.
 //!
+//! Lines are text by default, or one JSON object each with
+//! `log_format = json` (for a log collector); both go through that filter,
+//! and each secret is searched for as written and as JSON or Rust debug
+//! output escapes it.
+//!
 //! This module owns the global log subscriber; nothing else installs one.
 
 use std::io::{self, Write};
@@ -33,30 +38,70 @@ pub struct LogError {
     source: tracing_subscriber::filter::ParseError,
 }
 
-/// Installs the global subscriber: lines on stderr, filtered by `filter`
-/// (`info`, `dockhook=debug`, …), coloured on a terminal, secrets redacted.
-pub fn init(filter: &str, ansi: bool) -> Result<(), LogError> {
+/// How each line is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Human-readable, coloured on a terminal.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message`, the
+    /// event's fields, `target`, and the spans it happened in.
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            _ => Err("expected text or json"),
+        }
+    }
+}
+
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Text => "text",
+            Self::Json => "json",
+        })
+    }
+}
+
+/// Installs the global subscriber: lines on stderr in `format`, filtered
+/// by `filter` (`info`, `dockhook=debug`, …), text coloured on a terminal,
+/// secrets redacted.
+pub fn init(filter: &str, format: Format, ansi: bool) -> Result<(), LogError> {
     let env_filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|source| LogError {
         filter: filter.to_string(),
         source,
     })?;
-    tracing_subscriber::fmt()
+    let subscriber = tracing_subscriber::fmt()
         .with_env_filter(env_filter)
-        .with_ansi(ansi)
-        .with_writer(RedactedStderr)
-        .init();
+        .with_writer(RedactedStderr);
+    match format {
+        Format::Text => subscriber.with_ansi(ansi).init(),
+        Format::Json => subscriber.json().flatten_event(true).init(),
+    }
     Ok(())
 }
 
 /// From now on, `secret` never appears in the log: it is written as
-/// [`REDACTED`].
+/// [`REDACTED`], also where a JSON line or a debug-formatted field escapes
+/// it (a `"` or `\\` in a header value, say).
 pub fn redact(secret: &str) {
     if secret.len() < MIN_SECRET_LEN {
         return;
     }
+    let json = serde_json::to_string(secret).expect("a string serialises");
+    let debug = format!("{secret:?}");
+    let forms = [secret, &json[1..json.len() - 1], &debug[1..debug.len() - 1]];
     let mut secrets = SECRETS.write().unwrap_or_else(|e| e.into_inner());
-    if !secrets.iter().any(|s| s == secret) {
-        secrets.push(secret.to_string());
+    for form in forms {
+        if !secrets.iter().any(|s| s == form) {
+            secrets.push(form.to_string());
+        }
     }
 }
 
@@ -126,5 +171,20 @@ mod tests {
         let mut out = Redacting(Vec::new());
         out.write_all(b"nothing secret here\n").unwrap();
         assert_eq!(out.0, b"nothing secret here\n");
+    }
+
+    #[test]
+    fn secrets_are_redacted_as_json_and_debug_output_escape_them() {
+        let secret = r#"Basic "quoted\secret""#;
+        redact(secret);
+        let json = serde_json::json!({ "message": "header", "auth": secret }).to_string();
+        let debug = format!("auth={secret:?}");
+        for line in [json, debug, secret.to_string()] {
+            let mut out = Redacting(Vec::new());
+            out.write_all(line.as_bytes()).unwrap();
+            let written = String::from_utf8(out.0).unwrap();
+            assert!(!written.contains("quoted"), "{line} -> {written}");
+            assert!(written.contains(REDACTED), "{written}");
+        }
     }
 }

@@ -134,7 +134,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let config = load()?;
-            dockhook::logging::init(&config.log, std::io::stderr().is_terminal())?;
+            dockhook::logging::init(
+                &config.log,
+                config.log_format,
+                std::io::stderr().is_terminal(),
+            )?;
             runtime()?.block_on(app::serve(config, app::shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }

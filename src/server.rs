@@ -21,6 +21,13 @@
 //! | `GET /api/targets`           | `Authorization: Bearer` |
 //! | `POST /api/targets/{name}/update`, `/rollback` | `Authorization: Bearer` |
 //! | `GET /api/events` (Server-Sent Events) | `Authorization: Bearer` |
+//! | `GET /metrics` (Prometheus) | `Authorization: Bearer` (the token or `metrics_token`), or none with `metrics_public` |
+//!
+//! Every hook request is counted in `dockhook_webhooks_total` by its source
+//! and how it ended ([`crate::metrics::WebhookOutcome`]). A webhook that
+//! changes nothing is logged at debug level only: senders notify of much
+//! that concerns no container here, and a flood of them must not fill the
+//! disk.
 //!
 //! The status page's routes (`/`, `/login`, ...) come from [`crate::page`].
 //!
@@ -44,10 +51,11 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::control::{Actor, ControlError};
-use crate::deploy::{Queue, Request as DeployRequest};
+use crate::deploy::{Enqueued, Queue, Request as DeployRequest};
 use crate::engine::Engine;
 use crate::event::ImageEvent;
 use crate::inventory::Inventory;
+use crate::metrics::WebhookOutcome;
 use crate::settings::Secret;
 use crate::sources::{self, Auth, Source, SourceError, Verdict};
 use crate::store::Store;
@@ -68,6 +76,8 @@ pub struct AppState<E> {
     pub deliveries: InFlight,
     /// What a person sees and does (API and status page).
     pub control: crate::control::Control<E>,
+    /// Who may read `/metrics`.
+    pub metrics: crate::metrics::Settings,
 }
 
 /// The deliveries being handled, so that a copy arriving meanwhile (a
@@ -114,12 +124,16 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
             Auth::Token { bearer } => {
                 let router = router.route(
                     &format!("{path}/{{token}}"),
-                    post(move |state, path, request| token_hook::<E>(source, state, path, request)),
+                    post(move |state, path, request| {
+                        counted(source, token_hook::<E>(source, state, path, request))
+                    }),
                 );
                 if bearer {
                     router.route(
                         &path,
-                        post(move |state, request| hook::<E>(source, state, request)),
+                        post(move |state, request| {
+                            counted(source, hook::<E>(source, state, request))
+                        }),
                     )
                 } else {
                     router
@@ -127,7 +141,7 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
             }
             Auth::Own { .. } => router.route(
                 &path,
-                post(move |state, request| hook::<E>(source, state, request)),
+                post(move |state, request| counted(source, hook::<E>(source, state, request))),
             ),
         };
     }
@@ -141,6 +155,7 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
         .route("/api/targets/{name}/update", post(update_target::<E>))
         .route("/api/targets/{name}/rollback", post(rollback_target::<E>))
         .route("/api/events", get(events::<E>))
+        .route("/metrics", get(metrics::<E>))
         .merge(crate::page::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -229,45 +244,81 @@ pub(crate) fn token_matches(expected: &Secret, given: &str) -> bool {
 }
 
 fn require_bearer(expected: &Secret, headers: &HeaderMap) -> Result<(), ApiError> {
+    require_bearer_of(&[Some(expected)], headers)
+}
+
+/// The request bears one of the `accepted` tokens.
+fn require_bearer_of(accepted: &[Option<&Secret>], headers: &HeaderMap) -> Result<(), ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if token_matches(expected, given.trim()) {
+        .unwrap_or("")
+        .trim();
+    // Every token is compared, so the time taken tells nothing.
+    let matched = accepted.iter().flatten().fold(false, |found, expected| {
+        token_matches(expected, given) | found
+    });
+    if matched {
         Ok(())
     } else {
         Err(ApiError::unauthorized())
     }
 }
 
-/// Reads the body, refusing more than `limit` bytes with 413.
-async fn read_body(request: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+/// Reads the body, refusing more than `limit` bytes with 413; the head is
+/// handed back, so nothing of the request has to be copied.
+async fn read_body(
+    request: Request,
+    limit: usize,
+) -> Result<(http::request::Parts, axum::body::Bytes), ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body is larger than the {limit}-byte limit (max_body)"),
         )
     };
-    let declared = request
-        .headers()
+    let (head, body) = request.into_parts();
+    let declared = head
+        .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|e| {
-            if std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-            {
-                too_large()
-            } else {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
-            }
-        })
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        {
+            too_large()
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"))
+        }
+    })?;
+    Ok((head, body))
+}
+
+/// Runs a hook's handler and counts how the request ended, also when it
+/// never ends (the client went away, or the request timed out).
+async fn counted(
+    source: &'static Source,
+    handler: impl std::future::Future<Output = Result<Response, ApiError>>,
+) -> Response {
+    /// Counts on drop, so a request dropped half-way counts too.
+    struct Tally(&'static str, WebhookOutcome);
+    impl Drop for Tally {
+        fn drop(&mut self) {
+            crate::metrics::webhook(self.0, self.1);
+        }
+    }
+    let mut tally = Tally(source.name, WebhookOutcome::Dropped);
+    let response = handler.await.into_response();
+    tally.1 = response
+        .extensions()
+        .get::<WebhookOutcome>()
+        .copied()
+        .unwrap_or_else(|| WebhookOutcome::of_status(response.status()));
+    response
 }
 
 /// The handler of a source reached at `/hooks/{name}/{token}`.
@@ -321,11 +372,10 @@ async fn receive<E: Engine>(
     source: &'static Source,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let headers = request.headers().clone();
-    let body = read_body(request, state.max_body).await?;
+    let (head, body) = read_body(request, state.max_body).await?;
     let verdict = (source.parse)(
         &sources::Request {
-            headers: &headers,
+            headers: &head.headers,
             body: &body,
         },
         &state.sources,
@@ -388,7 +438,10 @@ async fn handle<E: Engine>(
         .call(move |store| store.delivery_seen(name, &id))
         .await?;
     if seen {
-        return Ok(ignored(format!("delivery {delivery} was already received")));
+        tracing::debug!(source = name, %delivery, "delivery already received");
+        let mut response = ignored(format!("delivery {delivery} was already received"));
+        response.extensions_mut().insert(WebhookOutcome::Duplicate);
+        return Ok(response);
     }
     let response = dispatch_all(&state, source, verdict).await?;
     state
@@ -432,12 +485,19 @@ async fn dispatch_all<E: Engine>(
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
+/// The answer to a webhook that changes nothing: the commonest answer of
+/// all, so serialised straight from a struct rather than through a map.
 fn ignored(reason: String) -> Response {
-    (
-        StatusCode::OK,
-        Json(json!({ "status": "ignored", "reason": reason })),
-    )
-        .into_response()
+    #[derive(serde::Serialize)]
+    struct Ignored {
+        status: &'static str,
+        reason: String,
+    }
+    let body = Ignored {
+        status: "ignored",
+        reason,
+    };
+    (StatusCode::OK, Json(body)).into_response()
 }
 
 /// What became of one event.
@@ -472,7 +532,7 @@ async fn dispatch<E: Engine>(
                 names.join(", ")
             );
         }
-        tracing::info!(image = %event.image, %reason, "event ignored");
+        tracing::debug!(image = %event.image, %reason, "event ignored");
         return Ok(Dispatched::NoTarget(reason));
     }
     let mut deployments = Vec::with_capacity(selected.len());
@@ -495,9 +555,9 @@ async fn dispatch<E: Engine>(
                 continue;
             }
         };
-        let id = state
+        let enqueued = state
             .queue
-            .submit(&DeployRequest {
+            .enqueue(&DeployRequest {
                 pusher: event.pusher.as_deref(),
                 digest: event.digest.as_deref(),
                 mode,
@@ -512,7 +572,13 @@ async fn dispatch<E: Engine>(
                 )
             })
             .await?;
-        tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, %mode, "update queued");
+        let id = enqueued.id();
+        if let Enqueued::New(_) = enqueued {
+            tracing::info!(deployment = id, target = %container.name, image = %event.image, %why, %mode, "update queued");
+        } else {
+            // A copy of a push in flight changes nothing.
+            tracing::debug!(deployment = id, target = %container.name, image = %event.image, "the same push is in flight");
+        }
         deployments.push(id);
     }
     if deployments.is_empty() {
@@ -641,7 +707,7 @@ struct RollbackBody {
 async fn small_json<T: serde::de::DeserializeOwned + Default>(
     request: Request,
 ) -> Result<T, ApiError> {
-    let body = read_body(request, 4096).await?;
+    let (_, body) = read_body(request, 4096).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -706,6 +772,33 @@ async fn reject<E: Engine>(
     Ok(Json(json!({ "status": "rejected", "deployment": deployment })).into_response())
 }
 
+/// How long a scrape waits for Docker to answer its ping.
+const SCRAPE_PING_TIMEOUT: Duration = Duration::from_secs(1);
+
+async fn metrics<E: Engine>(
+    State(state): Shared<E>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !state.metrics.public {
+        require_bearer_of(
+            &[Some(&state.token), state.metrics.token.as_ref()],
+            &headers,
+        )?;
+    }
+    let docker_up = matches!(
+        tokio::time::timeout(SCRAPE_PING_TIMEOUT, state.engine.ping()).await,
+        Ok(Ok(()))
+    );
+    let now = crate::metrics::Scrape {
+        queue_depth: state.queue.depth(),
+        docker_up,
+    };
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = crate::metrics::Format::negotiate(accept);
+    let body = crate::metrics::render(format, now);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
 async fn events<E: Engine>(
     State(state): Shared<E>,
     headers: HeaderMap,
@@ -718,7 +811,7 @@ async fn events<E: Engine>(
 mod tests {
     use super::*;
     use crate::deploy::fake::FakeEngine;
-    use crate::sources::testing::{self, fixture_json, serve_on, PATH_TOKEN};
+    use crate::sources::testing::{self, fixture_json, serve_on, serve_with, PATH_TOKEN};
 
     const IMAGE: &str = "myregistry.azurecr.io/hello-world:v1";
 
@@ -803,6 +896,89 @@ mod tests {
             "{statuses:?}"
         );
         assert_eq!(state.store.list(10).unwrap().len(), 1);
+    }
+
+    /// GETs `/metrics` with `headers`: the status, content type and body.
+    async fn scrape(base: &str, pairs: &[(&str, &str)]) -> (u16, String, String) {
+        let response = reqwest::Client::new()
+            .get(format!("{base}/metrics"))
+            .headers(testing::headers(pairs))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let kind = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, kind, response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn metrics_take_the_token_or_the_metrics_token() {
+        let metrics_token = "metrics-only-token-0123";
+        let settings = crate::metrics::Settings {
+            token: Some(Secret::for_tests(metrics_token)),
+            public: false,
+        };
+        let engine = Arc::new(FakeEngine::default());
+        let (base, _state) = serve_with(engine, sources::Settings::for_tests(), settings).await;
+        for refused in [
+            vec![],
+            vec![("Authorization", "Bearer wrong-token-wrong-token")],
+            vec![("Authorization", metrics_token)],
+        ] {
+            let (status, _, body) = scrape(&base, &refused).await;
+            assert_eq!(status, 401, "{refused:?}: {body}");
+        }
+        for token in [metrics_token, PATH_TOKEN] {
+            let bearer = format!("Bearer {token}");
+            let (status, kind, body) = scrape(&base, &[("Authorization", &bearer)]).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(kind, "text/plain; version=0.0.4; charset=utf-8");
+            assert!(body.contains("# TYPE dockhook_docker_up gauge\n"), "{body}");
+            assert!(body.contains("\ndockhook_docker_up 1\n"), "{body}");
+            assert!(body.contains("\ndockhook_queue_depth 0\n"), "{body}");
+        }
+        let bearer = format!("Bearer {metrics_token}");
+        let (status, kind, body) = scrape(
+            &base,
+            &[
+                ("Authorization", &bearer),
+                ("Accept", "application/openmetrics-text; version=1.0.0"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        // The metrics token opens nothing else.
+        let response = reqwest::Client::new()
+            .get(format!("{base}/api/deployments"))
+            .header("Authorization", &bearer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401);
+    }
+
+    #[tokio::test]
+    async fn public_metrics_need_no_token() {
+        let settings = crate::metrics::Settings {
+            token: None,
+            public: true,
+        };
+        let engine = Arc::new(FakeEngine::default());
+        engine.lock().fail_list = true;
+        let (base, _state) = serve_with(engine, sources::Settings::for_tests(), settings).await;
+        let (status, _, body) = scrape(&base, &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            body.contains("# TYPE dockhook_build_info gauge\n"),
+            "{body}"
+        );
+        assert!(body.contains("\ndockhook_docker_up 0\n"), "{body}");
     }
 
     #[tokio::test]

@@ -52,7 +52,8 @@ pub enum State {
 }
 
 impl State {
-    const ALL: [State; 18] = [
+    /// Every state, in the order a deployment can pass them.
+    pub const ALL: [State; 18] = [
         State::Queued,
         State::AwaitingApproval,
         State::Delayed,

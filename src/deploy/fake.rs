@@ -56,7 +56,7 @@ pub struct World {
     /// Image ID → the manifest digest the registry served it under.
     pub digests: HashMap<String, String>,
     pub fail_pull: bool,
-    /// Listing containers fails, as when Docker does not answer.
+    /// Listing containers and pings fail, as when Docker does not answer.
     pub fail_list: bool,
     /// Exit code of commands run with `exec`.
     pub exec_exit_code: i64,
@@ -155,6 +155,9 @@ impl World {
 
 impl Engine for FakeEngine {
     async fn ping(&self) -> Result<()> {
+        if self.lock().fail_list {
+            return Err(EngineError::Other("Docker does not answer".into()));
+        }
         Ok(())
     }
 

@@ -24,5 +24,5 @@ mod tests;
 
 pub use mode::Mode;
 pub use policy::{Strategy, StrategySetting};
-pub use queue::{Queue, Request};
+pub use queue::{Enqueued, Queue, Request};
 pub use update::{Job, Outcome, Settings, Updater};

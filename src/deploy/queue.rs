@@ -162,6 +162,24 @@ impl<'a> Request<'a> {
     }
 }
 
+/// What became of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// This deployment was recorded for it.
+    New(i64),
+    /// The same push was already in flight as this deployment: nothing
+    /// changed.
+    InFlight(i64),
+}
+
+impl Enqueued {
+    pub fn id(self) -> i64 {
+        match self {
+            Self::New(id) | Self::InFlight(id) => id,
+        }
+    }
+}
+
 /// Where a request goes, decided under the lock.
 enum Placement {
     /// The same push is in flight as this deployment.
@@ -192,6 +210,11 @@ impl<E: Engine> Queue<E> {
     /// Returns its deployment id, or the id of the deployment that already
     /// stands for the same push.
     pub async fn submit(&self, request: &Request<'_>) -> Result<i64, StoreError> {
+        self.enqueue(request).await.map(Enqueued::id)
+    }
+
+    /// [`Queue::submit`], telling whether the request was new.
+    pub async fn enqueue(&self, request: &Request<'_>) -> Result<Enqueued, StoreError> {
         let parked = match request.mode {
             Mode::Auto if request.delay.is_zero() => None,
             Mode::Auto => Some(State::Delayed),
@@ -208,7 +231,7 @@ impl<E: Engine> Queue<E> {
     /// recorded. A copy of the same push (same image and digest) is the
     /// same deployment; a newer one supersedes the one that waits and
     /// restarts a delay; an older one under a semver policy is skipped.
-    async fn park(&self, request: &Request<'_>, state: State) -> Result<i64, StoreError> {
+    async fn park(&self, request: &Request<'_>, state: State) -> Result<Enqueued, StoreError> {
         let _parking = self.parking.lock().await;
         let target = request.target.to_string();
         let parked = self.store.call(move |store| store.parked(&target)).await?;
@@ -223,7 +246,7 @@ impl<E: Engine> Queue<E> {
                 && (request.digest.is_some() || state != State::Delayed)
         };
         if let Some(same) = parked.iter().find(same) {
-            return Ok(same.id);
+            return Ok(Enqueued::InFlight(same.id));
         }
         if let Some(digest) = request.digest {
             if self
@@ -234,7 +257,7 @@ impl<E: Engine> Queue<E> {
                 let id = self.write(request).await?;
                 let note = format!("{} already runs {digest}", request.target);
                 self.end(id, State::Skipped, note).await?;
-                return Ok(id);
+                return Ok(Enqueued::New(id));
             }
         }
         let waiting: Vec<&Deployment> = parked.iter().filter(|d| d.state.is_waiting()).collect();
@@ -250,7 +273,7 @@ impl<E: Engine> Queue<E> {
                     request.image.tag, older.id
                 );
                 self.end(id, State::Skipped, note).await?;
-                return Ok(id);
+                return Ok(Enqueued::New(id));
             }
         }
         let due = (state == State::Delayed).then(|| crate::timing::now() + millis(request.delay));
@@ -287,7 +310,7 @@ impl<E: Engine> Queue<E> {
         if let Some(due) = due {
             self.arm(id, due);
         }
-        Ok(id)
+        Ok(Enqueued::New(id))
     }
 
     /// Starts deployment `id` when its delay is over, unless it was
@@ -333,7 +356,7 @@ impl<E: Engine> Queue<E> {
             return Ok(None);
         };
         match Job::of(&deployment) {
-            Some(job) => self.enqueue(job).await?,
+            Some(job) => self.hand_over(job).await?,
             None => {
                 let note = format!("image reference {} no longer parses", deployment.image);
                 self.end(id, State::Failed, note).await?;
@@ -344,7 +367,7 @@ impl<E: Engine> Queue<E> {
 
     /// Hands a recorded job to its target's worker: it runs now, or next,
     /// superseding the job that waits.
-    async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+    async fn hand_over(&self, job: Job) -> Result<(), StoreError> {
         let superseded = {
             let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             let slot = slots.entry(job.target.clone()).or_default();
@@ -365,15 +388,15 @@ impl<E: Engine> Queue<E> {
         Ok(())
     }
 
-    /// Queues an update now and returns its deployment id, or the id of the
-    /// deployment in flight for the same push.
-    async fn submit_now(&self, request: &Request<'_>) -> Result<i64, StoreError> {
+    /// Queues an update now: its new deployment, or the one in flight for
+    /// the same push.
+    async fn submit_now(&self, request: &Request<'_>) -> Result<Enqueued, StoreError> {
         let announce = match self.claim(request) {
-            Claim::Existing(id) => return Ok(id),
+            Claim::Existing(id) => return Ok(Enqueued::InFlight(id)),
             Claim::Follow(mut id) => {
                 let written = id.wait_for(Option::is_some).await.map(|id| *id);
                 return match written {
-                    Ok(Some(id)) => Ok(id),
+                    Ok(Some(id)) => Ok(Enqueued::InFlight(id)),
                     _ => Err(StoreError::Background(
                         "the same push could not be recorded".into(),
                     )),
@@ -388,8 +411,8 @@ impl<E: Engine> Queue<E> {
             Err(e) => Err(e),
         };
         self.unclaim(request.target, &announce);
-        if let Ok(id) = queued {
-            announce.send_replace(Some(id));
+        if let Ok(queued) = queued {
+            announce.send_replace(Some(queued.id()));
         }
         queued
     }
@@ -450,7 +473,7 @@ impl<E: Engine> Queue<E> {
     }
 
     /// Hands a written deployment to the target's worker.
-    async fn queue(&self, deployment: i64, request: &Request<'_>) -> Result<i64, StoreError> {
+    async fn queue(&self, deployment: i64, request: &Request<'_>) -> Result<Enqueued, StoreError> {
         let job = Job {
             deployment,
             target: request.target.to_string(),
@@ -464,7 +487,7 @@ impl<E: Engine> Queue<E> {
             Placement::Duplicate(existing) => {
                 let note = format!("the same push is deployment {existing}");
                 self.end(deployment, State::Skipped, note).await?;
-                Ok(existing)
+                Ok(Enqueued::InFlight(existing))
             }
             Placement::Older { waiting, tag } => {
                 let note = format!(
@@ -472,7 +495,7 @@ impl<E: Engine> Queue<E> {
                     request.image.tag
                 );
                 self.end(deployment, State::Skipped, note).await?;
-                Ok(deployment)
+                Ok(Enqueued::New(deployment))
             }
             Placement::Queued {
                 superseded,
@@ -485,7 +508,7 @@ impl<E: Engine> Queue<E> {
                     let note = format!("superseded by deployment {deployment}");
                     self.end(replaced, State::Skipped, note).await?;
                 }
-                Ok(deployment)
+                Ok(Enqueued::New(deployment))
             }
         }
     }
@@ -589,6 +612,17 @@ impl<E: Engine> Queue<E> {
     /// How many interrupted deployments are still being recovered.
     pub fn recovering(&self) -> usize {
         self.recovering.load(Ordering::Acquire)
+    }
+
+    /// Updates running or waiting, and deployments being recovered: the
+    /// work the queue has in hand.
+    pub fn depth(&self) -> usize {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let jobs: usize = slots
+            .values()
+            .map(|slot| usize::from(slot.running.is_some()) + usize::from(slot.waiting.is_some()))
+            .sum();
+        jobs + self.recovering()
     }
 
     async fn end(&self, deployment: i64, state: State, note: String) -> Result<(), StoreError> {

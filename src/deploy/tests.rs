@@ -349,6 +349,35 @@ async fn burst_of_submissions_runs_one_update_then_one_check() {
     assert_eq!(rig.store.list(10).unwrap().len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_depth_counts_the_running_and_the_waiting_update() {
+    let rig = rig("sha256:old", "sha256:new");
+    let queue = Queue::new(rig.updater.clone(), rig.store.clone());
+    assert_eq!(queue.depth(), 0);
+    // The first update cannot get past the engine while this thread holds it.
+    let (locked, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+    let engine = rig.engine.clone();
+    let holder = std::thread::spawn(move || {
+        let _world = engine.lock();
+        locked.0.send(()).unwrap();
+        let _ = release.1.recv();
+    });
+    locked.1.recv().unwrap();
+    let image = ImageRef::parse(IMAGE).unwrap();
+    for _ in 0..3 {
+        queue.submit(&request(&image)).await.unwrap();
+    }
+    assert_eq!(
+        queue.depth(),
+        2,
+        "one running, the others folded into one waiting"
+    );
+    release.0.send(()).unwrap();
+    holder.join().unwrap();
+    within("finishing the queue", queue.finish_all()).await;
+    assert_eq!(queue.depth(), 0);
+}
+
 #[tokio::test]
 async fn a_digest_the_registry_does_not_serve_changes_nothing() {
     let mut rig = rig("sha256:old", "sha256:new");

@@ -92,6 +92,15 @@ pub async fn serve_on(
     engine: Arc<FakeEngine>,
     sources: Settings,
 ) -> (String, Arc<AppState<FakeEngine>>) {
+    serve_with(engine, sources, crate::metrics::Settings::default()).await
+}
+
+/// [`serve_on`] with `metrics` guarding `/metrics`.
+pub async fn serve_with(
+    engine: Arc<FakeEngine>,
+    sources: Settings,
+    metrics: crate::metrics::Settings,
+) -> (String, Arc<AppState<FakeEngine>>) {
     let store = Arc::new(Store::in_memory().unwrap());
     let updater = Arc::new(Updater::new(
         engine.clone(),
@@ -120,6 +129,7 @@ pub async fn serve_on(
         queue,
         store,
         deliveries: Default::default(),
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

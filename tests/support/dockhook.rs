@@ -260,13 +260,16 @@ impl Logs {
     }
 }
 
-/// The address in a line like `... listening on 127.0.0.1:41234`: the token
-/// after the marker, which must parse as a socket address.
+/// The address in a line like `... listening on 127.0.0.1:41234` (or a JSON
+/// line with `"message":"listening on 127.0.0.1:41234"`): what follows the
+/// marker up to the first character no address has, which must parse as a
+/// socket address.
 fn listen_address(line: &str) -> Option<String> {
     let (_, rest) = line.split_once(READY_MARKER)?;
-    let token = rest.split_whitespace().next()?;
-    let token = token.trim_matches(|c: char| matches!(c, '"' | '\'' | '`' | ','));
-    token
+    let end = rest
+        .find(|c: char| !(c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')))
+        .unwrap_or(rest.len());
+    rest[..end]
         .parse::<SocketAddr>()
         .ok()
         .map(|addr| addr.to_string())

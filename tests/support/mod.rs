@@ -12,6 +12,7 @@
 //!   from a root filesystem (nothing is pulled, no builder runs).
 //! - [`dockhook`]: the product binary under test, with its logs captured.
 //! - [`browser`]: a headless Chromium driven over WebDriver, for the page.
+//! - [`prometheus`]: a real Prometheus scraping it, and `promtool`.
 //! - [`cleanup`]: a Drop guard that removes what a test created, even when it
 //!   panics.
 //! - [`http`]: a small blocking HTTP client over `std::net::TcpStream`.
@@ -41,6 +42,7 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod scenario;
