@@ -149,10 +149,10 @@ impl<E: Engine> Control<E> {
         digest
     }
 
-    /// The watched container named `name`.
-    async fn watched(&self, name: &str) -> Result<ContainerInfo, ControlError> {
+    /// The watched container named `name`, and its image reference.
+    async fn watched(&self, name: &str) -> Result<(ContainerInfo, ImageRef), ControlError> {
         let containers = self.inventory.running().await?;
-        targets::watched(&containers, &self.rules)
+        let container = targets::watched(&containers, &self.rules)
             .into_iter()
             .find(|c| c.name == name)
             .cloned()
@@ -160,7 +160,10 @@ impl<E: Engine> Control<E> {
                 ControlError::NotFound(format!(
                     "no running container named {name:?} that dockhook watches"
                 ))
-            })
+            })?;
+        let image = ImageRef::parse(&container.image)
+            .map_err(|e| ControlError::Invalid(format!("{}: {e}", container.image)))?;
+        Ok((container, image))
     }
 
     /// Asks for an update of container `name` now: the registry is asked
@@ -168,27 +171,25 @@ impl<E: Engine> Control<E> {
     /// one too, or one in quarantine). Bypasses the container's mode and
     /// delay: a person asked.
     pub async fn update(&self, name: &str, force: bool, actor: Actor) -> Result<i64, ControlError> {
-        let container = self.watched(name).await?;
-        let image = ImageRef::parse(&container.image)
-            .map_err(|e| ControlError::Invalid(format!("{}: {e}", container.image)))?;
+        let (container, image) = self.watched(name).await?;
         let reason = match force {
             true => format!("forced update asked through the {}", actor.as_str()),
             false => format!("update asked through the {}", actor.as_str()),
         };
-        let policy = TagPolicy::Exact;
-        let request = Request {
+        let asked = Request::push(
+            &container.name,
+            &container.id,
+            &image,
+            actor.as_str(),
+            &reason,
+            &TagPolicy::Exact,
+        );
+        self.ask(Request {
             kind: Some(KIND_MANUAL),
             force,
-            ..Request::push(
-                &container.name,
-                &container.id,
-                &image,
-                actor.as_str(),
-                &reason,
-                &policy,
-            )
-        };
-        Ok(self.queue.submit(&request).await?)
+            ..asked
+        })
+        .await
     }
 
     /// Deploys again the image an earlier successful deployment of `name`
@@ -202,9 +203,7 @@ impl<E: Engine> Control<E> {
         to: Option<i64>,
         actor: Actor,
     ) -> Result<i64, ControlError> {
-        let container = self.watched(name).await?;
-        let image = ImageRef::parse(&container.image)
-            .map_err(|e| ControlError::Invalid(format!("{}: {e}", container.image)))?;
+        let (container, image) = self.watched(name).await?;
         let (image_id, from) = match to {
             Some(id) => {
                 let found = self.store.call(move |store| store.get(id)).await?;
@@ -260,19 +259,25 @@ impl<E: Engine> Control<E> {
                 actor.as_str()
             ),
         };
-        let policy = TagPolicy::Exact;
-        let request = Request {
+        let asked = Request::push(
+            &container.name,
+            &container.id,
+            &image,
+            actor.as_str(),
+            &reason,
+            &TagPolicy::Exact,
+        );
+        self.ask(Request {
             kind: Some(KIND_ROLLBACK),
             rollback: Some((&image_id, from)),
-            ..Request::push(
-                &container.name,
-                &container.id,
-                &image,
-                actor.as_str(),
-                &reason,
-                &policy,
-            )
-        };
+            ..asked
+        })
+        .await
+    }
+
+    /// Hands a person's request to the queue (no mode, no delay: they
+    /// asked).
+    async fn ask(&self, request: Request<'_>) -> Result<i64, ControlError> {
         Ok(self.queue.submit(&request).await?)
     }
 

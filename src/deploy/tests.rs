@@ -893,6 +893,20 @@ async fn force_redeploys_the_same_image() {
     );
 }
 
+/// Deployment `id` once it ended.
+async fn ended(store: &Store, id: i64) -> crate::store::Deployment {
+    within("the deployment", async {
+        loop {
+            let (d, _) = store.get(id).unwrap().unwrap();
+            if d.state.is_final() {
+                break d;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
 /// The states of `id`'s steps.
 fn states(store: &Store, id: i64) -> Vec<State> {
     store
@@ -1025,16 +1039,7 @@ async fn a_delay_deploys_once_the_digest_stayed_the_newest() {
         State::Delayed,
         "the wait restarted with the newer push"
     );
-    let ended = within("the delayed deployment", async {
-        loop {
-            let (d, _) = rig.store.get(second).unwrap().unwrap();
-            if d.state.is_final() {
-                break d;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let ended = ended(&rig.store, second).await;
     assert_eq!(ended.state, State::Succeeded, "{ended:?}");
     assert_eq!(ended.due_at, None, "no longer due");
     assert_eq!(
@@ -1059,15 +1064,6 @@ async fn a_delayed_deployment_is_armed_again_after_a_restart() {
     };
     let queue = Queue::new(rig.updater.clone(), rig.store.clone());
     queue.resume(rig.store.unfinished().unwrap());
-    let ended = within("the delayed deployment", async {
-        loop {
-            let (d, _) = rig.store.get(id).unwrap().unwrap();
-            if d.state.is_final() {
-                break d;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    let ended = ended(&rig.store, id).await;
     assert_eq!(ended.state, State::Succeeded, "{ended:?}");
 }
