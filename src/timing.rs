@@ -209,6 +209,7 @@ mod tests {
             kind: None,
             rollback_to: None,
             force: false,
+            service: false,
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             finished_at: finished.map(str::to_string),
