@@ -1,0 +1,344 @@
+//! End to end on a single-node Swarm (the machine's engine, made a manager
+//! only when `DOCKHOOK_TEST_SWARM=1`; see `support::swarm`): a push updates
+//! a service through Swarm's rolling update, pinned to the pushed digest,
+//! with no failed request through the service's network; a push whose
+//! healthcheck fails ends rolled back by Swarm, with Swarm's message; a
+//! global service is updated too.
+//!
+//! The probe is a container on the service's attachable overlay network
+//! that fetches `http://SERVICE:8080/` in a loop (`timeout 1 wget`, one
+//! request every 50 ms) and prints each answer, or `FAIL`, with the
+//! host's uptime. Services use DNS round robin (`--endpoint-mode dnsrr`):
+//! the VIP needs IPVS, which this machine's kernel does not offer, and
+//! published ports need the ingress network, which needs it too. Services
+//! update start-first with a healthcheck, so a new task serves before an
+//! old one stops; the figures (webhook to every replica serving the new
+//! digest, failed requests) are printed for the README.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::scenario::{steps, wait_deployment, Site};
+use support::swarm::Swarm;
+use support::*;
+
+/// Replicas of the replicated services.
+const REPLICAS: usize = 2;
+
+/// The host's uptime in seconds: the probe stamps its answers with it.
+fn uptime() -> f64 {
+    let text = std::fs::read_to_string("/proc/uptime").expect("/proc/uptime");
+    text.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// A service of the site on an overlay network, probed from a container on
+/// that network.
+struct Fixture {
+    site: Site,
+    service: String,
+    probe: String,
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    Replicated,
+    Global,
+}
+
+impl Fixture {
+    /// Pushes `v1` (with `v1`'s healthcheck) as `latest`, runs it as a
+    /// service with `extra` options, and starts the probe.
+    fn start(cleanup: &mut Cleanup, prefix: &str, mode: Mode, extra: &[&str]) -> Fixture {
+        let (site, _) = Site::new(cleanup, prefix);
+        site.push(cleanup, "latest", SiteImage::new("v1").healthcheck());
+        let service = cleanup.service(&site.name);
+        let network = cleanup.network(&format!("{}-net", site.name));
+        let probe = cleanup.container(&format!("{}-probe", site.name));
+        #[rustfmt::skip]
+        docker([
+            "network", "create", "--driver", "overlay", "--attachable",
+            "--label", "dockhook-test=1", &network,
+        ]);
+        let image = site.image("latest");
+        let replicas = REPLICAS.to_string();
+        let mode_args: Vec<&str> = match mode {
+            Mode::Replicated => vec!["--replicas", &replicas],
+            Mode::Global => vec!["--mode", "global"],
+        };
+        #[rustfmt::skip]
+        let mut args = vec![
+            "service", "create", "--detach", "--name", &service,
+            "--label", "dockhook-test=1", "--container-label", "dockhook-test=1",
+            "--network", &network, "--endpoint-mode", "dnsrr",
+            "--update-order", "start-first", "--update-parallelism", "1",
+            "--update-monitor", "3s",
+        ];
+        args.extend(mode_args);
+        args.extend(extra);
+        args.push(&image);
+        docker(args);
+        assert!(
+            wait_until(Duration::from_secs(60), || running_tasks(&service).len()
+                == expected_tasks(mode)),
+            "service {service} did not start its tasks: {}",
+            docker_stdout(["service", "ps", "--no-trunc", &service])
+        );
+        let script = format!(
+            "while true; do read up _ < /proc/uptime; \
+             if answer=$(timeout 1 wget -q -O- http://{service}:{SITE_PORT}/ 2>/dev/null); \
+             then echo \"$up $answer\"; else echo \"$up FAIL\"; fi; sleep 0.05; done"
+        );
+        #[rustfmt::skip]
+        docker([
+            "run", "--detach", "--name", &probe, "--label", "dockhook-test=1",
+            // It runs the site's image, but is no target.
+            "--label", "dockhook.enable=false",
+            "--network", &network, "--entrypoint", "sh", &image, "-c", &script,
+        ]);
+        let fixture = Fixture {
+            site,
+            service,
+            probe,
+        };
+        assert!(
+            wait_until(Duration::from_secs(30), || fixture
+                .answers()
+                .iter()
+                .any(|(_, a)| a == "v1")),
+            "the probe never reached v1: {:?}",
+            fixture.answers()
+        );
+        fixture
+    }
+
+    /// The probe's answers so far: (uptime, page or `FAIL`).
+    fn answers(&self) -> Vec<(f64, String)> {
+        let logs = docker(["logs", &self.probe]);
+        String::from_utf8_lossy(&logs.stdout)
+            .lines()
+            .filter_map(|line| {
+                let (at, answer) = line.split_once(' ')?;
+                Some((at.parse().ok()?, answer.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// The service's spec image, as Swarm holds it.
+    fn spec_image(&self) -> String {
+        docker_stdout([
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &self.service,
+        ])
+    }
+
+    /// Sends the push webhook for `latest` and returns the deployment id.
+    fn hook(&self, dockhook: &Dockhook) -> i64 {
+        let (status, answer) = self.site.hook(dockhook, "latest");
+        assert_eq!(status, 202, "webhook not accepted: {answer}");
+        let ids = answer["deployments"].as_array().expect("deployment ids");
+        assert_eq!(ids.len(), 1, "one deployment, for the service: {answer}");
+        ids[0].as_i64().unwrap()
+    }
+}
+
+fn expected_tasks(mode: Mode) -> usize {
+    match mode {
+        Mode::Replicated => REPLICAS,
+        Mode::Global => 1,
+    }
+}
+
+/// The images of the service's running tasks.
+fn running_tasks(service: &str) -> Vec<String> {
+    let listed = docker_stdout([
+        "service",
+        "ps",
+        "--no-trunc",
+        "--filter",
+        "desired-state=running",
+        "--format",
+        "{{.Image}} {{.CurrentState}}",
+        service,
+    ]);
+    listed
+        .lines()
+        .filter(|line| line.contains(" Running "))
+        .map(|line| {
+            line.split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The digest the registry serves `latest` of the site under.
+fn registry_digest(site: &Site) -> String {
+    let url = format!("{}/v2/{}/manifests/latest", site.registry.url(), site.repo);
+    let accept = "application/vnd.docker.distribution.manifest.v2+json";
+    let response = request("HEAD", &url, &[("Accept", accept)], b"").expect("registry answers");
+    response
+        .header("Docker-Content-Digest")
+        .expect("a digest header")
+        .to_string()
+}
+
+/// A push that passes its healthcheck: Swarm replaces every task, start
+/// first, and the deployment succeeds on the pinned digest. Returns the
+/// probe's failed requests.
+fn healthy_push(prefix: &str, mode: Mode) {
+    let Some(_swarm) = Swarm::join(prefix) else {
+        return;
+    };
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let fixture = Fixture::start(&mut cleanup, prefix, mode, &[]);
+    let dockhook = Dockhook::start(&fixture.site.registry.host(), &[]);
+    let before = fixture.spec_image();
+    assert!(
+        before.starts_with(&format!("{}@sha256:", fixture.site.image("latest"))),
+        "docker service create pins the digest: {before}"
+    );
+
+    fixture
+        .site
+        .push(&mut cleanup, "latest", SiteImage::new("v2").healthcheck());
+    let pushed = registry_digest(&fixture.site);
+    let sent = uptime();
+    let id = fixture.hook(&dockhook);
+    let deployment = wait_deployment(&dockhook, id);
+    let ended = uptime();
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    let pinned = format!("{}@{pushed}", fixture.site.image("latest"));
+    assert_eq!(fixture.spec_image(), pinned);
+    assert_eq!(deployment["new_image_id"], pinned.as_str(), "{deployment}");
+    assert_eq!(deployment["old_image_id"], before.as_str(), "{deployment}");
+    let states: Vec<String> = steps(&dockhook, id).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        states,
+        [
+            "queued",
+            "pulling",
+            "starting",
+            "verifying",
+            "cleaning_up",
+            "succeeded"
+        ]
+    );
+    let tasks = running_tasks(&fixture.service);
+    assert_eq!(tasks.len(), expected_tasks(mode), "{tasks:?}");
+    assert!(tasks.iter().all(|image| *image == pinned), "{tasks:?}");
+
+    // Every replica serves v2 now; then stop looking.
+    let settled = uptime();
+    assert!(
+        wait_until(Duration::from_secs(10), || fixture
+            .answers()
+            .iter()
+            .filter(|(at, _)| *at > settled)
+            .count()
+            >= 20),
+        "the probe stopped answering"
+    );
+    let answers = fixture.answers();
+    let after: Vec<&(f64, String)> = answers.iter().filter(|(at, _)| *at >= sent).collect();
+    let failed: Vec<&&(f64, String)> = after
+        .iter()
+        .filter(|(_, a)| a != "v1" && a != "v2")
+        .collect();
+    let last_v1 = after
+        .iter()
+        .filter(|(_, a)| a == "v1")
+        .map(|(at, _)| *at)
+        .fold(sent, f64::max);
+    let first_v2 = after.iter().find(|(_, a)| a == "v2").map(|(at, _)| *at);
+    let tail: Vec<&str> = answers
+        .iter()
+        .filter(|(at, _)| *at > settled)
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert!(
+        tail.iter().all(|a| *a == "v2"),
+        "after the update: {tail:?}"
+    );
+    eprintln!(
+        "FIGURES {prefix}: webhook → first v2 answer {:.2} s, → last v1 answer (every \
+         replica serving v2) {:.2} s, → deployment succeeded {:.2} s; probe requests {} \
+         during the update, failed {}; to_serving {}",
+        first_v2.map_or(f64::NAN, |at| at - sent),
+        last_v1 - sent,
+        ended - sent,
+        after.len(),
+        failed.len(),
+        deployment["timings"]["to_serving"]
+    );
+    assert!(
+        failed.is_empty(),
+        "failed requests during the update: {failed:?}"
+    );
+}
+
+#[test]
+fn a_push_rolls_a_replicated_service_out_with_no_failed_request() {
+    healthy_push("swarm-replicated", Mode::Replicated);
+}
+
+#[test]
+fn a_push_updates_a_global_service() {
+    healthy_push("swarm-global", Mode::Global);
+}
+
+#[test]
+fn a_push_whose_healthcheck_fails_is_rolled_back_by_swarm() {
+    let Some(_swarm) = Swarm::join("a_push_whose_healthcheck_fails_is_rolled_back_by_swarm") else {
+        return;
+    };
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    // Swarm's defaults: a failed task pauses the update.
+    let fixture = Fixture::start(
+        &mut cleanup,
+        "swarm-unhealthy",
+        Mode::Replicated,
+        &["--update-failure-action", "pause"],
+    );
+    let dockhook = Dockhook::start(&fixture.site.registry.host(), &[]);
+    let before = fixture.spec_image();
+
+    fixture
+        .site
+        .push(&mut cleanup, "latest", SiteImage::new("v2").unhealthy());
+    let sent = uptime();
+    let id = fixture.hook(&dockhook);
+    let deployment: Value = wait_deployment(&dockhook, id);
+    assert_eq!(deployment["state"], "rolled_back", "{deployment}");
+    let error = deployment["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("update paused due to failure or early termination of task"),
+        "Swarm's message: {error}"
+    );
+    assert_eq!(fixture.spec_image(), before, "the old digest again");
+    let tasks = running_tasks(&fixture.service);
+    assert_eq!(tasks, vec![before.clone(); REPLICAS]);
+    let notes: Vec<String> = steps(&dockhook, id).into_iter().map(|(_, n)| n).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("asking Swarm to roll back")),
+        "{notes:?}"
+    );
+    let answers = fixture.answers();
+    let after: Vec<&(f64, String)> = answers.iter().filter(|(at, _)| *at >= sent).collect();
+    let failed = after.iter().filter(|(_, a)| a != "v1").count();
+    eprintln!(
+        "FIGURES swarm-unhealthy: probe requests {} during the update and its rollback, \
+         answered by something else than v1: {failed}",
+        after.len()
+    );
+    assert_eq!(failed, 0, "only v1 ever served: {after:?}");
+}
