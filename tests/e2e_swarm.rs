@@ -189,10 +189,10 @@ fn registry_digest(site: &Site) -> String {
 }
 
 /// A push that passes its healthcheck: Swarm replaces every task, start
-/// first, and the deployment succeeds on the pinned digest. Returns the
-/// probe's failed requests.
-fn healthy_push(prefix: &str, mode: Mode) {
-    let Some(_swarm) = Swarm::join(prefix) else {
+/// first, the deployment succeeds on the pinned digest, and no probe
+/// request fails.
+fn healthy_push(test: &str, prefix: &str, mode: Mode) {
+    let Some(_swarm) = Swarm::join(test) else {
         return;
     };
     require_docker();
@@ -285,12 +285,20 @@ fn healthy_push(prefix: &str, mode: Mode) {
 
 #[test]
 fn a_push_rolls_a_replicated_service_out_with_no_failed_request() {
-    healthy_push("swarm-replicated", Mode::Replicated);
+    healthy_push(
+        "a_push_rolls_a_replicated_service_out_with_no_failed_request",
+        "swarm-replicated",
+        Mode::Replicated,
+    );
 }
 
 #[test]
 fn a_push_updates_a_global_service() {
-    healthy_push("swarm-global", Mode::Global);
+    healthy_push(
+        "a_push_updates_a_global_service",
+        "swarm-global",
+        Mode::Global,
+    );
 }
 
 #[test]

@@ -11,11 +11,15 @@
 //! brought is removed, so the engine is as it was found. An engine that was
 //! already a manager is left a manager. A node that is a Swarm worker, or
 //! whose swarm is in an error state, fails the test: its state is not this
-//! test's to change.
+//! test's to change. The node of a swarm initialised here carries the
+//! `dockhook-test` label, so `.ci/run` can leave a swarm a killed run left.
 
+use std::io::Write;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use super::docker::{docker, docker_ok, docker_stdout};
+use super::util::wait_until;
 
 /// The variable that lets the Swarm tests run.
 pub const SWARM_VARIABLE: &str = "DOCKHOOK_TEST_SWARM";
@@ -35,7 +39,10 @@ impl Swarm {
             Ok("1") => {}
             Ok(other) => panic!("{SWARM_VARIABLE} is {other:?}: set it to 1 or unset it"),
             Err(_) => {
-                eprintln!(
+                // Straight to stderr, past the test harness's capture: a
+                // skipped test must say so even when it "passes".
+                let _ = writeln!(
+                    std::io::stderr(),
                     "SKIPPED {test}: it makes the machine's Docker engine a Swarm manager, \
                      which it does only when {SWARM_VARIABLE}=1 (.ci/run sets it); this test \
                      did NOT run"
@@ -51,6 +58,17 @@ impl Swarm {
                 ("inactive", _) => {
                     let had_bridge = docker_ok(["network", "inspect", "docker_gwbridge"]);
                     docker(["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+                    // So that `.ci/run` can tell a swarm a killed run left.
+                    let node = docker_stdout(["info", "--format", "{{.Swarm.NodeID}}"]);
+                    docker(["node", "update", "--label-add", "dockhook-test=1", &node]);
+                    // Swarm sets its ingress network up after `init` returns;
+                    // a `leave` before that leaves it half made.
+                    assert!(
+                        wait_until(Duration::from_secs(30), || docker_ok([
+                            "network", "inspect", "ingress"
+                        ])),
+                        "Swarm made no ingress network within 30 s of docker swarm init"
+                    );
                     *users = (0, true, !had_bridge);
                 }
                 (state, manager) => panic!(
@@ -71,7 +89,11 @@ impl Drop for Swarm {
         if users.0 == 0 && users.1 {
             docker_ok(["swarm", "leave", "--force"]);
             if users.2 {
-                docker_ok(["network", "rm", "docker_gwbridge"]);
+                // In use until the ingress sandbox, which leave takes down
+                // on its own time, is gone.
+                wait_until(Duration::from_secs(15), || {
+                    docker_ok(["network", "rm", "docker_gwbridge"])
+                });
             }
             *users = (0, false, false);
         }
