@@ -350,3 +350,57 @@ fn a_push_whose_healthcheck_fails_is_rolled_back_by_swarm() {
     );
     assert_eq!(failed, 0, "only v1 ever served: {after:?}");
 }
+
+/// dockhook crashes right after Swarm accepted the update (fault injection
+/// at `verifying`); the next start follows the rollout Swarm carried on
+/// with to its end, and records it.
+#[test]
+fn a_crash_during_a_rollout_is_followed_to_its_end_after_the_restart() {
+    let test = "a_crash_during_a_rollout_is_followed_to_its_end_after_the_restart";
+    let Some(_swarm) = Swarm::join(test) else {
+        return;
+    };
+    require_docker();
+    let mut cleanup = Cleanup::new();
+    let fixture = Fixture::start(&mut cleanup, "swarm-crash", Mode::Replicated, &[]);
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().to_string_lossy().to_string();
+    let mut crashing = Dockhook::start(
+        &fixture.site.registry.host(),
+        &[
+            ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+            ("DOCKHOOK_FAULT_ABORT_AT", "verifying"),
+        ],
+    );
+    fixture
+        .site
+        .push(&mut cleanup, "latest", SiteImage::new("v2").healthcheck());
+    let pinned = format!(
+        "{}@{}",
+        fixture.site.image("latest"),
+        registry_digest(&fixture.site)
+    );
+    let id = fixture.hook(&crashing);
+    let exit = crashing.wait_exit(Duration::from_secs(60));
+    assert!(
+        exit.is_some_and(|s| !s.success()),
+        "dockhook did not crash at verifying:\n{}",
+        crashing.log_text()
+    );
+    // Swarm carries on without dockhook.
+    assert_eq!(fixture.spec_image(), pinned);
+
+    let dockhook = Dockhook::start(
+        &fixture.site.registry.host(),
+        &[("DOCKHOOK_DATA_DIR", data_dir.as_str())],
+    );
+    let deployment = wait_deployment(&dockhook, id);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    let (_, last) = steps(&dockhook, id).pop().unwrap();
+    assert!(
+        last.contains("followed after dockhook stopped during step verifying"),
+        "{last}"
+    );
+    let tasks = running_tasks(&fixture.service);
+    assert_eq!(tasks, vec![pinned; REPLICAS]);
+}
