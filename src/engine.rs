@@ -304,7 +304,7 @@ pub fn unpinned(image: &str) -> &str {
 
 /// Whether a reference without digest names a tag (a `:` after the last
 /// `/`, which is not a registry's port).
-fn has_tag(named: &str) -> bool {
+pub fn has_tag(named: &str) -> bool {
     let last = named.rsplit('/').next().unwrap_or(named);
     last.contains(':')
 }

@@ -37,7 +37,7 @@ use bollard::models::{BollardDate, Service, ServiceSpec, ServiceSpecUpdateConfig
 use tokio::time::Instant;
 
 use super::update::{digests_of, takes, Job, Outcome, Updater};
-use crate::engine::{unpinned, Engine, EngineError, UpdateState};
+use crate::engine::{has_tag, unpinned, Engine, EngineError, UpdateState};
 use crate::image_ref::ImageRef;
 use crate::store::{Deployment, Facts, State};
 
@@ -126,6 +126,8 @@ enum Followed {
     /// The spec no longer names the deployed image: someone else updated
     /// the service meanwhile.
     Replaced(String),
+    /// The service was removed.
+    Removed,
 }
 
 impl<E: Engine> Updater<E> {
@@ -163,7 +165,7 @@ impl<E: Engine> Updater<E> {
             Some(pinned) => pinned.clone(),
             None => {
                 let digest = self.resolve(job, &reference).await?;
-                format!("{reference}@{digest}")
+                pin(&reference, &job.image.tag, &digest)
             }
         };
         let new_digest = ImageRef::parse(&pinned).ok().and_then(|i| i.digest);
@@ -200,9 +202,13 @@ impl<E: Engine> Updater<E> {
             .update_service(&service.id, service.version, spec, login, false)
             .await
         {
-            return Err(Outcome::Failed(format!(
-                "Swarm refused the update of service {target}: {e}; nothing was changed"
-            )));
+            // An answer lost on the way may hide an update Swarm took.
+            let taken = self.inspect_service(target).await;
+            if !taken.is_ok_and(|now| now.image == pinned) {
+                return Err(Outcome::Failed(format!(
+                    "Swarm refused the update of service {target}: {e}; nothing was changed"
+                )));
+            }
         }
         self.record(
             job.deployment,
@@ -325,6 +331,11 @@ impl<E: Engine> Updater<E> {
                          rolled the service back to its previous spec"
                     ));
                 }
+                Followed::Removed => {
+                    return Outcome::Failed(format!(
+                        "service {target} was removed during the rollout of {pinned}"
+                    ))
+                }
                 Followed::Replaced(image) => {
                     return Outcome::Failed(format!(
                         "service {target} was updated to {image} by someone else during the \
@@ -350,7 +361,12 @@ impl<E: Engine> Updater<E> {
         let mut pause = FIRST_POLL;
         let mut rolling_back = None;
         loop {
-            match self.inspect_service(target).await {
+            let inspected = match self.engine.inspect_service(target).await {
+                Err(EngineError::NotFound(_)) => return Ok(Followed::Removed),
+                Err(e) => Err(e.to_string()),
+                Ok(service) => Inspected::of(service),
+            };
+            match inspected {
                 Ok(service) => {
                     let message = service.message.clone();
                     let stale = earlier.is_some() && service.started_at.as_ref() == earlier;
@@ -485,6 +501,16 @@ impl<E: Engine> Updater<E> {
     }
 }
 
+/// `reference@digest`, with the tag written out when `reference` leaves it
+/// implicit: `alice/site@sha256:…` would pin the service out of the pushes
+/// of its tag.
+fn pin(reference: &str, tag: &str, digest: &str) -> String {
+    match has_tag(reference) {
+        true => format!("{reference}@{digest}"),
+        false => format!("{reference}:{tag}@{digest}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -565,10 +591,69 @@ mod tests {
         fn calls(&self) -> Vec<String> {
             self.engine.lock().calls.clone()
         }
+
+        /// A deployment that sent its update to [`NEW`] and was at `state`
+        /// when dockhook stopped; Swarm holds the new spec, and reports
+        /// `status` (or, without one, goes through its usual rollout).
+        fn interrupted(&self, state: State, status: Option<(UpdateState, &str)>) -> i64 {
+            let id = self.record(None);
+            let facts = crate::store::Facts {
+                old_container_id: Some("web-id".into()),
+                old_image_id: Some(pinned(OLD)),
+                new_image_id: Some(pinned(NEW)),
+                ..Default::default()
+            };
+            self.store.step(id, state, None, &facts).unwrap();
+            let mut world = self.engine.lock();
+            let rollout = world.rollout.clone();
+            let service = &mut world.services[0];
+            service.previous_image = Some(std::mem::replace(&mut service.image, pinned(NEW)));
+            match status {
+                Some((state, message)) => service.status = Some((state, message.into())),
+                None => service.upcoming = rollout.into(),
+            }
+            id
+        }
     }
 
     fn pinned(digest: &str) -> String {
         format!("{IMAGE}@{digest}")
+    }
+
+    #[test]
+    fn pins_keep_the_tag_written() {
+        assert_eq!(
+            pin("alice/site", "latest", NEW),
+            format!("alice/site:latest@{NEW}")
+        );
+        assert_eq!(
+            pin("127.0.0.1:5000/alice/site:v2", "v2", NEW),
+            format!("127.0.0.1:5000/alice/site:v2@{NEW}")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_service_removed_during_its_rollout_ends_the_deployment_failed() {
+        let rig = Arc::new(rig());
+        rig.engine.lock().rollout = vec![(UpdateState::UPDATING, "update in progress".into())];
+        let running = tokio::spawn({
+            let rig = rig.clone();
+            async move { rig.run(None).await.1 }
+        });
+        let sent = async {
+            while !rig.calls().iter().any(|c| c.starts_with("update-service")) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), sent)
+            .await
+            .expect("the update was not sent");
+        rig.engine.lock().services.clear();
+        let outcome = running.await.unwrap();
+        assert!(
+            matches!(&outcome, Outcome::Failed(s) if s.contains("was removed during the rollout")),
+            "{outcome:?}"
+        );
     }
 
     #[tokio::test]
@@ -706,24 +791,7 @@ mod tests {
         let rig = rig();
         // The update was sent and Swarm rolls it out; dockhook stopped
         // while it followed it.
-        let id = rig.record(None);
-        let facts = crate::store::Facts {
-            old_container_id: Some("web-id".into()),
-            old_image_id: Some(pinned(OLD)),
-            new_image_id: Some(pinned(NEW)),
-            ..Default::default()
-        };
-        rig.store.step(id, State::Starting, None, &facts).unwrap();
-        rig.store
-            .step(id, State::Verifying, None, &Default::default())
-            .unwrap();
-        {
-            let mut world = rig.engine.lock();
-            let rollout = world.rollout.clone();
-            let service = &mut world.services[0];
-            service.previous_image = Some(std::mem::replace(&mut service.image, pinned(NEW)));
-            service.upcoming = rollout.into();
-        }
+        let id = rig.interrupted(State::Verifying, None);
         // A second deployment never got to send its update.
         let unsent = rig.record(None);
         rig.store
@@ -756,20 +824,10 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_update_that_paused_is_rolled_back_after_a_restart() {
         let rig = rig();
-        let id = rig.record(None);
-        let facts = crate::store::Facts {
-            old_container_id: Some("web-id".into()),
-            old_image_id: Some(pinned(OLD)),
-            new_image_id: Some(pinned(NEW)),
-            ..Default::default()
-        };
-        rig.store.step(id, State::Verifying, None, &facts).unwrap();
-        {
-            let mut world = rig.engine.lock();
-            let service = &mut world.services[0];
-            service.previous_image = Some(std::mem::replace(&mut service.image, pinned(NEW)));
-            service.status = Some((UpdateState::PAUSED, "task x3 failed".into()));
-        }
+        let id = rig.interrupted(
+            State::Verifying,
+            Some((UpdateState::PAUSED, "task x3 failed")),
+        );
         let (deployment, _) = rig.store.get(id).unwrap().unwrap();
         let outcome = rig.updater.recover(&deployment, "dockhook stopped").await;
         assert!(
