@@ -3,7 +3,10 @@
 //! a service through Swarm's rolling update, pinned to the pushed digest,
 //! with no failed request through the service's network; a push whose
 //! healthcheck fails ends rolled back by Swarm, with Swarm's message; a
-//! global service is updated too.
+//! global service is updated too; the API lists a service (not its tasks)
+//! with its digest, and a person's rollback returns it to the digest
+//! before; a crash during a rollout is followed to its end after the
+//! restart.
 //!
 //! The probe is a container on the service's attachable overlay network
 //! that fetches `http://SERVICE:8080/` in a loop (`timeout 1 wget`, one
@@ -20,7 +23,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::scenario::{steps, wait_deployment, Site};
+use support::scenario::{api, api_post, steps, wait_deployment, Site};
 use support::swarm::Swarm;
 use support::*;
 
@@ -280,6 +283,47 @@ fn healthy_push(test: &str, prefix: &str, mode: Mode) {
     assert!(
         failed.is_empty(),
         "failed requests during the update: {failed:?}"
+    );
+
+    // The API shows the service, on the pushed digest.
+    let (_, targets) = api(&dockhook, "/api/targets");
+    let listed: Vec<&Value> = targets["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| t["name"] == fixture.service.as_str())
+        .collect();
+    assert_eq!(listed.len(), 1, "the service, not its tasks: {targets}");
+    assert_eq!(listed[0]["kind"], "service", "{targets}");
+    assert_eq!(listed[0]["digest"], pushed.as_str(), "{targets}");
+
+    // A person's rollback puts the digest before it back, through Swarm.
+    let path = format!("/api/targets/{}/rollback", fixture.service);
+    let (status, answer) = api_post(&dockhook, &path, "");
+    assert_eq!(status, 202, "{answer}");
+    let rollback = answer["deployment"].as_i64().expect("deployment id");
+    let rolled = wait_deployment(&dockhook, rollback);
+    assert_eq!(rolled["state"], "succeeded", "{rolled}");
+    assert_eq!(fixture.spec_image(), before);
+    let back = uptime();
+    assert!(
+        wait_until(Duration::from_secs(10), || fixture
+            .answers()
+            .iter()
+            .filter(|(at, _)| *at > back)
+            .count()
+            >= 10),
+        "the probe stopped answering"
+    );
+    let answers = fixture.answers();
+    let tail: Vec<&str> = answers
+        .iter()
+        .filter(|(at, _)| *at > back)
+        .map(|(_, a)| a.as_str())
+        .collect();
+    assert!(
+        tail.iter().all(|a| *a == "v1"),
+        "after the rollback: {tail:?}"
     );
 }
 
