@@ -1417,6 +1417,7 @@ mod tests {
         let unfinished = store.unfinished().unwrap();
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].strategy, None);
+        assert!(!unfinished[0].service, "an old row is a container's");
         let facts = Facts {
             strategy: Some("start-first".into()),
             old_networks: Some("{}".into()),
@@ -1428,6 +1429,21 @@ mod tests {
         let (d, _) = store.get(unfinished[0].id).unwrap().unwrap();
         assert_eq!(d.strategy.as_deref(), Some("start-first"));
         assert_eq!(d.old_networks.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn a_service_deployment_says_so() {
+        let store = Store::in_memory().unwrap();
+        let id = store
+            .create(&NewDeployment {
+                service: true,
+                ..new("web")
+            })
+            .unwrap();
+        assert!(store.get(id).unwrap().unwrap().0.service);
+        assert!(store.unfinished().unwrap()[0].service);
+        let other = store.create(&new("site")).unwrap();
+        assert!(!store.get(other).unwrap().unwrap().0.service);
     }
 
     #[test]
