@@ -147,6 +147,13 @@ impl<E: Engine> Updater<E> {
             )));
         };
         let running = ImageRef::parse(&service.image).ok().and_then(|i| i.digest);
+        if job.digest.is_some() && job.digest == running && !job.force {
+            // The webhook named what runs: no pull needed to know.
+            return Ok(Outcome::Skipped(format!(
+                "service {target} already runs {}",
+                running.unwrap_or_default()
+            )));
+        }
         self.record_with(
             job.deployment,
             State::Pulling,
@@ -758,10 +765,21 @@ mod tests {
             matches!(&outcome, Outcome::Skipped(s) if s.contains("already runs")),
             "{outcome:?}"
         );
-        let rig = self::rig();
-        let (_, outcome) = rig.run(Some(OLD)).await;
+        assert!(rig.calls().is_empty(), "not even a pull: {:?}", rig.calls());
+        // Without a digest in the webhook, the pull tells.
+        let (_, outcome) = rig.run(None).await;
         assert!(
-            matches!(&outcome, Outcome::Failed(s) if s.contains("not sha256:1111")),
+            matches!(&outcome, Outcome::Skipped(s) if s.contains("already runs")),
+            "{outcome:?}"
+        );
+        assert_eq!(rig.calls(), [format!("pull {IMAGE}")]);
+        // A digest the registry does not serve for the tag (a forged or
+        // stale payload) changes nothing.
+        let rig = self::rig();
+        let forged = format!("sha256:{}", "3".repeat(64));
+        let (_, outcome) = rig.run(Some(&forged)).await;
+        assert!(
+            matches!(&outcome, Outcome::Failed(s) if s.contains("not sha256:3333")),
             "{outcome:?}"
         );
         assert_eq!(rig.engine.service("web").unwrap().image, pinned(OLD));
