@@ -1,4 +1,5 @@
-//! What a person can see and do: the watched containers, and the actions
+//! What a person can see and do: the watched containers and Swarm
+//! services, and the actions
 //! the API, the CLI (through the API) and the status page share: update
 //! now, roll back, approve, reject.
 //!
@@ -14,21 +15,26 @@ use serde::{Deserialize, Serialize};
 use crate::deploy::mode::{self, Mode};
 use crate::deploy::update::{KIND_MANUAL, KIND_ROLLBACK};
 use crate::deploy::{self, Queue, Request};
-use crate::engine::{ContainerInfo, Engine, EngineError};
+use crate::engine::{ContainerInfo, Engine, EngineError, TargetKind};
 use crate::image_ref::ImageRef;
 use crate::inventory::Inventory;
 use crate::store::{Deployment, Facts, State, Store, StoreError};
 use crate::tags::TagPolicy;
 use crate::targets::{self, TargetRules};
 
-/// A container dockhook watches, as the API and the page show it.
+/// A container or Swarm service dockhook watches, as the API and the page
+/// show it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
     pub name: String,
+    /// The container's ID, or the service's.
     pub container_id: String,
-    /// The image reference the container was created from.
+    #[serde(default)]
+    pub kind: TargetKind,
+    /// The image reference the container was created from (for a service,
+    /// its spec's, without the pinned digest).
     pub image: String,
-    /// The image it runs.
+    /// The image it runs (`None` for a service: each node has its own).
     pub image_id: Option<String>,
     /// The registry digest of what it runs, when Docker knows it.
     pub digest: Option<String>,
@@ -108,11 +114,17 @@ impl<E: Engine> Control<E> {
             .await?;
         let mut out = Vec::with_capacity(watched.len());
         for container in watched {
-            let image = self.engine.inspect_container(&container.id).await.ok();
-            let image_id = image.as_ref().and_then(|c| c.image.clone());
-            let digest = match &image_id {
-                Some(id) => self.running_digest(id, &container.image).await,
-                None => None,
+            let (image_id, digest) = match container.kind {
+                TargetKind::Container => {
+                    let image = self.engine.inspect_container(&container.id).await.ok();
+                    let image_id = image.and_then(|c| c.image);
+                    let digest = match &image_id {
+                        Some(id) => self.running_digest(id, &container.image).await,
+                        None => None,
+                    };
+                    (image_id, digest)
+                }
+                TargetKind::Service => (None, self.pinned_digest(&container.id).await),
             };
             let (mode, delay, label_error) =
                 match mode::for_container(&container.labels, self.default_mode, self.default_delay)
@@ -125,6 +137,7 @@ impl<E: Engine> Control<E> {
             out.push(Target {
                 name: container.name.clone(),
                 container_id: container.id.clone(),
+                kind: container.kind,
                 image: container.image.clone(),
                 image_id,
                 digest,
@@ -147,6 +160,13 @@ impl<E: Engine> Control<E> {
             .next()
             .map(str::to_string);
         digest
+    }
+
+    /// The digest a service's spec pins its image to.
+    async fn pinned_digest(&self, id: &str) -> Option<String> {
+        let service = self.engine.inspect_service(id).await.ok()?;
+        let image = service.spec?.task_template?.container_spec?.image?;
+        ImageRef::parse(&image).ok()?.digest
     }
 
     /// The watched container named `name`, and its image reference.
@@ -187,6 +207,7 @@ impl<E: Engine> Control<E> {
         self.ask(Request {
             kind: Some(KIND_MANUAL),
             force,
+            service: container.kind == TargetKind::Service,
             ..asked
         })
         .await
@@ -239,7 +260,9 @@ impl<E: Engine> Control<E> {
                 (image_id, None)
             }
         };
-        if let Err(e) = self.engine.inspect_image(&image_id).await {
+        // A service's nodes pull the pinned image themselves.
+        let local = container.kind == TargetKind::Container;
+        if let Err(e) = self.inspect_kept(local, &image_id).await {
             return Err(match e {
                 EngineError::NotFound(_) => ControlError::Conflict(format!(
                     "image {} is no longer on this host (keep_images keeps the newest \
@@ -270,9 +293,18 @@ impl<E: Engine> Control<E> {
         self.ask(Request {
             kind: Some(KIND_ROLLBACK),
             rollback: Some((&image_id, from)),
+            service: !local,
             ..asked
         })
         .await
+    }
+
+    /// Checks that a container's image to roll back to is still on the host.
+    async fn inspect_kept(&self, local: bool, image_id: &str) -> Result<(), EngineError> {
+        match local {
+            true => self.engine.inspect_image(image_id).await.map(drop),
+            false => Ok(()),
+        }
     }
 
     /// Hands a person's request to the queue (no mode, no delay: they

@@ -6,6 +6,10 @@
 //! Docker 20.10 (API 1.41) and current engines. Deploy logic is written
 //! against the trait, so unit tests can run it on an in-memory fake; every
 //! claim about real behaviour is proven by the end-to-end tests.
+//!
+//! On a Swarm manager the engine also lists, inspects and updates services
+//! (the last block of [`Engine`]); a service is a target like a container,
+//! and [`ContainerInfo::kind`] tells them apart.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -15,13 +19,13 @@ use bollard::container::LogOutput;
 use bollard::exec::StartExecResults;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, EndpointSettings, ExecConfig, ImageInspect,
-    NetworkConnectRequest, NetworkDisconnectRequest,
+    NetworkConnectRequest, NetworkDisconnectRequest, Service, ServiceSpec,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     ListContainersOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
-    TagImageOptionsBuilder,
+    TagImageOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -29,16 +33,40 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use crate::credentials::Login;
 use crate::image_ref::ImageRef;
 
-/// A running container, as target selection needs to see it.
+/// A running container or a Swarm service, as target selection needs to
+/// see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     pub id: String,
     /// Name without Docker's leading `/`.
     pub name: String,
     /// The image reference the container was created from, as written then.
+    /// For a service, its spec's image without the `@sha256:` pin that
+    /// `docker service create` (and dockhook) add to a tagged reference, so
+    /// that it matches pushes of its tag.
     pub image: String,
     pub labels: HashMap<String, String>,
+    pub kind: TargetKind,
 }
+
+/// What a target is: a container dockhook replaces itself, or a Swarm
+/// service whose rolling update Swarm runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    #[default]
+    Container,
+    Service,
+}
+
+/// Labels Swarm puts on the containers of its tasks: such a container is
+/// replaced through its service, never directly.
+pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.id";
+pub const SWARM_TASK_LABEL: &str = "com.docker.swarm.task.id";
+
+/// Swarm's answer to "what is this service doing", as
+/// [`Service::update_status`] says it.
+pub use bollard::models::ServiceUpdateStatusStateEnum as UpdateState;
 
 /// What removing an image did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,8 +176,30 @@ pub trait Engine: Send + Sync + 'static {
     /// Runs `cmd` inside a running container and waits for it.
     fn exec(&self, id: &str, cmd: Vec<String>) -> impl Future<Output = Result<ExecOutcome>> + Send;
     /// One item each time a container starts, stops, goes away or is
-    /// renamed; ends or fails when the connection to Docker does.
+    /// renamed, or a Swarm service is created, updated or removed; ends or
+    /// fails when the connection to Docker does.
     fn container_events(&self) -> impl Stream<Item = Result<()>> + Send + '_;
+
+    // Swarm services: only on an engine that is a Swarm manager.
+
+    /// Whether this engine is a Swarm manager, and so can list and update
+    /// services.
+    fn is_swarm_manager(&self) -> impl Future<Output = Result<bool>> + Send;
+    /// The services, as targets (see [`ContainerInfo::image`]).
+    fn list_services(&self) -> impl Future<Output = Result<Vec<ContainerInfo>>> + Send;
+    /// A service by ID or name, with its spec, version and update status.
+    fn inspect_service(&self, id: &str) -> impl Future<Output = Result<Service>> + Send;
+    /// Replaces service `id`'s spec (at `version`, as inspected), passing
+    /// `login` for `registry` so that every node can pull. With `rollback`,
+    /// asks Swarm to return to the previous spec instead.
+    fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        login: Option<(&str, &Login)>,
+        rollback: bool,
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// What a command run in a container did.
@@ -219,6 +269,46 @@ impl DockerEngine {
     }
 }
 
+/// The X-Registry-Auth Docker takes for `registry`.
+fn credentials(registry: &str, login: &Login) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(login.username.clone()),
+        password: Some(login.password.clone()),
+        serveraddress: Some(registry.to_string()),
+        ..Default::default()
+    }
+}
+
+/// A listed service as a target; `None` for one without a container image
+/// (a plugin service, say).
+fn service_target(service: Service) -> Option<ContainerInfo> {
+    let spec = service.spec?;
+    let image = spec.task_template?.container_spec?.image?;
+    Some(ContainerInfo {
+        id: service.id?,
+        name: spec.name.unwrap_or_default(),
+        image: unpinned(&image).to_string(),
+        labels: spec.labels.unwrap_or_default(),
+        kind: TargetKind::Service,
+    })
+}
+
+/// `image` without the digest pinned behind its tag (`repo:tag@sha256:…` →
+/// `repo:tag`). A reference with a digest and no tag keeps it: it pins.
+pub fn unpinned(image: &str) -> &str {
+    match image.split_once('@') {
+        Some((named, _)) if has_tag(named) => named,
+        _ => image,
+    }
+}
+
+/// Whether a reference without digest names a tag (a `:` after the last
+/// `/`, which is not a registry's port).
+pub fn has_tag(named: &str) -> bool {
+    let last = named.rsplit('/').next().unwrap_or(named);
+    last.contains(':')
+}
+
 fn looks_like_image_id(image: &str) -> bool {
     let hex = image.strip_prefix("sha256:").unwrap_or(image);
     (hex.len() == 12 || hex.len() == 64) && hex.bytes().all(|b| b.is_ascii_hexdigit())
@@ -258,6 +348,7 @@ impl Engine for DockerEngine {
                 name,
                 image,
                 labels: summary.labels.unwrap_or_default(),
+                kind: TargetKind::Container,
             });
         }
         Ok(containers)
@@ -276,12 +367,7 @@ impl Engine for DockerEngine {
             .from_image(&image.name())
             .tag(&image.tag)
             .build();
-        let credentials = login.map(|login| DockerCredentials {
-            username: Some(login.username.clone()),
-            password: Some(login.password.clone()),
-            serveraddress: Some(image.registry.clone()),
-            ..Default::default()
-        });
+        let credentials = login.map(|login| credentials(&image.registry, login));
         self.docker()
             .await?
             .create_image(Some(options), None, credentials)
@@ -410,9 +496,16 @@ impl Engine for DockerEngine {
     }
 
     fn container_events(&self) -> impl Stream<Item = Result<()>> + Send + '_ {
+        // Filters of different keys combine with AND: a container's
+        // `create` or `update` comes too, and costs one list more.
         let filters = HashMap::from([
-            ("type", vec!["container"]),
-            ("event", vec!["start", "die", "destroy", "rename"]),
+            ("type", vec!["container", "service"]),
+            (
+                "event",
+                vec![
+                    "start", "die", "destroy", "rename", "create", "update", "remove",
+                ],
+            ),
         ]);
         let options = EventsOptionsBuilder::default().filters(&filters).build();
         futures_util::stream::once(self.docker()).flat_map(move |docker| match docker {
@@ -442,6 +535,52 @@ impl Engine for DockerEngine {
             exit_code: inspect.exit_code.unwrap_or(-1),
             output,
         })
+    }
+
+    async fn is_swarm_manager(&self) -> Result<bool> {
+        let info = self.docker().await?.info().await?;
+        Ok(info
+            .swarm
+            .and_then(|swarm| swarm.control_available)
+            .unwrap_or(false))
+    }
+
+    async fn list_services(&self) -> Result<Vec<ContainerInfo>> {
+        let services = self.docker().await?.list_services(None).await?;
+        Ok(services.into_iter().filter_map(service_target).collect())
+    }
+
+    async fn inspect_service(&self, id: &str) -> Result<Service> {
+        Ok(self.docker().await?.inspect_service(id, None).await?)
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        login: Option<(&str, &Login)>,
+        rollback: bool,
+    ) -> Result<()> {
+        let version = i32::try_from(version).map_err(|_| {
+            EngineError::Other(format!(
+                "service {id} is at version {version}, beyond what the Docker client can send"
+            ))
+        })?;
+        let mut options = UpdateServiceOptionsBuilder::default().version(version);
+        if rollback {
+            options = options.rollback("previous");
+        }
+        let credentials = login.map(|(registry, login)| credentials(registry, login));
+        let answer = self
+            .docker()
+            .await?
+            .update_service(id, spec, options.build(), credentials)
+            .await?;
+        for warning in answer.warnings.into_iter().flatten() {
+            tracing::warn!(service = %id, %warning, "Swarm warns about the update");
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +626,18 @@ fn container_id_from_mountinfo(mounts: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unpins_tagged_references_only() {
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            unpinned(&format!("127.0.0.1:5000/alice/site:latest@{digest}")),
+            "127.0.0.1:5000/alice/site:latest"
+        );
+        let bare = format!("127.0.0.1:5000/alice/site@{digest}");
+        assert_eq!(unpinned(&bare), bare);
+        assert_eq!(unpinned("alice/site:v1"), "alice/site:v1");
+    }
 
     #[test]
     fn recognises_image_ids() {

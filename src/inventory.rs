@@ -1,8 +1,12 @@
-//! The running containers, kept in memory and current through Docker's
-//! event stream, so answering a webhook costs no Docker call.
+//! The running containers, and the Swarm services when the engine is a
+//! manager, kept in memory and current through Docker's event stream, so
+//! answering a webhook costs no Docker call.
 //!
 //! A watcher task subscribes to container events (start, die, destroy,
-//! rename) and lists the running containers again after each burst of them.
+//! rename) and service events (create, update, remove: Swarm sends them on
+//! managers only) and lists the running containers and the services again
+//! after each burst of them. Whether the engine is a manager is asked at
+//! each listing, so an engine that joins or leaves a swarm is followed.
 //! While the stream is down (Docker restarting, say) or a change is being
 //! applied, readers list the containers themselves: a webhook never sees a
 //! list older than the last event Docker sent.
@@ -16,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{ContainerInfo, Engine, EngineError};
 
-/// The running containers, as last seen.
+/// The running containers and the services, as last seen.
 pub struct Inventory<E> {
     engine: Arc<E>,
     snapshot: RwLock<Arc<Vec<ContainerInfo>>>,
@@ -58,10 +62,14 @@ impl<E: Engine> Inventory<E> {
         }
     }
 
-    /// Lists the running containers and keeps the list.
+    /// Lists the running containers and the services, and keeps the list.
     async fn refresh(&self) -> Result<Arc<Vec<ContainerInfo>>, EngineError> {
         let seen = self.events_seen.load(Ordering::Acquire);
-        let list = Arc::new(self.engine.list_running().await?);
+        let mut list = self.engine.list_running().await?;
+        if self.engine.is_swarm_manager().await? {
+            list.extend(self.engine.list_services().await?);
+        }
+        let list = Arc::new(list);
         *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = list.clone();
         self.events_applied.fetch_max(seen, Ordering::AcqRel);
         Ok(list)
@@ -138,6 +146,24 @@ mod tests {
         let inventory = Inventory::new(engine.clone());
         assert_eq!(inventory.running().await.unwrap().len(), 1);
         engine.lock().containers.clear();
+        assert!(inventory.running().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn services_are_listed_on_a_swarm_manager_only() {
+        let engine = Arc::new(FakeEngine::with_service(
+            "web",
+            "alice/site:latest",
+            "sha256:old",
+            "sha256:b",
+            "sha256:new",
+        ));
+        let inventory = Inventory::new(engine.clone());
+        let listed = inventory.running().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].kind, crate::engine::TargetKind::Service);
+        assert_eq!(listed[0].image, "alice/site:latest");
+        engine.lock().swarm_manager = false;
         assert!(inventory.running().await.unwrap().is_empty());
     }
 

@@ -7,7 +7,9 @@
 //! take that repository and tag, pulls the image, and replaces each container
 //! with an identical one on the new image (beside it first where it can),
 //! rolling back if the new one is not healthy, and finishing or undoing an
-//! update a crash interrupted.
+//! update a crash interrupted. On a Swarm manager, services are targets too:
+//! Swarm rolls the pinned digest out, and dockhook follows the rollout to
+//! its end, asking Swarm for the rollback when it fails.
 //!
 //! ## The flow
 //!
@@ -35,16 +37,18 @@
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
 //! - [`sources`]: one module per webhook format; parse and gate, no Docker.
 //! - [`server`]: the axum router, limits and JSON errors.
-//! - [`inventory`]: the running containers, kept current from Docker's
-//!   events so a webhook costs no Docker call.
-//! - [`targets`]: which running containers an event selects. Pure.
+//! - [`inventory`]: the running containers (and Swarm services), kept
+//!   current from Docker's events so a webhook costs no Docker call.
+//! - [`targets`]: which running containers and services an event selects.
+//!   Pure.
 //! - [`tags`]: tag policies (`exact`, `semver:…`, `glob:…`). Pure.
 //! - [`deploy`]: the per-container queue (bursts folded, replicas of one
 //!   repository serialised, interrupted deployments resumed, panics
 //!   contained), the policy (strategy, health gate, hooks), and the update
 //!   step machine split by phase: plan (pure), update (pull, create),
 //!   cutover (start-first / stop-first), gate, clean-up and dependents,
-//!   undo, and crash recovery.
+//!   undo, and crash recovery; and a Swarm service's update (Swarm's
+//!   rolling update, followed and rolled back when it fails).
 //! - [`control`]: what a person sees and does (targets, update now,
 //!   rollback, approve, reject), shared by the API and the status page.
 //! - [`page`]: the status page at `/`: server-rendered HTML with login,

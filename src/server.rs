@@ -562,6 +562,7 @@ async fn dispatch<E: Engine>(
                 digest: event.digest.as_deref(),
                 mode,
                 delay,
+                service: container.kind == crate::engine::TargetKind::Service,
                 ..DeployRequest::push(
                     &container.name,
                     &container.id,

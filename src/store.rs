@@ -185,6 +185,11 @@ pub struct Deployment {
     pub rollback_to: Option<i64>,
     /// Deploy even if the image is the one that runs.
     pub force: bool,
+    /// The target is a Swarm service, updated by Swarm: `old_image_id` and
+    /// `new_image_id` hold the spec's pinned image references, and
+    /// `old_container_id` the service's ID.
+    #[serde(default)]
+    pub service: bool,
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
@@ -231,6 +236,8 @@ pub struct NewDeployment {
     pub force: bool,
     /// For a rollback, the image it deploys again (kept on the host).
     pub image_id: Option<String>,
+    /// See [`Deployment::service`].
+    pub service: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +289,8 @@ const SCHEMA: &str = "
         due_at           TEXT,
         kind             TEXT,
         rollback_to      INTEGER,
-        force            INTEGER NOT NULL DEFAULT 0
+        force            INTEGER NOT NULL DEFAULT 0,
+        service          INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX IF NOT EXISTS deployments_target ON deployments (target, id);
     CREATE TABLE IF NOT EXISTS steps (
@@ -326,11 +334,11 @@ const SCHEMA: &str = "
 
 const COLUMNS: &str = "id, target, image, source, pusher, state, old_container_id, \
     new_container_id, old_image_id, new_image_id, error, created_at, updated_at, finished_at, \
-    digest, strategy, old_networks, due_at, kind, rollback_to, force";
+    digest, strategy, old_networks, due_at, kind, rollback_to, force, service";
 
 /// Columns added after the first release, for databases made before them,
 /// with their types.
-const ADDED_COLUMNS: [(&str, &str); 7] = [
+const ADDED_COLUMNS: [(&str, &str); 8] = [
     ("digest", "TEXT"),
     ("strategy", "TEXT"),
     ("old_networks", "TEXT"),
@@ -338,6 +346,7 @@ const ADDED_COLUMNS: [(&str, &str); 7] = [
     ("kind", "TEXT"),
     ("rollback_to", "INTEGER"),
     ("force", "INTEGER NOT NULL DEFAULT 0"),
+    ("service", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 impl Store {
@@ -425,8 +434,8 @@ impl Store {
                 &format!(
                     "INSERT INTO deployments (target, image, source, pusher, state, \
                      old_container_id, digest, kind, rollback_to, force, new_image_id, \
-                     created_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, {NOW}, {NOW})"
+                     service, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11, {NOW}, {NOW})"
                 ),
                 params![
                     new.target,
@@ -439,6 +448,7 @@ impl Store {
                     new.rollback_to,
                     new.force,
                     new.image_id,
+                    new.service,
                 ],
             )?;
             let id = conn.last_insert_rowid();
@@ -1271,6 +1281,7 @@ impl RawDeployment {
                 kind: r.get(18)?,
                 rollback_to: r.get(19)?,
                 force: r.get(20)?,
+                service: r.get(21)?,
             },
             r.get(5)?,
         ))
@@ -1406,6 +1417,7 @@ mod tests {
         let unfinished = store.unfinished().unwrap();
         assert_eq!(unfinished.len(), 1);
         assert_eq!(unfinished[0].strategy, None);
+        assert!(!unfinished[0].service, "an old row is a container's");
         let facts = Facts {
             strategy: Some("start-first".into()),
             old_networks: Some("{}".into()),
@@ -1417,6 +1429,21 @@ mod tests {
         let (d, _) = store.get(unfinished[0].id).unwrap().unwrap();
         assert_eq!(d.strategy.as_deref(), Some("start-first"));
         assert_eq!(d.old_networks.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn a_service_deployment_says_so() {
+        let store = Store::in_memory().unwrap();
+        let id = store
+            .create(&NewDeployment {
+                service: true,
+                ..new("web")
+            })
+            .unwrap();
+        assert!(store.get(id).unwrap().unwrap().0.service);
+        assert!(store.unfinished().unwrap()[0].service);
+        let other = store.create(&new("site")).unwrap();
+        assert!(!store.get(other).unwrap().unwrap().0.service);
     }
 
     #[test]

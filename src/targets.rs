@@ -1,11 +1,16 @@
-//! Target selection: which running containers an event updates.
+//! Target selection: which running containers and Swarm services an event
+//! updates.
 //!
-//! A container is a target when its configured image is the event's
-//! repository, its tag policy accepts the pushed tag (by default: the same
-//! tag), it does not pin a digest, its labels allow it, and it is not
-//! dockhook itself. Pure: the caller lists the containers.
+//! A container or service is a target when its configured image is the
+//! event's repository, its tag policy accepts the pushed tag (by default:
+//! the same tag), it does not pin a digest, its labels allow it, and it is
+//! not dockhook itself. A service's image is its spec's without the digest
+//! pinned behind its tag, so a service created with `repo:tag` takes pushes
+//! of that tag. The containers of Swarm tasks are never targets: Swarm
+//! replaces them when their service is updated. Pure: the caller lists the
+//! containers and services.
 
-use crate::engine::ContainerInfo;
+use crate::engine::{ContainerInfo, TargetKind, SWARM_SERVICE_LABEL, SWARM_TASK_LABEL};
 use crate::image_ref::ImageRef;
 use crate::tags::{TagPolicy, POLICY_LABEL};
 
@@ -20,7 +25,8 @@ pub const PARKED_MARKER: &str = "-dockhook-";
 pub struct TargetRules {
     /// Only containers labelled `dockhook.enable=true` are eligible.
     pub label_enable: bool,
-    /// The container dockhook runs in, never a target.
+    /// The container dockhook runs in, never a target (nor the Swarm
+    /// service it is a task of).
     pub own_container_id: Option<String>,
 }
 
@@ -32,6 +38,8 @@ pub enum Exclusion {
     NotEnabledByLabel,
     Dockhook,
     Parked,
+    /// A container of a Swarm task: its service is the target.
+    SwarmTask,
     /// Its tag policy turned the pushed tag down, or is not valid.
     Policy(String),
 }
@@ -52,6 +60,7 @@ impl std::fmt::Display for Exclusion {
             Exclusion::NotEnabledByLabel => "not labelled dockhook.enable=true",
             Exclusion::Dockhook => "dockhook itself",
             Exclusion::Parked => "parked by an update in progress",
+            Exclusion::SwarmTask => "a Swarm task, updated through its service",
             Exclusion::Policy(why) => why,
         })
     }
@@ -66,6 +75,7 @@ pub fn select<'a>(
 ) -> (Vec<Selected<'a>>, Vec<(&'a ContainerInfo, Exclusion)>) {
     let mut selected = Vec::new();
     let mut excluded = Vec::new();
+    let own_service = own_service(containers, rules);
     for container in containers {
         let Ok(configured) = ImageRef::parse(&container.image) else {
             continue;
@@ -79,7 +89,7 @@ pub fn select<'a>(
                 Err(_) if policy == TagPolicy::Exact => Ok(None),
                 decision => decision.map(Some),
             });
-        match (why, exclusion(container, &configured, rules)) {
+        match (why, exclusion(container, &configured, rules, own_service)) {
             (Ok(None), _) => {}
             (Ok(Some(why)), None) => selected.push(Selected { container, why }),
             (Ok(Some(_)), Some(reason)) => excluded.push((container, reason)),
@@ -92,29 +102,54 @@ pub fn select<'a>(
 /// The running containers dockhook may update: those whose image
 /// reference parses, pins no digest, and that no rule excludes.
 pub fn watched<'a>(containers: &'a [ContainerInfo], rules: &TargetRules) -> Vec<&'a ContainerInfo> {
+    let own_service = own_service(containers, rules);
     containers
         .iter()
         .filter(|c| {
-            ImageRef::parse(&c.image).is_ok_and(|image| exclusion(c, &image, rules).is_none())
+            ImageRef::parse(&c.image)
+                .is_ok_and(|image| exclusion(c, &image, rules, own_service).is_none())
         })
         .collect()
+}
+
+/// Whether `container` is the container dockhook runs in.
+fn is_own_container(container: &ContainerInfo, rules: &TargetRules) -> bool {
+    container.kind == TargetKind::Container
+        && rules
+            .own_container_id
+            .as_deref()
+            .is_some_and(|own| !own.is_empty() && container.id.starts_with(own))
+}
+
+/// The ID of the Swarm service dockhook runs as a task of, if it does:
+/// updating it would replace dockhook in the middle of its own update.
+fn own_service<'a>(containers: &'a [ContainerInfo], rules: &TargetRules) -> Option<&'a str> {
+    containers
+        .iter()
+        .find(|c| is_own_container(c, rules))
+        .and_then(|own| own.labels.get(SWARM_SERVICE_LABEL))
+        .map(String::as_str)
 }
 
 fn exclusion(
     container: &ContainerInfo,
     configured: &ImageRef,
     rules: &TargetRules,
+    own_service: Option<&str>,
 ) -> Option<Exclusion> {
-    let is_self = rules
-        .own_container_id
-        .as_deref()
-        .is_some_and(|own| !own.is_empty() && container.id.starts_with(own));
+    let is_self = is_own_container(container, rules)
+        || (container.kind == TargetKind::Service && own_service == Some(container.id.as_str()));
+    let is_task = container.kind == TargetKind::Container
+        && (container.labels.contains_key(SWARM_SERVICE_LABEL)
+            || container.labels.contains_key(SWARM_TASK_LABEL));
     let label = container
         .labels
         .get(ENABLE_LABEL)
         .map(|v| v.trim().to_ascii_lowercase());
     if is_self {
         Some(Exclusion::Dockhook)
+    } else if is_task {
+        Some(Exclusion::SwarmTask)
     } else if container.name.contains(PARKED_MARKER) {
         Some(Exclusion::Parked)
     } else if configured.digest.is_some() {
@@ -133,8 +168,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    fn service(name: &str, image: &str, labels: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            kind: TargetKind::Service,
+            id: format!("{name}-service-id"),
+            ..container(name, image, labels)
+        }
+    }
+
     fn container(name: &str, image: &str, labels: &[(&str, &str)]) -> ContainerInfo {
         ContainerInfo {
+            kind: TargetKind::Container,
             id: format!("{name:0<64}").replace(|c: char| !c.is_ascii_hexdigit(), "a"),
             name: name.to_string(),
             image: image.to_string(),
@@ -235,6 +279,57 @@ mod tests {
         assert!(excluded[0].1.contains("beyond semver:patch"));
         assert_eq!(excluded[1].0, "broken");
         assert!(excluded[1].1.contains("not a policy"));
+    }
+
+    #[test]
+    fn services_are_targets_and_their_tasks_are_not() {
+        let task = [
+            (SWARM_SERVICE_LABEL, "web-service-id"),
+            (SWARM_TASK_LABEL, "t1"),
+        ];
+        let containers = vec![
+            service("web", "alice/site:latest", &[]),
+            container("web.1.t1", "alice/site:latest", &task),
+            service("off", "alice/site:latest", &[(ENABLE_LABEL, "false")]),
+        ];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, excluded) = select(&containers, &image, &TargetRules::default());
+        assert_eq!(names(&selected), ["web"]);
+        let reasons: Vec<_> = excluded
+            .iter()
+            .map(|(c, r)| (c.name.as_str(), r.clone()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                ("web.1.t1", Exclusion::SwarmTask),
+                ("off", Exclusion::DisabledByLabel)
+            ]
+        );
+        let watched: Vec<_> = watched(&containers, &TargetRules::default())
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(watched, ["web"]);
+    }
+
+    #[test]
+    fn never_selects_the_service_dockhook_runs_in() {
+        let me = container(
+            "dockhook.1.x",
+            "alice/site",
+            &[(SWARM_SERVICE_LABEL, "dockhook-service-id")],
+        );
+        let rules = TargetRules {
+            own_container_id: Some(me.id.clone()),
+            ..Default::default()
+        };
+        let containers = vec![me, service("dockhook", "alice/site", &[])];
+        let image = ImageRef::parse("alice/site").unwrap();
+        let (selected, excluded) = select(&containers, &image, &rules);
+        assert!(selected.is_empty());
+        let reasons: Vec<_> = excluded.iter().map(|(_, r)| r.clone()).collect();
+        assert_eq!(reasons, [Exclusion::Dockhook, Exclusion::Dockhook]);
     }
 
     #[test]

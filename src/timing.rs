@@ -14,6 +14,10 @@
 //!   when it was rolled back, until the old one ran again (the final step).
 //!   A deployment that never stopped anything had no downtime; one that
 //!   was not under way yet has none to tell (`None`).
+//!
+//! For a Swarm service, serving is the moment Swarm reported the rolling
+//! update `completed` (every task replaced and watched for its monitor
+//! period), and its downtime is Swarm's to tell: `None`.
 
 use std::time::Duration;
 
@@ -51,6 +55,8 @@ impl Timings {
         let stopped = at(State::Stopping);
         let start_first = deployment.strategy.as_deref() == Some("start-first");
         let downtime = match (stopped, start_first) {
+            // Swarm replaced the tasks: dockhook did not see them go.
+            _ if deployment.service => None,
             // Start-first: the old container served until the new one did.
             (_, true) if serving.is_some() || deployment.state.is_final() => Some(Duration::ZERO),
             (Some(stopped), false) => between(Some(stopped), serving.or(finished)),
@@ -209,6 +215,7 @@ mod tests {
             kind: None,
             rollback_to: None,
             force: false,
+            service: false,
             created_at: "2026-01-01T00:00:00.000Z".into(),
             updated_at: "2026-01-01T00:00:00.000Z".into(),
             finished_at: finished.map(str::to_string),
@@ -275,5 +282,26 @@ mod tests {
             Timings::of(&d, &[step(State::Pulling, "01.000")]).downtime,
             None
         );
+    }
+
+    #[test]
+    fn a_service_serves_once_swarm_completed_and_its_downtime_is_swarms() {
+        let d = Deployment {
+            service: true,
+            ..deployment(
+                "stop-first",
+                State::Succeeded,
+                Some("2026-01-01T00:00:09.000Z"),
+            )
+        };
+        let steps = [
+            step(State::Pulling, "01.000"),
+            step(State::Starting, "02.000"),
+            step(State::Verifying, "02.100"),
+            step(State::CleaningUp, "08.000"),
+        ];
+        let t = Timings::of(&d, &steps);
+        assert_eq!(t.to_serving, Some(Duration::from_secs(8)));
+        assert_eq!(t.downtime, None);
     }
 }

@@ -17,18 +17,28 @@
 //! - start of a running and stop of a stopped container succeed (304).
 //!
 //! Networks are not checked to exist: every network a test names does.
+//!
+//! Swarm services are modelled by what dockhook sees of them: a spec image,
+//! a version that every change bumps (an update at an older version is
+//! refused, as Swarm refuses it), and an update status that moves one
+//! scripted state per inspection after an update or a rollback.
 //! Compiled into the library (hidden from its docs) so that the end-to-end
 //! check can drive it; nothing in the product uses it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bollard::models::{
     ContainerConfig, ContainerCreateBody, ContainerInspectResponse, ContainerState,
-    EndpointSettings, ImageInspect, NetworkSettings,
+    EndpointSettings, ImageInspect, NetworkSettings, ObjectVersion, Service, ServiceSpec,
+    ServiceUpdateStatus, TaskSpec, TaskSpecContainerSpec,
 };
 
-use crate::engine::{ContainerInfo, Engine, EngineError, ExecOutcome, ImageRemoval};
+use crate::credentials::Login;
+use crate::engine::{
+    unpinned, ContainerInfo, Engine, EngineError, ExecOutcome, ImageRemoval, TargetKind,
+    UpdateState,
+};
 use crate::image_ref::ImageRef;
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -73,6 +83,30 @@ pub struct World {
     pub next_id: u32,
     /// Every mutating call, in order.
     pub calls: Vec<String>,
+    /// The engine is a Swarm manager.
+    pub swarm_manager: bool,
+    pub services: Vec<FakeService>,
+    /// What Swarm reports after an update, one state per inspection; the
+    /// last one stays.
+    pub rollout: Vec<(UpdateState, String)>,
+    /// The same, after a rollback was asked for.
+    pub rollback: Vec<(UpdateState, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FakeService {
+    pub id: String,
+    pub name: String,
+    /// The spec's image, as written (pinned or not).
+    pub image: String,
+    /// The image of the spec before the last update, for a rollback.
+    pub previous_image: Option<String>,
+    pub labels: HashMap<String, String>,
+    pub version: u64,
+    pub force_update: u64,
+    pub status: Option<(UpdateState, String)>,
+    /// What the next inspections report, in order.
+    pub upcoming: VecDeque<(UpdateState, String)>,
 }
 
 pub struct FakeEngine {
@@ -113,6 +147,49 @@ impl FakeEngine {
         engine
     }
 
+    /// A Swarm manager running service `name` on `image` (a tag) pinned to
+    /// digest `old`, and a registry where the tag is now image `new_id`
+    /// under digest `new`. Updates complete unless a test scripts otherwise.
+    pub fn with_service(name: &str, image: &str, old: &str, new_id: &str, new: &str) -> Self {
+        let engine = Self::default();
+        {
+            let mut world = engine.world.lock().unwrap();
+            world.swarm_manager = true;
+            world.services.push(FakeService {
+                id: format!("{name}-id"),
+                name: name.into(),
+                image: format!("{image}@{old}"),
+                previous_image: None,
+                labels: HashMap::new(),
+                version: 10,
+                force_update: 0,
+                status: None,
+                upcoming: VecDeque::new(),
+            });
+            let normalised = ImageRef::parse(image).unwrap().to_string();
+            world.registry.insert(normalised, new_id.into());
+            world.digests.insert(new_id.into(), new.into());
+            world.rollout = vec![
+                (UpdateState::UPDATING, "update in progress".into()),
+                (UpdateState::COMPLETED, "update completed".into()),
+            ];
+            world.rollback = vec![
+                (UpdateState::ROLLBACK_STARTED, "rollback in progress".into()),
+                (UpdateState::ROLLBACK_COMPLETED, "rollback completed".into()),
+            ];
+        }
+        engine
+    }
+
+    /// The service now called `name`.
+    pub fn service(&self, name: &str) -> Option<FakeService> {
+        self.lock()
+            .services
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+    }
+
     /// Tells watchers that containers changed.
     pub fn send_event(&self) {
         let _ = self.events.send(());
@@ -133,6 +210,13 @@ impl FakeEngine {
 }
 
 impl World {
+    fn service(&mut self, id_or_name: &str) -> Result<&mut FakeService> {
+        self.services
+            .iter_mut()
+            .find(|s| s.id == id_or_name || s.name == id_or_name)
+            .ok_or_else(|| EngineError::NotFound(format!("service {id_or_name} not found")))
+    }
+
     fn find(&mut self, id_or_name: &str) -> Result<&mut FakeContainer> {
         self.containers
             .iter_mut()
@@ -175,6 +259,7 @@ impl Engine for FakeEngine {
                 name: c.name.clone(),
                 image: c.image.clone(),
                 labels: c.labels.clone(),
+                kind: TargetKind::Container,
             })
             .collect())
     }
@@ -433,5 +518,115 @@ impl Engine for FakeEngine {
         futures_util::stream::unfold(self.events.subscribe(), |mut receiver| async move {
             receiver.recv().await.ok().map(|()| (Ok(()), receiver))
         })
+    }
+
+    async fn is_swarm_manager(&self) -> Result<bool> {
+        Ok(self.lock().swarm_manager)
+    }
+
+    async fn list_services(&self) -> Result<Vec<ContainerInfo>> {
+        let world = self.lock();
+        if !world.swarm_manager {
+            return Err(EngineError::Other(
+                "Docker answered 503: This node is not a swarm manager.".into(),
+            ));
+        }
+        Ok(world
+            .services
+            .iter()
+            .map(|s| ContainerInfo {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                image: unpinned(&s.image).to_string(),
+                labels: s.labels.clone(),
+                kind: TargetKind::Service,
+            })
+            .collect())
+    }
+
+    async fn inspect_service(&self, id: &str) -> Result<Service> {
+        let mut world = self.lock();
+        let service = world.service(id)?;
+        // Swarm moves on between two looks, and each move is a new version.
+        if let Some(next) = service.upcoming.pop_front() {
+            service.status = Some(next);
+            service.version += 1;
+        }
+        Ok(Service {
+            id: Some(service.id.clone()),
+            version: Some(ObjectVersion {
+                index: Some(service.version),
+            }),
+            spec: Some(ServiceSpec {
+                name: Some(service.name.clone()),
+                labels: Some(service.labels.clone()),
+                task_template: Some(TaskSpec {
+                    container_spec: Some(TaskSpecContainerSpec {
+                        image: Some(service.image.clone()),
+                        ..Default::default()
+                    }),
+                    force_update: Some(service.force_update),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            update_status: service
+                .status
+                .clone()
+                .map(|(state, message)| ServiceUpdateStatus {
+                    state: Some(state),
+                    message: Some(message),
+                    ..Default::default()
+                }),
+            ..Default::default()
+        })
+    }
+
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: ServiceSpec,
+        login: Option<(&str, &Login)>,
+        rollback: bool,
+    ) -> Result<()> {
+        let mut world = self.lock();
+        let (rollout, rollback_script) = (world.rollout.clone(), world.rollback.clone());
+        let service = world.service(id)?;
+        if version != service.version {
+            return Err(EngineError::Other(
+                "Docker answered 500: rpc error: code = Unknown desc = update out of sequence"
+                    .into(),
+            ));
+        }
+        let call = if rollback {
+            let previous = service.previous_image.take().ok_or_else(|| {
+                EngineError::Other("service does not have a previous spec".into())
+            })?;
+            service.previous_image = Some(std::mem::replace(&mut service.image, previous));
+            service.upcoming = rollback_script.into();
+            format!("rollback-service {}", service.name)
+        } else {
+            let task = spec.task_template.unwrap_or_default();
+            let image = task
+                .container_spec
+                .and_then(|c| c.image)
+                .unwrap_or_default();
+            service.previous_image = Some(std::mem::replace(&mut service.image, image));
+            service.force_update = task.force_update.unwrap_or_default();
+            service.labels = spec.labels.unwrap_or_default();
+            service.upcoming = rollout.into();
+            let login = login.map_or("none".to_string(), |(registry, l)| {
+                format!("{}@{registry}", l.username)
+            });
+            format!(
+                "update-service {} {} force={} login={login}",
+                service.name, service.image, service.force_update
+            )
+        };
+        service.status = None;
+        service.version += 1;
+        world.calls.push(call);
+        Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! one file per phase: `plan` (pure), `update` (the flow: pull, create),
 //! `cutover` (start-first, stop-first), `gate` (health, hooks), `cleanup`
 //! (old container and image, dependents), `undo` (rollback) and `recover`
-//! (finishing or undoing what a crash interrupted).
+//! (finishing or undoing what a crash interrupted). `service` updates a
+//! Swarm service through Swarm's own rolling update, in the same queue and
+//! history.
 
 mod cleanup;
 mod cutover;
@@ -13,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod queue;
 mod recover;
+pub mod service;
 mod undo;
 pub mod update;
 

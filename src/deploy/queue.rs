@@ -132,6 +132,8 @@ pub struct Request<'a> {
     /// For a rollback: the image to deploy again, and the deployment that
     /// deployed it, if dockhook did.
     pub rollback: Option<(&'a str, Option<i64>)>,
+    /// The target is a Swarm service.
+    pub service: bool,
 }
 
 impl<'a> Request<'a> {
@@ -158,6 +160,7 @@ impl<'a> Request<'a> {
             kind: None,
             force: false,
             rollback: None,
+            service: false,
         }
     }
 }
@@ -251,7 +254,7 @@ impl<E: Engine> Queue<E> {
         if let Some(digest) = request.digest {
             if self
                 .updater
-                .runs_digest(request.target, request.image, digest)
+                .runs_digest(request.target, request.service, request.image, digest)
                 .await
             {
                 let id = self.write(request).await?;
@@ -468,6 +471,7 @@ impl<E: Engine> Queue<E> {
             force: request.force,
             rollback_to: request.rollback.and_then(|(_, from)| from),
             image_id: request.rollback.map(|(image, _)| image.to_string()),
+            service: request.service,
         };
         self.store.call(move |store| store.create(&new)).await
     }
@@ -481,6 +485,7 @@ impl<E: Engine> Queue<E> {
             digest: request.digest.map(str::to_string),
             force: request.force,
             rollback: request.rollback.map(|(image, _)| image.to_string()),
+            service: request.service,
         };
         let placement = self.place(job.clone(), request);
         match placement {

@@ -60,6 +60,13 @@ impl<E: Engine> Updater<E> {
             // It never started: the push it answers still deserves an update.
             return self.run(&job).await;
         }
+        if deployment.service {
+            // Swarm carried on with the rollout: follow it to its end.
+            let outcome = self.recover_service(deployment, cause).await;
+            return self
+                .finish(deployment.id, &deployment.target, outcome)
+                .await;
+        }
         let mut pause = Duration::from_millis(500);
         let outcome = loop {
             match self.reconcile(deployment, &job, cause).await {

@@ -504,6 +504,7 @@ async fn a_tag_policy_moves_the_container_to_the_pushed_tag() {
         digest: None,
         force: false,
         rollback: None,
+        service: false,
     };
     let outcome = within("the update", updater.run(&job)).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");

@@ -1,6 +1,7 @@
 //! The update of one container, step by step. This file holds the flow;
 //! each phase has its own file beside it (`cutover`, `gate`, `cleanup`,
-//! `undo`, `recover`).
+//! `undo`, `recover`). A Swarm service's update, which Swarm runs, is in
+//! `service`.
 //!
 //! 0. resolve the **container by name** when the job runs (not when the
 //!    webhook came: an earlier update may have replaced it), under the
@@ -42,7 +43,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::{ContainerInspectResponse, EndpointSettings, ImageInspect};
+use bollard::models::{EndpointSettings, ImageInspect};
 use tokio::sync::OwnedMutexGuard;
 
 use super::plan::plan;
@@ -65,8 +66,11 @@ pub struct Job {
     pub digest: Option<String>,
     /// Deploy even if the image is the one that runs, or in quarantine.
     pub force: bool,
-    /// A rollback: deploy this image (kept on the host) instead of pulling.
+    /// A rollback: deploy this image (kept on the host) instead of pulling;
+    /// for a service, the pinned reference to deploy again.
     pub rollback: Option<String>,
+    /// `target` is a Swarm service.
+    pub service: bool,
 }
 
 impl Job {
@@ -84,6 +88,7 @@ impl Job {
             } else {
                 None
             },
+            service: deployment.service,
         })
     }
 
@@ -227,7 +232,11 @@ impl<E: Engine> Updater<E> {
 
     /// Runs `job` to its end and records the outcome.
     pub async fn run(&self, job: &Job) -> Outcome {
-        let outcome = match self.update(job).await {
+        let outcome = match job.service {
+            true => self.update_service(job).await,
+            false => self.update(job).await,
+        };
+        let outcome = match outcome {
             Ok(outcome) | Err(outcome) => outcome,
         };
         self.finish(job.deployment, &job.target, outcome).await
@@ -326,7 +335,8 @@ impl<E: Engine> Updater<E> {
             .unwrap_or_default();
         // The image the new container is created from: the container's own
         // spelling when the tag stays, the pushed tag when its policy moves it.
-        let Some(reference) = takes(&old, &configured, &job.image) else {
+        let labels = old.config.as_ref().and_then(|c| c.labels.as_ref());
+        let Some(reference) = takes(labels, &configured, &job.image) else {
             return Ok(Outcome::Skipped(format!(
                 "{target} now runs {configured}, which does not take {}",
                 job.image
@@ -530,7 +540,7 @@ impl<E: Engine> Updater<E> {
     /// A skip when the pulled image `new_image_id` was rolled back before
     /// and no other new image came since (quarantine): the tag is pointed
     /// back at what runs, and nothing else changes.
-    async fn quarantine(
+    pub(super) async fn quarantine(
         &self,
         job: &Job,
         new_image_id: &str,
@@ -562,9 +572,31 @@ impl<E: Engine> Updater<E> {
         )))
     }
 
-    /// Whether container `target` runs `image` under `digest`, as far as
-    /// Docker can tell.
-    pub async fn runs_digest(&self, target: &str, image: &ImageRef, digest: &str) -> bool {
+    /// Whether container (or, with `service`, service) `target` runs
+    /// `image` under `digest`, as far as Docker can tell.
+    pub async fn runs_digest(
+        &self,
+        target: &str,
+        service: bool,
+        image: &ImageRef,
+        digest: &str,
+    ) -> bool {
+        if service {
+            let Ok(service) = self.engine.inspect_service(target).await else {
+                return false;
+            };
+            let spec_image = service
+                .spec
+                .and_then(|s| s.task_template)
+                .and_then(|t| t.container_spec)
+                .and_then(|c| c.image);
+            return spec_image
+                .and_then(|i| ImageRef::parse(&i).ok())
+                .is_some_and(|running| {
+                    running.same_repository_and_tag(image)
+                        && running.digest.as_deref() == Some(digest)
+                });
+        }
         let Ok(container) = self.engine.inspect_container(target).await else {
             return false;
         };
@@ -620,7 +652,7 @@ impl<E: Engine> Updater<E> {
 
     /// The login for the image's registry from the Docker configuration, and
     /// a note for a failed pull when the configuration could not give one.
-    fn login_for(&self, image: &ImageRef) -> Result<(Option<Login>, String), Outcome> {
+    pub(super) fn login_for(&self, image: &ImageRef) -> Result<(Option<Login>, String), Outcome> {
         let Some(dir) = &self.settings.docker_config else {
             return Ok((None, String::new()));
         };
@@ -636,11 +668,16 @@ impl<E: Engine> Updater<E> {
     }
 }
 
-/// The reference the successor of `old` (configured with `configured`) is
-/// created from, if `old` still takes a push of `pushed`: same repository,
-/// no pinned digest, and a tag policy that accepts the pushed tag. The
-/// container's own spelling is kept when the tag stays.
-fn takes(old: &ContainerInspectResponse, configured: &str, pushed: &ImageRef) -> Option<String> {
+/// The reference the successor of a container (or service) configured with
+/// `configured` and labelled `labels` is created from, if it still takes a
+/// push of `pushed`: same repository, no pinned digest, and a tag policy
+/// that accepts the pushed tag. Its own spelling is kept when the tag
+/// stays.
+pub(super) fn takes(
+    labels: Option<&HashMap<String, String>>,
+    configured: &str,
+    pushed: &ImageRef,
+) -> Option<String> {
     let current = ImageRef::parse(configured).ok()?;
     if current.digest.is_some()
         || current.registry != pushed.registry
@@ -651,7 +688,6 @@ fn takes(old: &ContainerInspectResponse, configured: &str, pushed: &ImageRef) ->
     if current.tag == pushed.tag {
         return Some(configured.to_string());
     }
-    let labels = old.config.as_ref().and_then(|c| c.labels.as_ref());
     let label = labels.and_then(|l| l.get(POLICY_LABEL)).map(String::as_str);
     TagPolicy::parse(label)
         .ok()?

@@ -467,6 +467,7 @@ mod tests {
             kind: None,
             rollback_to: None,
             force: false,
+            service: false,
             created_at: "2026-11-29T06:45:30.123Z".into(),
             updated_at: "2026-11-29T06:45:30.123Z".into(),
             finished_at: None,
@@ -477,6 +478,7 @@ mod tests {
         Target {
             name: "site\"><script>x</script>".into(),
             container_id: "c1".into(),
+            kind: crate::engine::TargetKind::Container,
             image: "owner/site:latest".into(),
             image_id: None,
             digest: None,

@@ -2,8 +2,9 @@
 //! panicked. Register a name before creating the thing it names, so a panic
 //! half-way still cleans up.
 //!
-//! Removal order: containers (by name, then by name prefix), compose
-//! projects, networks, volumes, images (by name, then by repository).
+//! Removal order: Swarm services (waiting for their task containers to
+//! go), containers (by name, then by name prefix), compose projects,
+//! networks, volumes, images (by name, then by repository).
 //! Failures are ignored: the thing may never have been created.
 //!
 //! Volumes: `docker rm -v` removes a container's anonymous volumes only
@@ -25,6 +26,7 @@ use super::docker::{docker_command, docker_ok};
 /// See the module doc. Declare it first in a test, so it drops last.
 #[derive(Debug, Default)]
 pub struct Cleanup {
+    services: Vec<String>,
     containers: Vec<String>,
     container_prefixes: Vec<String>,
     compose_projects: Vec<(String, PathBuf)>,
@@ -37,6 +39,12 @@ pub struct Cleanup {
 impl Cleanup {
     pub fn new() -> Cleanup {
         Cleanup::default()
+    }
+
+    /// Removes Swarm service `name` and the containers of its tasks.
+    /// Returns `name`.
+    pub fn service(&mut self, name: &str) -> String {
+        remember(&mut self.services, name)
     }
 
     /// Removes container `name` (`docker rm -f -v`). Returns `name`.
@@ -108,6 +116,7 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        self.remove_services();
         let containers = self.containers_to_remove();
         let anonymous = anonymous_volumes(&containers);
         remove_all(&["rm", "-f", "-v"], &containers);
@@ -126,6 +135,29 @@ impl Drop for Cleanup {
 }
 
 impl Cleanup {
+    /// Removes the registered services, then their task containers, which
+    /// Swarm stops on its own time: a network is in use until they are
+    /// gone.
+    fn remove_services(&self) {
+        if self.services.is_empty() {
+            return;
+        }
+        remove_all(&["service", "rm"], &self.services);
+        let tasks = |service: &String| {
+            let label = format!("label=com.docker.swarm.service.name={service}");
+            list(&["ps", "-aq", "--filter", &label])
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.services.iter().any(|s| !tasks(s).is_empty())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+        for service in &self.services {
+            remove_all(&["rm", "-f", "-v"], &tasks(service));
+        }
+    }
+
     /// The IDs of the registered containers that exist, by name and by
     /// prefix, and of the containers of the registered compose projects.
     fn containers_to_remove(&self) -> Vec<String> {

@@ -21,6 +21,8 @@
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
 //! - [`util`]: unique names, free ports, polling.
+//! - [`swarm`]: the machine's engine as a single-node Swarm manager, for
+//!   the tests `DOCKHOOK_TEST_SWARM=1` lets run.
 //!
 //! Every test names its containers, images and networks with [`unique`] and
 //! registers them with a [`Cleanup`] before creating them. Everything the
@@ -46,6 +48,7 @@ pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod scenario;
+pub mod swarm;
 pub mod util;
 pub mod webhook;
 
