@@ -164,9 +164,15 @@ impl<E: Engine> Reconciler<E> {
                 .2
                 .extend(stale);
         }
+        let (asked, changed) = (digests.len(), changes.len());
         for (image, digest, stale) in changes.into_values() {
             self.hand_on(image, digest, &stale).await;
         }
+        tracing::info!(
+            images = asked,
+            changed,
+            "reconcile: asked the registries about {asked} image(s); {changed} changed"
+        );
     }
 
     /// The watched containers, with what they run. A container whose image

@@ -1,0 +1,202 @@
+//! End to end against the real engine and a real registry: reconcile
+//! deploys a push whose webhook never came, skips an image built on the
+//! host with one log line, and costs the registry one manifest `HEAD` per
+//! distinct image per interval, however many containers run it.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::scenario::{api, assert_one_running, wait_deployment, Site};
+use support::*;
+
+/// The interval the tests run reconcile at.
+const INTERVAL: &str = "5s";
+/// Reconcile looks at every container on the daemon: the tests here take
+/// turns, and their dockhooks take only the containers labelled for them.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+const SETTINGS: [(&str, &str); 2] = [
+    ("DOCKHOOK_RECONCILE_INTERVAL", INTERVAL),
+    ("DOCKHOOK_LABEL_ENABLE", "true"),
+];
+const ENABLED: [&str; 2] = ["--label", "dockhook.enable=true"];
+/// What a pass of reconcile logs when it is done.
+const PASS_DONE: &str = "reconcile: asked the registries about";
+
+fn page(port: u16) -> Option<String> {
+    http_get(&format!("http://127.0.0.1:{port}/")).map(|body| body.trim().to_string())
+}
+
+/// The deployments of container `name`, newest first.
+fn deployments_of(dockhook: &Dockhook, name: &str) -> Vec<Value> {
+    let (status, body) = api(dockhook, &format!("/api/deployments?target={name}"));
+    assert_eq!(status, 200, "{body}");
+    body["deployments"].as_array().cloned().unwrap_or_default()
+}
+
+/// How many lines of `dockhook`'s log contain `needle`.
+fn log_count(dockhook: &Dockhook, needle: &str) -> usize {
+    dockhook
+        .logs()
+        .iter()
+        .filter(|line| line.contains(needle))
+        .count()
+}
+
+#[test]
+fn a_push_without_a_webhook_is_deployed_at_the_next_interval() {
+    require_docker();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cleanup = Cleanup::new();
+    let (site, _v1) = Site::new(&mut cleanup, "recon");
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
+    let args = [ENABLED[0], ENABLED[1], "-p", &publish];
+    run_container(&name, &site.image("latest"), &args);
+    assert_eq!(page_within(port, "v1"), Some("v1".into()));
+
+    // An image built here, never pushed: no digest to compare.
+    let local_name = cleanup.container(&format!("local-{}", site.name));
+    let local_image = site
+        .registry
+        .image(&format!("{OWNER}/{local_name}"), "latest");
+    cleanup.image(&local_image);
+    let local_id = build_site_image(&local_image, "local");
+    run_container(&local_name, &local_image, &ENABLED);
+
+    let dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
+    let skipped = format!("reconcile skips image {}", &local_id[7..19]);
+    assert!(
+        dockhook
+            .wait_for_log(&skipped, Duration::from_secs(20))
+            .is_some(),
+        "the local image is not said to be skipped:\n{}",
+        dockhook.log_text()
+    );
+    assert!(
+        dockhook
+            .wait_for_log(PASS_DONE, Duration::from_secs(20))
+            .is_some(),
+        "no pass at start:\n{}",
+        dockhook.log_text()
+    );
+    assert!(deployments_of(&dockhook, &name).is_empty(), "up to date");
+
+    // A push, and no webhook.
+    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let pushed = Instant::now();
+    let serving = wait_until(Duration::from_secs(60), || {
+        page(port).as_deref() == Some("v2")
+    });
+    let took = pushed.elapsed();
+    assert!(
+        serving,
+        "v2 never served without a webhook:\n{}",
+        dockhook.log_text()
+    );
+    println!(
+        "reconcile at a {INTERVAL} interval: push → serving v2 in {:.1} s",
+        took.as_secs_f64()
+    );
+
+    let deployments = deployments_of(&dockhook, &name);
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    let deployment = wait_deployment(&dockhook, deployments[0]["id"].as_i64().unwrap());
+    assert_eq!(deployment["source"], "reconcile", "{deployment}");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    let new_image = container_inspect(&name)["Image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_one_running(&name, &new_image);
+    let digest = deployment["digest"].as_str().expect("a digest");
+    let repo_digests = docker_stdout([
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &new_image,
+    ]);
+    assert!(
+        repo_digests.contains(digest),
+        "{digest} is not what runs: {repo_digests}"
+    );
+
+    // Two more intervals: nothing more to deploy, and the local image is
+    // not logged about again.
+    let passes = log_count(&dockhook, PASS_DONE);
+    assert!(wait_until(Duration::from_secs(20), || {
+        log_count(&dockhook, PASS_DONE) >= passes + 2
+    }));
+    assert_eq!(deployments_of(&dockhook, &name).len(), 1);
+    assert!(deployments_of(&dockhook, &local_name).is_empty());
+    assert_eq!(log_count(&dockhook, "reconcile skips image"), 1);
+    let warnings: Vec<String> = dockhook
+        .logs()
+        .into_iter()
+        .filter(|line| line.contains(" WARN ") && line.contains("reconcile"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:#?}");
+}
+
+fn page_within(port: u16, version: &str) -> Option<String> {
+    wait_for(Duration::from_secs(15), || {
+        page(port).filter(|body| body == version)
+    })
+}
+
+#[test]
+fn ten_containers_of_three_images_cost_one_head_per_image_per_interval() {
+    require_docker();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cleanup = Cleanup::new();
+    let (site, _) = Site::on(Registry::start_logging_requests(), &mut cleanup, "recount");
+    site.push(&mut cleanup, "blue", SiteImage::new("blue"));
+    site.push(&mut cleanup, "green", SiteImage::new("green"));
+    let tags = ["latest", "blue", "green"];
+    for i in 0..10 {
+        let name = cleanup.container(&format!("{}-{i}", site.name));
+        run_container(&name, &site.image(tags[i % 3]), &ENABLED);
+    }
+
+    let mut dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
+    assert!(
+        wait_until(Duration::from_secs(30), || log_count(&dockhook, PASS_DONE)
+            >= 3),
+        "three passes did not happen:\n{}",
+        dockhook.log_text()
+    );
+    // Stopped between passes: the next one is seconds away.
+    dockhook.terminate(Duration::from_secs(10));
+    let passes = log_count(&dockhook, PASS_DONE);
+
+    let ours: Vec<(String, String)> = site
+        .registry
+        .requests()
+        .into_iter()
+        .filter(|(_, _, agent)| agent.starts_with("dockhook/"))
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    let mut expected = Vec::new();
+    for tag in tags {
+        let manifest = format!("/v2/{}/manifests/{tag}", site.repo);
+        expected.extend(std::iter::repeat_n(("HEAD".to_string(), manifest), passes));
+    }
+    let mut sorted = ours.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(
+        sorted, expected,
+        "one HEAD per image per pass ({passes} passes)"
+    );
+    println!(
+        "reconcile: {} registry requests in {passes} passes for 10 containers of 3 images: \
+         {} per interval",
+        ours.len(),
+        ours.len() / passes
+    );
+    assert_eq!(log_count(&dockhook, "update queued"), 0, "all up to date");
+}
