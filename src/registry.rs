@@ -121,10 +121,11 @@ struct Pause {
 /// A `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Challenge {
+    /// The scope it names is not kept: it is that of the request that met
+    /// the challenge, and each repository asks for its own.
     Bearer {
         realm: String,
         service: Option<String>,
-        scope: Option<String>,
     },
     Basic,
 }
@@ -296,11 +297,7 @@ impl RegistryClient {
         match challenge {
             None => Ok(None),
             Some(Challenge::Basic) => Ok(self.login(registry)?.map(|login| basic(&login))),
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope: asked,
-            }) => {
+            Some(Challenge::Bearer { realm, service }) => {
                 let key = (registry.to_string(), scope.to_string());
                 let kept = self.tokens().get(&key).cloned();
                 if let Some((token, expires)) = kept {
@@ -308,9 +305,8 @@ impl RegistryClient {
                         return Ok(Some(format!("Bearer {token}")));
                     }
                 }
-                let scope = asked.unwrap_or_else(|| scope.to_string());
                 let (token, life) = self
-                    .token(registry, &realm, service.as_deref(), &scope)
+                    .token(registry, &realm, service.as_deref(), scope)
                     .await?;
                 // A little early, so a token never expires in flight.
                 let expires = Instant::now() + life.saturating_sub(Duration::from_secs(5));
@@ -522,6 +518,7 @@ fn next_page(headers: &HeaderMap) -> Option<String> {
 
 impl Challenge {
     /// Parses `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
+    /// The scope is the request's own: `repository:NAME:pull`.
     fn parse(header: &str) -> Option<Self> {
         let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         if scheme.eq_ignore_ascii_case("basic") {
@@ -540,7 +537,6 @@ impl Challenge {
         Some(Self::Bearer {
             realm: get("realm")?,
             service: get("service"),
-            scope: get("scope"),
         })
     }
 }

@@ -24,6 +24,11 @@ fn docker_config(registry: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The token the stub's token endpoint gives for `scope`.
+fn token_for(scope: &str) -> String {
+    format!("tok-{}", scope.replace([':', '/'], "-"))
+}
+
 #[tokio::test]
 async fn the_token_flow_takes_a_token_with_the_login_and_keeps_it() {
     let stub = Stub::start(|host| {
@@ -31,23 +36,38 @@ async fn the_token_flow_takes_a_token_with_the_login_and_keeps_it() {
             "Bearer realm=\"http://{host}/token\",service=\"stub\",\
              scope=\"repository:alice/site:pull\""
         );
-        Box::new(
-            move |request, _| match request.uri.split('?').next().unwrap() {
-                "/token" => {
-                    let login = basic(&Login {
-                        username: "alice".into(),
-                        password: "s3cret".into(),
-                    });
-                    if request.header("authorization") == login {
-                        answer(200, &[], r#"{"token":"tok-1","expires_in":300}"#)
-                    } else {
-                        answer(401, &[], "")
-                    }
+        Box::new(move |request, _| {
+            let (path, query) = request.uri.split_once('?').unwrap_or((&request.uri, ""));
+            if path == "/token" {
+                let login = basic(&Login {
+                    username: "alice".into(),
+                    password: "s3cret".into(),
+                });
+                if request.header("authorization") != login {
+                    return answer(401, &[], "");
                 }
-                _ if request.header("authorization") == "Bearer tok-1" => manifest_found(),
-                _ => answer(401, &[("WWW-Authenticate", &challenge)], ""),
-            },
-        )
+                let scope = url::form_urlencoded::parse(query.as_bytes())
+                    .find(|(key, _)| key == "scope")
+                    .map(|(_, scope)| scope.into_owned())
+                    .unwrap_or_default();
+                let body = serde_json::json!({"token": token_for(&scope), "expires_in": 300});
+                return answer(200, &[], &body.to_string());
+            }
+            let repository = path
+                .trim_start_matches("/v2/")
+                .split("/manifests/")
+                .next()
+                .unwrap();
+            let wanted = format!(
+                "Bearer {}",
+                token_for(&format!("repository:{repository}:pull"))
+            );
+            if request.header("authorization") == wanted {
+                manifest_found()
+            } else {
+                answer(401, &[("WWW-Authenticate", &challenge)], "")
+            }
+        })
     })
     .await;
     let config = docker_config(&stub.host);
@@ -60,22 +80,38 @@ async fn the_token_flow_takes_a_token_with_the_login_and_keeps_it() {
         .iter()
         .map(|s| (s.method.as_str(), &s.uri[..]))
         .collect();
-    assert_eq!(asked.len(), 3, "{asked:?}");
-    assert_eq!(asked[0], ("HEAD", "/v2/alice/site/manifests/latest"));
     assert_eq!(
-        asked[1],
-        (
-            "GET",
-            "/token?service=stub&scope=repository%3Aalice%2Fsite%3Apull"
-        )
+        asked,
+        [
+            ("HEAD", "/v2/alice/site/manifests/latest"),
+            (
+                "GET",
+                "/token?service=stub&scope=repository%3Aalice%2Fsite%3Apull"
+            ),
+            ("HEAD", "/v2/alice/site/manifests/latest"),
+        ]
     );
-    assert_eq!(asked[2], ("HEAD", "/v2/alice/site/manifests/latest"));
     assert_eq!(seen[2].header("accept"), MANIFEST_ACCEPT);
 
     // The token is kept: the next question is one request.
     assert_eq!(client.digest(&image).await.unwrap(), DIGEST);
     assert_eq!(stub.seen().len(), 4);
-    assert_eq!(stub.seen()[3].header("authorization"), "Bearer tok-1");
+
+    // Another repository has a token of its own, asked for at once: the
+    // registry's way of asking is known.
+    let blog = stub.image("alice/blog:latest");
+    assert_eq!(client.digest(&blog).await.unwrap(), DIGEST);
+    let asked: Vec<String> = stub.seen()[4..]
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri))
+        .collect();
+    assert_eq!(
+        asked,
+        [
+            "GET /token?service=stub&scope=repository%3Aalice%2Fblog%3Apull",
+            "HEAD /v2/alice/blog/manifests/latest",
+        ]
+    );
 
     // Without the login the token endpoint refuses, and the error says
     // where the login goes.
@@ -265,15 +301,14 @@ async fn bad_answers_are_errors_that_say_what_was_wrong() {
 #[test]
 fn challenges_parse_with_quoted_commas() {
     let challenge = Challenge::parse(
-        "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",\
-         scope=\"repository:library/busybox:pull,push\"",
+        "Bearer scope=\"repository:library/busybox:pull,push\",\
+         realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\"",
     );
     assert_eq!(
         challenge,
         Some(Challenge::Bearer {
             realm: "https://auth.docker.io/token".into(),
             service: Some("registry.docker.io".into()),
-            scope: Some("repository:library/busybox:pull,push".into()),
         })
     );
     assert_eq!(
