@@ -261,20 +261,7 @@ impl RegistryClient {
                     continue;
                 }
             }
-            let (registry, what) = (registry.to_string(), call.what.clone());
-            return Err(match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                    registry,
-                    what,
-                    status: status.as_u16(),
-                },
-                StatusCode::NOT_FOUND => RegistryError::NotFound { registry, what },
-                _ => RegistryError::Status {
-                    registry,
-                    what,
-                    status: status.as_u16(),
-                },
-            });
+            return Err(refusal(registry, &call.what, status));
         }
         // Every attempt was asked to wait.
         let wait = self.pauses().get(registry).map(|p| p.until);
@@ -350,18 +337,7 @@ impl RegistryClient {
             });
         }
         if !status.is_success() {
-            return Err(match status {
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
-                    registry: registry.to_string(),
-                    what,
-                    status: status.as_u16(),
-                },
-                _ => RegistryError::Status {
-                    registry: registry.to_string(),
-                    what,
-                    status: status.as_u16(),
-                },
-            });
+            return Err(refusal(registry, &what, status));
         }
         let answer: TokenAnswer = response
             .json()
@@ -593,6 +569,24 @@ fn unreachable(registry: &str, error: reqwest::Error) -> RegistryError {
     RegistryError::Unreachable {
         registry: registry.to_string(),
         reason,
+    }
+}
+
+/// The error for an answer with `status` that is not a success.
+fn refusal(registry: &str, what: &str, status: StatusCode) -> RegistryError {
+    let (registry, what) = (registry.to_string(), what.to_string());
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => RegistryError::Unauthorized {
+            registry,
+            what,
+            status: status.as_u16(),
+        },
+        StatusCode::NOT_FOUND => RegistryError::NotFound { registry, what },
+        _ => RegistryError::Status {
+            registry,
+            what,
+            status: status.as_u16(),
+        },
     }
 }
 
