@@ -142,8 +142,10 @@ fn a_push_without_a_webhook_is_deployed_at_the_next_interval() {
     assert!(warnings.is_empty(), "{warnings:#?}");
 }
 
+/// The page on `port` once it is `version`; `None` if not within 30 s
+/// (an interval, and up to two updates).
 fn page_within(port: u16, version: &str) -> Option<String> {
-    wait_for(Duration::from_secs(15), || {
+    wait_for(Duration::from_secs(30), || {
         page(port).filter(|body| body == version)
     })
 }
@@ -199,4 +201,48 @@ fn ten_containers_of_three_images_cost_one_head_per_image_per_interval() {
         ours.len() / passes
     );
     assert_eq!(log_count(&dockhook, "update queued"), 0, "all up to date");
+}
+
+#[test]
+fn a_semver_policy_moves_to_the_newest_version_in_range_without_a_webhook() {
+    require_docker();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cleanup = Cleanup::new();
+    let (site, _) = Site::new(&mut cleanup, "resemver");
+    site.push(&mut cleanup, "1.0.0", SiteImage::new("1.0.0"));
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
+    let policy = "dockhook.policy=semver:minor";
+    let args = [ENABLED[0], ENABLED[1], "--label", policy, "-p", &publish];
+    run_container(&name, &site.image("1.0.0"), &args);
+    assert_eq!(page_within(port, "1.0.0"), Some("1.0.0".into()));
+
+    let dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
+    assert!(dockhook
+        .wait_for_log(PASS_DONE, Duration::from_secs(20))
+        .is_some());
+    // Beyond the range, then within it twice: the newest in range wins.
+    for tag in ["2.0.0", "1.1.0", "1.2.0"] {
+        site.push(&mut cleanup, tag, SiteImage::new(tag));
+    }
+    assert_eq!(
+        page_within(port, "1.2.0"),
+        Some("1.2.0".into()),
+        "{}",
+        dockhook.log_text()
+    );
+    let deployments = deployments_of(&dockhook, &name);
+    let deployment = wait_deployment(&dockhook, deployments[0]["id"].as_i64().unwrap());
+    assert_eq!(deployment["source"], "reconcile", "{deployment}");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert!(
+        deployment["image"].as_str().unwrap().ends_with(":1.2.0"),
+        "{deployment}"
+    );
+    assert_eq!(
+        container_inspect(&name)["Config"]["Image"],
+        site.image("1.2.0")
+    );
 }
