@@ -68,7 +68,8 @@ pub async fn run<E: Engine>(
     stop: CancellationToken,
 ) {
     if settings.interval.is_zero() {
-        tracing::info!("reconcile is off (reconcile_interval = 0)");
+        // Said by `check-config`; at start the log stays quiet about it.
+        tracing::debug!("reconcile is off (reconcile_interval = 0)");
         return;
     }
     let mut reconciler = Reconciler {
@@ -92,7 +93,9 @@ pub async fn run<E: Engine>(
     }
 }
 
-/// A watched container, as reconcile compares it.
+/// A watched target, as reconcile compares it: a container, whose running
+/// digests come from [`running_digests`]. (A Swarm service would be one
+/// too, running the `@sha256:` digest its spec pins.)
 struct Watched {
     id: String,
     name: String,
@@ -101,6 +104,13 @@ struct Watched {
     policy: TagPolicy,
     /// The digests its registry served what it runs under.
     running: Vec<String>,
+}
+
+impl Watched {
+    /// Whether it runs what the registry serves as `digest`.
+    fn runs(&self, digest: &str) -> bool {
+        self.running.iter().any(|d| d == digest)
+    }
 }
 
 struct Reconciler<E> {
@@ -150,10 +160,7 @@ impl<E: Engine> Reconciler<E> {
             let Some(digest) = digests[&wanted].clone() else {
                 continue;
             };
-            let stale: Vec<&Watched> = group
-                .iter()
-                .filter(|t| !t.running.contains(&digest))
-                .collect();
+            let stale: Vec<&Watched> = group.iter().filter(|t| !t.runs(&digest)).collect();
             if stale.is_empty() {
                 tracing::debug!(image = %wanted, %digest, "reconcile: up to date");
                 continue;
