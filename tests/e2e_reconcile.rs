@@ -44,18 +44,26 @@ fn log_count(dockhook: &Dockhook, needle: &str) -> usize {
         .count()
 }
 
+/// Runs a container of `site`'s `tag`, labelled for the tests' dockhook,
+/// with `args`, its port published; its name and the port.
+fn run_site(cleanup: &mut Cleanup, site: &Site, tag: &str, args: &[&str]) -> (String, u16) {
+    let name = cleanup.container(&site.name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
+    let mut all = vec![ENABLED[0], ENABLED[1], "-p", &publish];
+    all.extend_from_slice(args);
+    run_container(&name, &site.image(tag), &all);
+    (name, port)
+}
+
 #[test]
 fn a_push_without_a_webhook_is_deployed_at_the_next_interval() {
     require_docker();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cleanup = Cleanup::new();
     let (site, _v1) = Site::new(&mut cleanup, "recon");
-    let name = cleanup.container(&site.name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
-    let args = [ENABLED[0], ENABLED[1], "-p", &publish];
-    run_container(&name, &site.image("latest"), &args);
+    let (name, port) = run_site(&mut cleanup, &site, "latest", &[]);
     assert_eq!(page_within(port, "v1"), Some("v1".into()));
 
     // An image built here, never pushed: no digest to compare.
@@ -210,13 +218,8 @@ fn a_semver_policy_moves_to_the_newest_version_in_range_without_a_webhook() {
     let mut cleanup = Cleanup::new();
     let (site, _) = Site::new(&mut cleanup, "resemver");
     site.push(&mut cleanup, "1.0.0", SiteImage::new("1.0.0"));
-    let name = cleanup.container(&site.name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
-    let policy = "dockhook.policy=semver:minor";
-    let args = [ENABLED[0], ENABLED[1], "--label", policy, "-p", &publish];
-    run_container(&name, &site.image("1.0.0"), &args);
+    let policy = ["--label", "dockhook.policy=semver:minor"];
+    let (name, port) = run_site(&mut cleanup, &site, "1.0.0", &policy);
     assert_eq!(page_within(port, "1.0.0"), Some("1.0.0".into()));
 
     let dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
