@@ -249,3 +249,70 @@ fn a_semver_policy_moves_to_the_newest_version_in_range_without_a_webhook() {
         site.image("1.2.0")
     );
 }
+
+#[test]
+fn a_private_registry_is_asked_with_the_login_from_the_docker_config() {
+    require_docker();
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cleanup = Cleanup::new();
+    let registry = Registry::start_with_login("deployer", "s3cret-pw");
+    let host = registry.host();
+    let logins = tempfile::tempdir().unwrap();
+    docker_as(
+        logins.path(),
+        &["login", &host, "-u", "deployer", "-p", "s3cret-pw"],
+    );
+    let name = unique("reprivate");
+    let image = registry.image(&format!("{OWNER}/{name}"), "latest");
+    cleanup.repository(&format!("{host}/{OWNER}/{name}"));
+    let container = cleanup.container(&name);
+    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+    let v1 = SiteImage::new("v1").build(&image);
+    cleanup.image(&v1);
+    docker_as(logins.path(), &["push", &image]);
+    run_container(&container, &image, &ENABLED);
+    // v2 is pushed with no webhook.
+    let v2 = SiteImage::new("v2").build(&image);
+    cleanup.image(&v2);
+    docker_as(logins.path(), &["push", &image]);
+    docker(["rmi", &image]);
+
+    // Without the login: one warning per interval, nothing changes.
+    let empty = tempfile::tempdir().unwrap();
+    let empty = empty.path().to_string_lossy().to_string();
+    let mut without = Dockhook::start(
+        &host,
+        &[SETTINGS[0], SETTINGS[1], ("DOCKER_CONFIG", &empty)],
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || log_count(&without, PASS_DONE)
+            >= 2),
+        "{}",
+        without.log_text()
+    );
+    assert!(deployments_of(&without, &container).is_empty());
+    without.terminate(Duration::from_secs(10));
+    let refused = log_count(&without, "refused access to the manifest");
+    assert_eq!(
+        refused,
+        log_count(&without, PASS_DONE),
+        "{}",
+        without.log_text()
+    );
+    assert_eq!(container_inspect(&container)["Image"], v1.as_str());
+
+    // With it: deployed as a webhook would.
+    let logins_dir = logins.path().to_string_lossy().to_string();
+    let with = Dockhook::start(
+        &host,
+        &[SETTINGS[0], SETTINGS[1], ("DOCKER_CONFIG", &logins_dir)],
+    );
+    let deployment = wait_for(Duration::from_secs(30), || {
+        deployments_of(&with, &container).into_iter().next()
+    })
+    .unwrap_or_else(|| panic!("nothing deployed:\n{}", with.log_text()));
+    let deployment = wait_deployment(&with, deployment["id"].as_i64().unwrap());
+    assert_eq!(deployment["source"], "reconcile", "{deployment}");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_eq!(container_inspect(&container)["Image"], v2.as_str());
+}

@@ -119,40 +119,11 @@ fn registry_hook_takes_the_token_in_the_path_or_as_bearer_only() {
     );
 }
 
-/// `docker ARGS` with the client configuration in `config_dir`, so a test
-/// login never touches the machine's own.
-fn docker_as(config_dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("docker")
-        .env("DOCKER_CONFIG", config_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn private_registry_logins_come_from_the_docker_config() {
     require_docker();
     let mut cleanup = Cleanup::new();
-    let auth = tempfile::tempdir().unwrap();
-    let htpasswd = auth.path().join("htpasswd");
-    let hashed = std::process::Command::new("htpasswd")
-        .args(["-Bbn", "deployer", "s3cret-pw"])
-        .output()
-        .unwrap();
-    assert!(
-        hashed.status.success(),
-        "htpasswd (apache2-utils) is needed"
-    );
-    std::fs::write(&htpasswd, &hashed.stdout).unwrap();
-    let registry = Registry::start_with(&format!(
-        "auth:\n  htpasswd:\n    realm: dockhook-test\n    path: {}\n",
-        htpasswd.display()
-    ));
+    let registry = Registry::start_with_login("deployer", "s3cret-pw");
     let host = registry.host();
     let logins = tempfile::tempdir().unwrap();
     docker_as(

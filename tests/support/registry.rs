@@ -25,6 +25,8 @@ pub struct Registry {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// The logins of a registry with basic auth.
+    auth: Option<TempDir>,
 }
 
 impl Registry {
@@ -38,6 +40,29 @@ impl Registry {
     /// as a `notifications:` or `auth:` section) added to the config file.
     pub fn start_with(extra_config: &str) -> Registry {
         Self::start_configured(extra_config, false)
+    }
+
+    /// Like [`Registry::start`], with basic auth: only `user` with
+    /// `password` may push or pull. Needs `htpasswd` (apache2-utils).
+    pub fn start_with_login(user: &str, password: &str) -> Registry {
+        let auth = tempfile::Builder::new()
+            .prefix("dockhook-registry-auth-")
+            .tempdir()
+            .expect("cannot create a directory for the registry's logins");
+        let hashed = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (apache2-utils) is needed");
+        assert!(hashed.status.success(), "htpasswd failed");
+        let path = auth.path().join("htpasswd");
+        fs::write(&path, &hashed.stdout).expect("cannot write the htpasswd file");
+        let mut registry = Self::start_with(&format!(
+            "auth:\n  htpasswd:\n    realm: dockhook-test\n    path: {}\n",
+            path.display()
+        ));
+        // Kept as long as the registry: it reads the file at each login.
+        registry.auth = Some(auth);
+        registry
     }
 
     /// Like [`Registry::start`], with every request logged (Apache's
@@ -116,7 +141,12 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot run {BINARY}: {err}"));
-        let mut registry = Registry { child, port, dir };
+        let mut registry = Registry {
+            child,
+            port,
+            dir,
+            auth: None,
+        };
 
         let probe = format!("{}/v2/", registry.url());
         // Any answer will do: with auth configured, /v2/ answers 401.
