@@ -8,11 +8,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::scenario::{api, assert_one_running, wait_deployment, Site};
+use support::scenario::{api, assert_one_running, wait_deployment, PrivateSite, Site};
 use support::*;
 
 /// The interval the tests run reconcile at.
 const INTERVAL: &str = "5s";
+/// [`INTERVAL`] in seconds, for the waits.
+const INTERVAL_SECS: u64 = 5;
 /// Reconcile looks at every container on the daemon: the tests here take
 /// turns, and their dockhooks take only the containers labelled for them.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -33,6 +35,22 @@ fn deployments_of(dockhook: &Dockhook, name: &str) -> Vec<Value> {
     let (status, body) = api(dockhook, &format!("/api/deployments?target={name}"));
     assert_eq!(status, 200, "{body}");
     body["deployments"].as_array().cloned().unwrap_or_default()
+}
+
+/// How many passes of reconcile `dockhook` finished.
+fn passes(dockhook: &Dockhook) -> usize {
+    log_count(dockhook, PASS_DONE)
+}
+
+/// Waits until `dockhook` finished `n` passes; panics, with its log, if
+/// that takes more than `n` intervals and a margin.
+fn wait_passes(dockhook: &Dockhook, n: usize) {
+    let limit = Duration::from_secs(INTERVAL_SECS * n as u64 + 15);
+    assert!(
+        wait_until(limit, || passes(dockhook) >= n),
+        "not {n} passes within {limit:?}:\n{}",
+        dockhook.log_text()
+    );
 }
 
 /// How many lines of `dockhook`'s log contain `needle`.
@@ -84,13 +102,7 @@ fn a_push_without_a_webhook_is_deployed_at_the_next_interval() {
         "the local image is not said to be skipped:\n{}",
         dockhook.log_text()
     );
-    assert!(
-        dockhook
-            .wait_for_log(PASS_DONE, Duration::from_secs(20))
-            .is_some(),
-        "no pass at start:\n{}",
-        dockhook.log_text()
-    );
+    wait_passes(&dockhook, 1);
     assert!(deployments_of(&dockhook, &name).is_empty(), "up to date");
 
     // A push, and no webhook.
@@ -135,10 +147,7 @@ fn a_push_without_a_webhook_is_deployed_at_the_next_interval() {
 
     // Two more intervals: nothing more to deploy, and the local image is
     // not logged about again.
-    let passes = log_count(&dockhook, PASS_DONE);
-    assert!(wait_until(Duration::from_secs(20), || {
-        log_count(&dockhook, PASS_DONE) >= passes + 2
-    }));
+    wait_passes(&dockhook, passes(&dockhook) + 2);
     assert_eq!(deployments_of(&dockhook, &name).len(), 1);
     assert!(deployments_of(&dockhook, &local_name).is_empty());
     assert_eq!(log_count(&dockhook, "reconcile skips image"), 1);
@@ -173,15 +182,10 @@ fn ten_containers_of_three_images_cost_one_head_per_image_per_interval() {
     }
 
     let mut dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
-    assert!(
-        wait_until(Duration::from_secs(30), || log_count(&dockhook, PASS_DONE)
-            >= 3),
-        "three passes did not happen:\n{}",
-        dockhook.log_text()
-    );
+    wait_passes(&dockhook, 3);
     // Stopped between passes: the next one is seconds away.
     dockhook.terminate(Duration::from_secs(10));
-    let passes = log_count(&dockhook, PASS_DONE);
+    let passes = passes(&dockhook);
 
     let ours: Vec<(String, String)> = site
         .registry
@@ -223,9 +227,7 @@ fn a_semver_policy_moves_to_the_newest_version_in_range_without_a_webhook() {
     assert_eq!(page_within(port, "1.0.0"), Some("1.0.0".into()));
 
     let dockhook = Dockhook::start(&site.registry.host(), &SETTINGS);
-    assert!(dockhook
-        .wait_for_log(PASS_DONE, Duration::from_secs(20))
-        .is_some());
+    wait_passes(&dockhook, 1);
     // Beyond the range, then within it twice: the newest in range wins.
     for tag in ["2.0.0", "1.1.0", "1.2.0"] {
         site.push(&mut cleanup, tag, SiteImage::new(tag));
@@ -255,27 +257,8 @@ fn a_private_registry_is_asked_with_the_login_from_the_docker_config() {
     require_docker();
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut cleanup = Cleanup::new();
-    let registry = Registry::start_with_login("deployer", "s3cret-pw");
-    let host = registry.host();
-    let logins = tempfile::tempdir().unwrap();
-    docker_as(
-        logins.path(),
-        &["login", &host, "-u", "deployer", "-p", "s3cret-pw"],
-    );
-    let name = unique("reprivate");
-    let image = registry.image(&format!("{OWNER}/{name}"), "latest");
-    cleanup.repository(&format!("{host}/{OWNER}/{name}"));
-    let container = cleanup.container(&name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    let v1 = SiteImage::new("v1").build(&image);
-    cleanup.image(&v1);
-    docker_as(logins.path(), &["push", &image]);
-    run_container(&container, &image, &ENABLED);
-    // v2 is pushed with no webhook.
-    let v2 = SiteImage::new("v2").build(&image);
-    cleanup.image(&v2);
-    docker_as(logins.path(), &["push", &image]);
-    docker(["rmi", &image]);
+    let site = PrivateSite::new(&mut cleanup, "reprivate", &ENABLED);
+    let (host, container) = (site.registry.host(), &site.name);
 
     // Without the login: one warning per interval, nothing changes.
     let empty = tempfile::tempdir().unwrap();
@@ -284,35 +267,25 @@ fn a_private_registry_is_asked_with_the_login_from_the_docker_config() {
         &host,
         &[SETTINGS[0], SETTINGS[1], ("DOCKER_CONFIG", &empty)],
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || log_count(&without, PASS_DONE)
-            >= 2),
-        "{}",
-        without.log_text()
-    );
-    assert!(deployments_of(&without, &container).is_empty());
+    wait_passes(&without, 2);
+    assert!(deployments_of(&without, container).is_empty());
     without.terminate(Duration::from_secs(10));
     let refused = log_count(&without, "refused access to the manifest");
-    assert_eq!(
-        refused,
-        log_count(&without, PASS_DONE),
-        "{}",
-        without.log_text()
-    );
-    assert_eq!(container_inspect(&container)["Image"], v1.as_str());
+    assert_eq!(refused, passes(&without), "{}", without.log_text());
+    assert_eq!(container_inspect(container)["Image"], site.v1.as_str());
 
     // With it: deployed as a webhook would.
-    let logins_dir = logins.path().to_string_lossy().to_string();
+    let logins_dir = site.logins_dir();
     let with = Dockhook::start(
         &host,
         &[SETTINGS[0], SETTINGS[1], ("DOCKER_CONFIG", &logins_dir)],
     );
     let deployment = wait_for(Duration::from_secs(30), || {
-        deployments_of(&with, &container).into_iter().next()
+        deployments_of(&with, container).into_iter().next()
     })
     .unwrap_or_else(|| panic!("nothing deployed:\n{}", with.log_text()));
     let deployment = wait_deployment(&with, deployment["id"].as_i64().unwrap());
     assert_eq!(deployment["source"], "reconcile", "{deployment}");
     assert_eq!(deployment["state"], "succeeded", "{deployment}");
-    assert_eq!(container_inspect(&container)["Image"], v2.as_str());
+    assert_eq!(container_inspect(container)["Image"], site.v2.as_str());
 }

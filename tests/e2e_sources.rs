@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::scenario::{api, Site};
+use support::scenario::{api, PrivateSite, Site};
 use support::*;
 
 /// A registry that notifies `dockhook` of every event, with the token as a
@@ -123,29 +123,10 @@ fn registry_hook_takes_the_token_in_the_path_or_as_bearer_only() {
 fn private_registry_logins_come_from_the_docker_config() {
     require_docker();
     let mut cleanup = Cleanup::new();
-    let registry = Registry::start_with_login("deployer", "s3cret-pw");
-    let host = registry.host();
-    let logins = tempfile::tempdir().unwrap();
-    docker_as(
-        logins.path(),
-        &["login", &host, "-u", "deployer", "-p", "s3cret-pw"],
-    );
+    let site = PrivateSite::new(&mut cleanup, "private", &[]);
+    let (host, name, container) = (site.registry.host(), &site.name, &site.name);
 
-    let name = unique("private");
-    let image = registry.image(&format!("{OWNER}/{name}"), "latest");
-    cleanup.repository(&format!("{host}/{OWNER}/{name}"));
-    let container = cleanup.container(&name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    let v1 = SiteImage::new("v1").build(&image);
-    cleanup.image(&v1);
-    docker_as(logins.path(), &["push", &image]);
-    run_container(&container, &image, &[]);
-    let v2 = SiteImage::new("v2").build(&image);
-    cleanup.image(&v2);
-    docker_as(logins.path(), &["push", &image]);
-    docker(["rmi", &image]);
-
-    let payload = dockerhub_payload(OWNER, &name, "latest").to_string();
+    let payload = dockerhub_payload(OWNER, name, "latest").to_string();
     let hook = format!("/hooks/dockerhub/{TOKEN}");
     let deploy = |dockhook: &Dockhook| {
         let (status, answer) = post_json(&dockhook.url(&hook), &payload, &[]);
@@ -167,10 +148,10 @@ fn private_registry_logins_come_from_the_docker_config() {
             .contains("keeps running"),
         "{deployment}"
     );
-    assert_eq!(container_inspect(&container)["Image"], v1.as_str());
+    assert_eq!(container_inspect(container)["Image"], site.v1.as_str());
     drop(without);
 
-    let logins_dir = logins.path().to_string_lossy().to_string();
+    let logins_dir = site.logins_dir();
     let with = Dockhook::start(&host, &[("DOCKER_CONFIG", logins_dir.as_str())]);
     let deployment = deploy(&with);
     assert_eq!(
@@ -179,7 +160,7 @@ fn private_registry_logins_come_from_the_docker_config() {
         "{deployment}\n{}",
         with.log_text()
     );
-    assert_eq!(container_inspect(&container)["Image"], v2.as_str());
+    assert_eq!(container_inspect(container)["Image"], site.v2.as_str());
 }
 
 #[test]
