@@ -3,7 +3,7 @@
 //! Start-up resolves the secret, opens the history, connects to Docker,
 //! closes the books on deployments a previous run left open, starts the
 //! background tasks (the container inventory, retention, the notification
-//! outbox and the Docker watch), then serves
+//! outbox, the Docker watch and reconcile), then serves
 //! until the shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
@@ -196,6 +196,13 @@ pub async fn serve(
         metrics: config.metrics.clone(),
     });
 
+    let reconciler = tokio::spawn(crate::reconcile::run(
+        state.clone(),
+        crate::registry::RegistryClient::new(config.update.docker_config.clone()),
+        config.reconcile,
+        stop_background.clone(),
+    ));
+
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -206,7 +213,7 @@ pub async fn serve(
     tracing::info!("listening on {addr}");
     serve_http(listener, router(state), shutdown).await;
     stop_background.cancel();
-    let _ = tokio::join!(watcher, sweeper, docker_watch, counter);
+    let _ = tokio::join!(watcher, sweeper, docker_watch, counter, reconciler);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
     let limit = config.shutdown_timeout;
     let drained = tokio::time::timeout(limit, queue.drain()).await;

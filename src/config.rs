@@ -72,6 +72,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The notification service URLs.
     pub notify: notify::Settings,
+    /// How often the registries are asked what changed.
+    pub reconcile: crate::reconcile::Settings,
 }
 
 /// What `dockhook status` and the other client commands read from the
@@ -363,6 +365,20 @@ pub static SETTINGS: &[Setting] = &[
         secret: false,
         apply: |c, text| set(&mut c.update.delay, parse_duration(text)),
         show: |c| seconds(c.update.delay),
+    },
+    Setting {
+        key: "reconcile_interval",
+        env: &["DOCKHOOK_RECONCILE_INTERVAL"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("6h"),
+        help: "at start and this often, ask the registries for the digest of every watched image and deploy a change as a webhook would, for pushes whose webhook was lost; `0` turns it off (see [Reconcile](#reconcile))",
+        secret: false,
+        apply: |c, text| set(&mut c.reconcile.interval, parse_duration(text)),
+        show: |c| match c.reconcile.interval {
+            Duration::ZERO => "0s (off)".to_string(),
+            interval => crate::settings::show_duration(interval),
+        },
     },
     Setting {
         key: "keep_images",
@@ -862,6 +878,7 @@ impl Config {
             shutdown_timeout: Duration::ZERO,
             retention: RetentionSettings::default(),
             notify: notify::Settings::default(),
+            reconcile: crate::reconcile::Settings::default(),
         }
     }
 

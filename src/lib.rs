@@ -56,6 +56,11 @@
 //!   [`events`]; its stylesheet and script compiled in.
 //! - [`cli`]: the client commands (`dockhook status`, `update`, ...),
 //!   which talk to a running dockhook over its HTTP API only.
+//! - [`reconcile`]: a source on a timer: asks the registries for the
+//!   digest of every watched image and hands a change on as a webhook
+//!   would, for the pushes whose webhook was lost.
+//! - [`registry`]: a small client of the registry HTTP API (manifest
+//!   digests by `HEAD`, tag lists, the token flow, rate limits).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`notify`]: notifications: service URLs in shoutrrr's formats, one
 //!   module per service; a persisted outbox (written with the step that
@@ -87,6 +92,8 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod page;
+pub mod reconcile;
+pub mod registry;
 pub mod retention;
 pub mod server;
 pub mod settings;

@@ -204,6 +204,12 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.status)
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(json!({ "status": "error", "error": self.message }));
@@ -501,14 +507,15 @@ fn ignored(reason: String) -> Response {
 }
 
 /// What became of one event.
-enum Dispatched {
+pub(crate) enum Dispatched {
     Queued(Vec<i64>),
     /// No container may be updated for it; why.
     NoTarget(String),
 }
 
-/// Queues an update for every container the event selects.
-async fn dispatch<E: Engine>(
+/// Queues an update for every container the event selects: for webhooks,
+/// and for [`crate::reconcile`].
+pub(crate) async fn dispatch<E: Engine>(
     state: &AppState<E>,
     event: &ImageEvent,
 ) -> Result<Dispatched, ApiError> {

@@ -70,6 +70,65 @@ impl TagPolicy {
     }
 }
 
+impl TagPolicy {
+    /// The tag this policy would deploy on a container running `current`,
+    /// given every tag of the repository: for `semver`, the newest version
+    /// it accepts; for `glob`, the greatest matching tag in natural order
+    /// (`release-10` after `release-9`) that sorts after `current`; for
+    /// `exact`, or when no tag moves it, `current`.
+    pub fn choose<'a>(&self, current: &'a str, tags: &'a [String]) -> &'a str {
+        let accepted = tags
+            .iter()
+            .map(String::as_str)
+            .filter(|tag| self.decide(current, tag).is_ok());
+        let newest = match self {
+            Self::Exact => None,
+            Self::Semver(_) => accepted.max_by(|a, b| {
+                let numbers = |tag| version(tag).map(|v| v.numbers).unwrap_or_default();
+                numbers(a).cmp(&numbers(b))
+            }),
+            Self::Glob(_) => accepted
+                .filter(|tag| natural_cmp(tag, current) == Ordering::Greater)
+                .max_by(|a, b| natural_cmp(a, b)),
+        };
+        newest.unwrap_or(current)
+    }
+}
+
+/// Compares runs of digits by their value and the rest as text, so
+/// `v10` comes after `v9`.
+fn natural_cmp(a: &str, b: &str) -> Ordering {
+    fn runs(text: &str) -> impl Iterator<Item = (bool, &str)> {
+        let mut rest = text;
+        std::iter::from_fn(move || {
+            let first = rest.chars().next()?;
+            let digits = first.is_ascii_digit();
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            rest = tail;
+            Some((digits, run))
+        })
+    }
+    let (mut left, mut right) = (runs(a), runs(b));
+    loop {
+        let order = match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some((true, x)), Some((true, y))) => {
+                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
+                x.len().cmp(&y.len()).then_with(|| x.cmp(y))
+            }
+            (Some((_, x)), Some((_, y))) => x.cmp(y),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+}
+
 impl fmt::Display for TagPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -242,6 +301,52 @@ mod tests {
             let error = TagPolicy::parse(Some(bad)).unwrap_err();
             assert!(error.contains("dockhook.policy"), "{error}");
         }
+    }
+
+    fn choose(policy: &str, current: &str, tags: &[&str]) -> String {
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        TagPolicy::parse(Some(policy))
+            .unwrap()
+            .choose(current, &tags)
+            .to_string()
+    }
+
+    #[test]
+    fn choose_picks_what_the_policy_would_deploy() {
+        let tags = [
+            "1.2.3",
+            "1.2.10",
+            "1.3.0",
+            "2.0.0",
+            "1.4.0-rc1",
+            "latest",
+            "1.2.9",
+        ];
+        assert_eq!(choose("semver:patch", "1.2.3", &tags), "1.2.10");
+        assert_eq!(choose("semver:minor", "1.2.3", &tags), "1.3.0");
+        assert_eq!(choose("semver:major", "1.2.3", &tags), "2.0.0");
+        assert_eq!(choose("semver:major", "2.0.0", &tags), "2.0.0", "newest");
+        assert_eq!(choose("exact", "1.2.3", &tags), "1.2.3");
+        assert_eq!(choose("semver:minor", "1.2.3", &[]), "1.2.3");
+        let releases = ["release-9", "release-10", "release-2", "nightly-99"];
+        assert_eq!(
+            choose("glob:release-*", "release-9", &releases),
+            "release-10"
+        );
+        assert_eq!(
+            choose("glob:release-*", "release-10", &releases),
+            "release-10",
+            "never backwards"
+        );
+    }
+
+    #[test]
+    fn natural_order_reads_numbers() {
+        assert_eq!(natural_cmp("v10", "v9"), Ordering::Greater);
+        assert_eq!(natural_cmp("a-007", "a-7"), Ordering::Equal);
+        assert_eq!(natural_cmp("2026-12-05", "2026-11-30"), Ordering::Greater);
+        assert_eq!(natural_cmp("abc", "abd"), Ordering::Less);
+        assert_eq!(natural_cmp("r1", "r1b"), Ordering::Less);
     }
 
     #[test]

@@ -118,6 +118,8 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
         "-e", &format!("DOCKHOOK_TOKEN={TOKEN}"),
         "-e", &format!("DOCKHOOK_DOCKERHUB_REGISTRY={}", site.registry.host()),
         "-e", "DOCKHOOK_GRACE=1s",
+        // As for every test instance (see support/dockhook.rs).
+        "-e", "DOCKHOOK_RECONCILE_INTERVAL=0",
         // The blog's setting: the old image goes as soon as the new one runs.
         "-e", "DOCKHOOK_KEEP_IMAGES=0",
         "-p", &format!("127.0.0.1:{}:8080", dockhook.port),

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::scenario::{api, Site};
+use support::scenario::{api, PrivateSite, Site};
 use support::*;
 
 /// A registry that notifies `dockhook` of every event, with the token as a
@@ -119,62 +119,14 @@ fn registry_hook_takes_the_token_in_the_path_or_as_bearer_only() {
     );
 }
 
-/// `docker ARGS` with the client configuration in `config_dir`, so a test
-/// login never touches the machine's own.
-fn docker_as(config_dir: &std::path::Path, args: &[&str]) {
-    let output = std::process::Command::new("docker")
-        .env("DOCKER_CONFIG", config_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[test]
 fn private_registry_logins_come_from_the_docker_config() {
     require_docker();
     let mut cleanup = Cleanup::new();
-    let auth = tempfile::tempdir().unwrap();
-    let htpasswd = auth.path().join("htpasswd");
-    let hashed = std::process::Command::new("htpasswd")
-        .args(["-Bbn", "deployer", "s3cret-pw"])
-        .output()
-        .unwrap();
-    assert!(
-        hashed.status.success(),
-        "htpasswd (apache2-utils) is needed"
-    );
-    std::fs::write(&htpasswd, &hashed.stdout).unwrap();
-    let registry = Registry::start_with(&format!(
-        "auth:\n  htpasswd:\n    realm: dockhook-test\n    path: {}\n",
-        htpasswd.display()
-    ));
-    let host = registry.host();
-    let logins = tempfile::tempdir().unwrap();
-    docker_as(
-        logins.path(),
-        &["login", &host, "-u", "deployer", "-p", "s3cret-pw"],
-    );
+    let site = PrivateSite::new(&mut cleanup, "private", &[]);
+    let (host, name, container) = (site.registry.host(), &site.name, &site.name);
 
-    let name = unique("private");
-    let image = registry.image(&format!("{OWNER}/{name}"), "latest");
-    cleanup.repository(&format!("{host}/{OWNER}/{name}"));
-    let container = cleanup.container(&name);
-    cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
-    let v1 = SiteImage::new("v1").build(&image);
-    cleanup.image(&v1);
-    docker_as(logins.path(), &["push", &image]);
-    run_container(&container, &image, &[]);
-    let v2 = SiteImage::new("v2").build(&image);
-    cleanup.image(&v2);
-    docker_as(logins.path(), &["push", &image]);
-    docker(["rmi", &image]);
-
-    let payload = dockerhub_payload(OWNER, &name, "latest").to_string();
+    let payload = dockerhub_payload(OWNER, name, "latest").to_string();
     let hook = format!("/hooks/dockerhub/{TOKEN}");
     let deploy = |dockhook: &Dockhook| {
         let (status, answer) = post_json(&dockhook.url(&hook), &payload, &[]);
@@ -196,10 +148,10 @@ fn private_registry_logins_come_from_the_docker_config() {
             .contains("keeps running"),
         "{deployment}"
     );
-    assert_eq!(container_inspect(&container)["Image"], v1.as_str());
+    assert_eq!(container_inspect(container)["Image"], site.v1.as_str());
     drop(without);
 
-    let logins_dir = logins.path().to_string_lossy().to_string();
+    let logins_dir = site.logins_dir();
     let with = Dockhook::start(&host, &[("DOCKER_CONFIG", logins_dir.as_str())]);
     let deployment = deploy(&with);
     assert_eq!(
@@ -208,7 +160,7 @@ fn private_registry_logins_come_from_the_docker_config() {
         "{deployment}\n{}",
         with.log_text()
     );
-    assert_eq!(container_inspect(&container)["Image"], v2.as_str());
+    assert_eq!(container_inspect(container)["Image"], site.v2.as_str());
 }
 
 #[test]

@@ -147,6 +147,21 @@ pub fn run_container(name: &str, image: &str, extra_args: &[&str]) -> String {
     docker_stdout(args)
 }
 
+/// `docker ARGS` with the client configuration in `config_dir`, so a test
+/// login never touches the machine's own; panics if it fails.
+pub fn docker_as(config_dir: &std::path::Path, args: &[&str]) {
+    let output = docker_command()
+        .env("DOCKER_CONFIG", config_dir)
+        .args(args)
+        .output()
+        .expect("cannot run docker");
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// `docker push IMAGE`.
 pub fn push(image: &str) {
     docker(["push", image]);

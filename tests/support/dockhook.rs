@@ -2,7 +2,8 @@
 //!
 //! [`Dockhook::start`] gives it a test environment (loopback listener on a
 //! random port, the test [`TOKEN`] and [`OWNER`], the test registry standing
-//! in for Docker Hub, a fresh data directory, a 1 s grace period, the daemon
+//! in for Docker Hub, a fresh data directory, a 1 s grace period, reconcile
+//! off, the daemon
 //! chosen with [`super::docker::use_daemon`] if any), captures
 //! every line it prints on stdout and stderr, and waits for the line
 //! `listening on ADDR` that says it is ready. Dropping it kills the process;
@@ -89,6 +90,10 @@ impl Dockhook {
                 ("OWNER", OWNER),
                 ("DOCKHOOK_DOCKERHUB_REGISTRY", registry_host),
                 ("DOCKHOOK_GRACE", "1s"),
+                // Reconcile would look at every container on the daemon at
+                // start, other tests' too, and deploy their pushes before
+                // their webhooks do: tests of reconcile turn it on.
+                ("DOCKHOOK_RECONCILE_INTERVAL", "0"),
                 ("RUST_LOG", "info"),
                 ("NO_COLOR", "1"),
             ])

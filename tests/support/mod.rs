@@ -55,8 +55,9 @@ pub mod webhook;
 pub use cleanup::Cleanup;
 pub use daemon::PrivateDaemon;
 pub use docker::{
-    container_inspect, docker, docker_command, docker_ok, docker_stdout, image_id, published_port,
-    pull, push, remove_image, require_docker, run_container, use_daemon, TEST_LABEL,
+    container_inspect, docker, docker_as, docker_command, docker_ok, docker_stdout, image_id,
+    published_port, pull, push, remove_image, require_docker, run_container, use_daemon,
+    TEST_LABEL,
 };
 pub use dockhook::{Dockhook, OWNER, TOKEN};
 pub use http::{http_get, post_json, request, Response};

@@ -25,6 +25,8 @@ pub struct Registry {
     child: Child,
     port: u16,
     dir: TempDir,
+    /// The logins of a registry with basic auth.
+    auth: Option<TempDir>,
 }
 
 impl Registry {
@@ -37,12 +39,46 @@ impl Registry {
     /// Like [`Registry::start`], with `extra_config` (top-level YAML, such
     /// as a `notifications:` or `auth:` section) added to the config file.
     pub fn start_with(extra_config: &str) -> Registry {
+        Self::start_configured(extra_config, false)
+    }
+
+    /// Like [`Registry::start`], with basic auth: only `user` with
+    /// `password` may push or pull. Needs `htpasswd` (apache2-utils).
+    pub fn start_with_login(user: &str, password: &str) -> Registry {
+        let auth = tempfile::Builder::new()
+            .prefix("dockhook-registry-auth-")
+            .tempdir()
+            .expect("cannot create a directory for the registry's logins");
+        let hashed = std::process::Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .output()
+            .expect("htpasswd (apache2-utils) is needed");
+        assert!(hashed.status.success(), "htpasswd failed");
+        let path = auth.path().join("htpasswd");
+        fs::write(&path, &hashed.stdout).expect("cannot write the htpasswd file");
+        let mut registry = Self::start_with(&format!(
+            "auth:\n  htpasswd:\n    realm: dockhook-test\n    path: {}\n",
+            path.display()
+        ));
+        // Kept as long as the registry: it reads the file at each login.
+        registry.auth = Some(auth);
+        registry
+    }
+
+    /// Like [`Registry::start`], with every request logged (Apache's
+    /// combined format), for tests that count requests: see
+    /// [`Registry::requests`].
+    pub fn start_logging_requests() -> Registry {
+        Self::start_configured("", true)
+    }
+
+    fn start_configured(extra_config: &str, access_log: bool) -> Registry {
         assert!(
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install Debian's docker-registry package (.ci/run does)"
         );
         for _ in 0..START_ATTEMPTS {
-            if let Some(registry) = Self::try_start(free_port(), extra_config) {
+            if let Some(registry) = Self::try_start(free_port(), extra_config, access_log) {
                 return registry;
             }
         }
@@ -64,19 +100,36 @@ impl Registry {
         format!("{}/{repository}:{tag}", self.host())
     }
 
-    /// Everything the registry has logged so far (warnings and errors only).
+    /// The requests logged so far by a registry started with
+    /// [`Registry::start_logging_requests`]: `(method, path, user agent)`.
+    pub fn requests(&self) -> Vec<(String, String, String)> {
+        // 127.0.0.1 - - [date] "HEAD /v2/... HTTP/1.1" 200 0 "" "dockhook/0.1.0"
+        self.log()
+            .lines()
+            .filter_map(|line| {
+                let quoted: Vec<&str> = line.split('"').collect();
+                let mut request = quoted.get(1)?.split(' ');
+                let (method, path) = (request.next()?, request.next()?);
+                let agent = quoted.get(5)?;
+                Some((method.to_string(), path.to_string(), agent.to_string()))
+            })
+            .collect()
+    }
+
+    /// Everything the registry has logged so far (warnings and errors only,
+    /// unless it logs requests).
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// One attempt on one port: `None` if the process died or never answered.
-    fn try_start(port: u16, extra_config: &str) -> Option<Registry> {
+    fn try_start(port: u16, extra_config: &str, access_log: bool) -> Option<Registry> {
         let dir = tempfile::Builder::new()
             .prefix("dockhook-registry-")
             .tempdir()
             .expect("cannot create a temporary directory for the registry");
         let config = dir.path().join("config.yml");
-        let yaml = config_yaml(&dir.path().join("storage"), port) + extra_config;
+        let yaml = config_yaml(&dir.path().join("storage"), port, access_log) + extra_config;
         fs::write(&config, yaml).expect("cannot write the registry config");
         let log = File::create(dir.path().join("registry.log")).expect("cannot create log file");
 
@@ -88,7 +141,12 @@ impl Registry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot run {BINARY}: {err}"));
-        let mut registry = Registry { child, port, dir };
+        let mut registry = Registry {
+            child,
+            port,
+            dir,
+            auth: None,
+        };
 
         let probe = format!("{}/v2/", registry.url());
         // Any answer will do: with auth configured, /v2/ answers 401.
@@ -124,16 +182,17 @@ impl Drop for Registry {
     }
 }
 
-/// Filesystem storage, deletes allowed, no auth, quiet logs. The fixed secret
-/// only silences the registry's warning about generating one.
-fn config_yaml(storage: &Path, port: u16) -> String {
+/// Filesystem storage, deletes allowed, no auth, quiet logs (and requests
+/// logged when `access_log`). The fixed secret only silences the registry's
+/// warning about generating one.
+fn config_yaml(storage: &Path, port: u16, access_log: bool) -> String {
     format!(
         "\
 version: 0.1
 log:
   level: warn
   accesslog:
-    disabled: true
+    disabled: {disabled}
 storage:
   filesystem:
     rootdirectory: {storage}
@@ -143,6 +202,7 @@ http:
   addr: 127.0.0.1:{port}
   secret: dockhook-test-registry
 ",
-        storage = storage.display()
+        storage = storage.display(),
+        disabled = !access_log,
     )
 }

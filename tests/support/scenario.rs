@@ -102,6 +102,60 @@ impl Site {
     }
 }
 
+/// A registry with basic auth (user `deployer`), where `OWNER/NAME:latest`
+/// was v1 when a container started on it and is now v2: a private
+/// registry's update waiting to be deployed. Declared after the test's
+/// `Cleanup`, like [`Site`].
+pub struct PrivateSite {
+    pub registry: Registry,
+    /// A Docker client configuration (`DOCKER_CONFIG`) logged in to it.
+    pub logins: tempfile::TempDir,
+    /// Short name of the repository, unique per test; also the container's.
+    pub name: String,
+    /// Image IDs of the two versions.
+    pub v1: String,
+    pub v2: String,
+}
+
+impl PrivateSite {
+    /// Pushes v1, runs the container (with `args` for `docker run`), pushes
+    /// v2 and removes its local tag.
+    pub fn new(cleanup: &mut Cleanup, prefix: &str, args: &[&str]) -> PrivateSite {
+        let registry = Registry::start_with_login("deployer", "s3cret-pw");
+        let host = registry.host();
+        let logins = tempfile::tempdir().expect("cannot create a Docker config directory");
+        let login = ["login", &host, "-u", "deployer", "-p", "s3cret-pw"];
+        super::docker::docker_as(logins.path(), &login);
+        let name = unique(prefix);
+        let image = registry.image(&format!("{OWNER}/{name}"), "latest");
+        cleanup.repository(&format!("{host}/{OWNER}/{name}"));
+        let container = cleanup.container(&name);
+        cleanup.containers_with_prefix(&format!("{name}-dockhook-"));
+        let mut push = |version: &str| {
+            let id = SiteImage::new(version).build(&image);
+            cleanup.image(&id);
+            super::docker::docker_as(logins.path(), &["push", &image]);
+            id
+        };
+        let v1 = push("v1");
+        super::docker::run_container(&container, &image, args);
+        let v2 = push("v2");
+        super::docker::docker(["rmi", &image]);
+        PrivateSite {
+            registry,
+            logins,
+            name,
+            v1,
+            v2,
+        }
+    }
+
+    /// The logged-in configuration's directory, for `DOCKER_CONFIG`.
+    pub fn logins_dir(&self) -> String {
+        self.logins.path().to_string_lossy().to_string()
+    }
+}
+
 /// The Docker Hub hook path with the test token.
 pub fn hook_path() -> String {
     format!("/hooks/dockerhub/{TOKEN}")
