@@ -165,8 +165,7 @@ impl<E: Engine> Control<E> {
     /// The digest a service's spec pins its image to.
     async fn pinned_digest(&self, id: &str) -> Option<String> {
         let service = self.engine.inspect_service(id).await.ok()?;
-        let image = service.spec?.task_template?.container_spec?.image?;
-        ImageRef::parse(&image).ok()?.digest
+        crate::engine::pinned_digest(&service)
     }
 
     /// The watched container named `name`, and its image reference.

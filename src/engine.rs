@@ -293,6 +293,20 @@ fn service_target(service: Service) -> Option<ContainerInfo> {
     })
 }
 
+/// The digest a service's spec pins its image to, if it pins one.
+pub fn pinned_digest(service: &Service) -> Option<String> {
+    let image = service
+        .spec
+        .as_ref()?
+        .task_template
+        .as_ref()?
+        .container_spec
+        .as_ref()?
+        .image
+        .as_deref()?;
+    ImageRef::parse(image).ok()?.digest
+}
+
 /// `image` without the digest pinned behind its tag (`repo:tag@sha256:…` →
 /// `repo:tag`). A reference with a digest and no tag keeps it: it pins.
 pub fn unpinned(image: &str) -> &str {

@@ -35,7 +35,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::deploy::update::{digests_of, short};
-use crate::engine::{Engine, EngineError};
+use crate::engine::{pinned_digest, ContainerInfo, Engine, EngineError, TargetKind};
 use crate::event::ImageEvent;
 use crate::image_ref::ImageRef;
 use crate::registry::RegistryClient;
@@ -203,12 +203,24 @@ impl<E: Engine> Reconciler<E> {
                 }
             };
             let (image_id, running) =
-                match running_digests(&*self.state.engine, &container.id, &image).await {
+                match running_digests(&*self.state.engine, container, &image).await {
                     Ok(found) => found,
                     // It went away since the list.
                     Err(EngineError::NotFound(_)) => continue,
                     Err(e) => return Err(e),
                 };
+            if running.is_empty() && container.kind == TargetKind::Service {
+                if self.told.insert(format!("unpinned {image_id}")) {
+                    tracing::info!(
+                        service = %container.name,
+                        image = %image,
+                        "reconcile skips the service: its spec pins no digest (created with \
+                         --no-resolve-image?), so there is nothing to compare; webhooks still \
+                         update it"
+                    );
+                }
+                continue;
+            }
             if running.is_empty() {
                 if self.told.insert(format!("local {image_id}")) {
                     tracing::info!(
@@ -323,16 +335,26 @@ impl<E: Engine> Reconciler<E> {
     }
 }
 
-/// What container `id` runs, by the digests its registry (the one `image`
-/// names) served it under: Docker's `RepoDigests` of the container's
-/// image. Empty when the image was built on this host. Also the image ID,
-/// for logs. Only local Docker calls.
+/// What `target` runs, by the digests its registry (the one `image` names)
+/// served it under: for a container, Docker's `RepoDigests` of its image
+/// (empty when the image was built on this host), with the image ID for
+/// logs; for a Swarm service, the digest its spec pins, with the service's
+/// ID. Only local Docker calls.
 async fn running_digests<E: Engine>(
     engine: &E,
-    id: &str,
+    target: &ContainerInfo,
     image: &ImageRef,
 ) -> Result<(String, Vec<String>), EngineError> {
-    let container = engine.inspect_container(id).await?;
+    if target.kind == TargetKind::Service {
+        // What the nodes run is the digest the spec pins; a service
+        // created without one (`--no-resolve-image`) has nothing to compare.
+        let service = engine.inspect_service(&target.id).await?;
+        return Ok((
+            target.id.clone(),
+            pinned_digest(&service).into_iter().collect(),
+        ));
+    }
+    let container = engine.inspect_container(&target.id).await?;
     let image_id = container.image.unwrap_or_default();
     let inspect = engine.inspect_image(&image_id).await?;
     let digests = digests_of(&inspect, image).map(str::to_string).collect();

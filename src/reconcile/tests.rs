@@ -201,3 +201,42 @@ async fn a_registry_that_fails_changes_nothing() {
     assert_eq!(stub.seen().len(), 2, "tags of app, manifest of site");
     assert!(state.store.list(10).unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_service_is_compared_by_the_digest_its_spec_pins() {
+    let stub = registry().await;
+    let site = format!("{}/alice/site:latest", stub.host);
+    let engine = Arc::new(FakeEngine::with_service(
+        "web",
+        &site,
+        OLD,
+        "sha256:newid",
+        NEW,
+    ));
+    let (_, state) = serve_on(engine.clone(), crate::sources::Settings::for_tests()).await;
+    let mut reconciler = Reconciler {
+        state: state.clone(),
+        registry: RegistryClient::new(None),
+        told: HashSet::new(),
+    };
+
+    reconciler.pass().await;
+    let handed: Vec<(String, String, bool)> = state
+        .store
+        .list(10)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.target, d.digest.unwrap_or_default(), d.service))
+        .collect();
+    assert_eq!(
+        handed,
+        [("web".to_string(), NEW.to_string(), true)],
+        "the pin (OLD) differs from the registry (NEW): handed on as a service update"
+    );
+
+    // What a service runs is the digest its spec pins, whatever it was.
+    engine.lock().services[0].image = format!("{site}@{NEW}");
+    let watched = reconciler.watched().await.unwrap();
+    assert_eq!(watched.len(), 1);
+    assert_eq!(watched[0].running, [NEW]);
+}
