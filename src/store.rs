@@ -1112,7 +1112,7 @@ impl Store {
     /// more (sent, given up or dropped). Returns how many.
     pub fn prune_notifications(&self, age: Duration) -> Result<usize, StoreError> {
         let doomed = format!(
-            "SELECT id FROM notify_messages WHERE created_at < {} AND NOT EXISTS \
+            "SELECT id FROM notify_messages WHERE created_at <= {} AND NOT EXISTS \
              (SELECT 1 FROM notify_deliveries d WHERE d.message_id = notify_messages.id AND d.state = 'pending')",
             ago("?1")
         );
