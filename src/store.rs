@@ -1108,7 +1108,7 @@ impl Store {
         })
     }
 
-    /// Forgets messages older than `age` that no delivery waits for any
+    /// Forgets messages at least `age` old that no delivery waits for any
     /// more (sent, given up or dropped). Returns how many.
     pub fn prune_notifications(&self, age: Duration) -> Result<usize, StoreError> {
         let doomed = format!(
