@@ -117,12 +117,6 @@ Client commands (status, history, show, update, rollback, approve, reject) exit 
   2  the request could not be made: usage, no token, dockhook unreachable, token refused
   3  with --wait, the deployment was skipped: nothing was deployed (already up to date, superseded, quarantined)";
 
-/// mimalloc rather than glibc's malloc: a webhook's handling is mostly small,
-/// short-lived allocations across the runtime's threads, which glibc serves
-/// through contended arenas (see README, "Benchmarks").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
