@@ -52,7 +52,7 @@ use subtle::ConstantTimeEq;
 
 use crate::control::{Actor, ControlError};
 use crate::deploy::{Enqueued, Queue, Request as DeployRequest};
-use crate::engine::Engine;
+use crate::engine::{ContainerInfo, Engine};
 use crate::event::ImageEvent;
 use crate::inventory::Inventory;
 use crate::metrics::WebhookOutcome;
@@ -389,18 +389,34 @@ async fn receive<E: Engine>(
     if let Some(delivery) = &verdict.delivery {
         check_delivery_id(delivery)?;
     }
-    // Carried to its end even if the client goes away or the request times
-    // out: deployments queued for a delivery must be remembered with it, or
-    // the sender's retry would queue them again.
-    tokio::spawn(handle(state, source, verdict))
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, source = source.name, "handling a webhook failed");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "handling the webhook failed; see dockhook's log",
-            ))
-        })
+    if verdict.delivery.is_none() {
+        // Most webhooks select no container here (registries announce every
+        // push of every image they hold): they are answered on the spot.
+        let selections = select_all(&state, source, verdict).await?;
+        if selections.queue_nothing() {
+            return queue_all(&state, selections).await;
+        }
+        let queueing = async move { queue_all(&state, selections).await };
+        return carried_to_its_end(source, queueing).await;
+    }
+    carried_to_its_end(source, handle(state, source, verdict)).await
+}
+
+/// Runs `work` in a task of its own and waits for it: carried to its end
+/// even if the client goes away or the request times out, so deployments
+/// queued for a delivery are remembered with it (or the sender's retry would
+/// queue them again), and a queueing is never left half-way.
+async fn carried_to_its_end(
+    source: &'static Source,
+    work: impl std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+) -> Result<Response, ApiError> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, source = source.name, "handling a webhook failed");
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "handling the webhook failed; see dockhook's log",
+        ))
+    })
 }
 
 /// A delivery ID is refused rather than ignored when it is too long or has
@@ -464,15 +480,64 @@ async fn dispatch_all<E: Engine>(
     source: &Source,
     verdict: Verdict,
 ) -> Result<Response, ApiError> {
+    let selections = select_all(state, source, verdict).await?;
+    queue_all(state, selections).await
+}
+
+/// What a webhook selects, decided before anything is queued.
+struct Selections {
+    /// Why the webhook asks for nothing (a ping, a blob, a delete…).
+    ignored: Option<String>,
+    events: Vec<(ImageEvent, Selection)>,
+}
+
+impl Selections {
+    fn queue_nothing(&self) -> bool {
+        self.events
+            .iter()
+            .all(|(_, selection)| matches!(selection, Selection::NoTarget(_)))
+    }
+}
+
+/// The targets of every event of the verdict, looked up without changing
+/// anything.
+async fn select_all<E: Engine>(
+    state: &AppState<E>,
+    source: &Source,
+    verdict: Verdict,
+) -> Result<Selections, ApiError> {
     if let Some(reason) = verdict.ignored {
         // Registries notify of every blob; only a log at debug level.
         tracing::debug!(source = source.name, %reason, "webhook ignored");
+        return Ok(Selections {
+            ignored: Some(reason),
+            events: Vec::new(),
+        });
+    }
+    let mut events = Vec::with_capacity(verdict.events.len());
+    for event in verdict.events {
+        let selection = select(state, &event).await?;
+        events.push((event, selection));
+    }
+    Ok(Selections {
+        ignored: None,
+        events,
+    })
+}
+
+/// Queues what the events selected; the answer says what was queued, or
+/// why nothing was.
+async fn queue_all<E: Engine>(
+    state: &AppState<E>,
+    selections: Selections,
+) -> Result<Response, ApiError> {
+    if let Some(reason) = selections.ignored {
         return Ok(ignored(reason));
     }
     let mut deployments = Vec::new();
     let mut reasons = Vec::new();
-    for event in verdict.events {
-        match dispatch(state, &event).await? {
+    for (event, selection) in selections.events {
+        match queue(state, &event, selection).await? {
             Dispatched::Queued(ids) => deployments.extend(ids),
             Dispatched::NoTarget(reason) => reasons.push(reason),
         }
@@ -513,12 +578,26 @@ pub(crate) enum Dispatched {
     NoTarget(String),
 }
 
-/// Queues an update for every container the event selects: for webhooks,
-/// and for [`crate::reconcile`].
+/// Queues an update for every container the event selects: for
+/// [`crate::reconcile`], which has no request to answer.
 pub(crate) async fn dispatch<E: Engine>(
     state: &AppState<E>,
     event: &ImageEvent,
 ) -> Result<Dispatched, ApiError> {
+    let selection = select(state, event).await?;
+    queue(state, event, selection).await
+}
+
+/// What one event selects.
+enum Selection {
+    /// The containers to update, and why each takes the image.
+    Targets(Vec<(ContainerInfo, String)>),
+    /// No container may be updated for it; why.
+    NoTarget(String),
+}
+
+/// The containers the event selects, from the inventory; changes nothing.
+async fn select<E: Engine>(state: &AppState<E>, event: &ImageEvent) -> Result<Selection, ApiError> {
     let containers = state.inventory.running().await.map_err(|e| {
         tracing::error!(error = %e, "cannot list containers");
         ApiError::new(
@@ -540,11 +619,29 @@ pub(crate) async fn dispatch<E: Engine>(
             );
         }
         tracing::debug!(image = %event.image, %reason, "event ignored");
-        return Ok(Dispatched::NoTarget(reason));
+        return Ok(Selection::NoTarget(reason));
     }
+    Ok(Selection::Targets(
+        selected
+            .into_iter()
+            .map(|targets::Selected { container, why }| (container.clone(), why))
+            .collect(),
+    ))
+}
+
+/// Queues an update for every container selected.
+async fn queue<E: Engine>(
+    state: &AppState<E>,
+    event: &ImageEvent,
+    selection: Selection,
+) -> Result<Dispatched, ApiError> {
+    let selected = match selection {
+        Selection::NoTarget(reason) => return Ok(Dispatched::NoTarget(reason)),
+        Selection::Targets(selected) => selected,
+    };
     let mut deployments = Vec::with_capacity(selected.len());
     let mut refused = Vec::new();
-    for targets::Selected { container, why } in selected {
+    for (container, why) in selected {
         let label = container.labels.get(POLICY_LABEL).map(String::as_str);
         let policy = TagPolicy::parse(label).unwrap_or(TagPolicy::Exact);
         let control = &state.control;

@@ -1118,11 +1118,11 @@ impl Store {
         })
     }
 
-    /// Forgets messages older than `age` that no delivery waits for any
+    /// Forgets messages at least `age` old that no delivery waits for any
     /// more (sent, given up or dropped). Returns how many.
     pub fn prune_notifications(&self, age: Duration) -> Result<usize, StoreError> {
         let doomed = format!(
-            "SELECT id FROM notify_messages WHERE created_at < {} AND NOT EXISTS \
+            "SELECT id FROM notify_messages WHERE created_at <= {} AND NOT EXISTS \
              (SELECT 1 FROM notify_deliveries d WHERE d.message_id = notify_messages.id AND d.state = 'pending')",
             ago("?1")
         );
