@@ -167,7 +167,42 @@ pub struct ExecOutcome {
 /// engine answers, calls fail and `/healthz` says so.
 pub struct DockerEngine {
     host: String,
-    client: tokio::sync::OnceCell<Docker>,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+/// A connection to the engine, with what it said it is.
+struct Client {
+    docker: Docker,
+    product: Product,
+}
+
+/// Which engine serves the Docker API. The API is the same; a few of its
+/// answers are not, and what dockhook reads back it must send back in the
+/// form that engine accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Product {
+    Docker,
+    /// `podman system service`, which names itself in the version
+    /// endpoint's components.
+    Podman,
+}
+
+impl Product {
+    fn of(version: &bollard::models::SystemVersion) -> Product {
+        let mut components = version.components.iter().flatten();
+        if components.any(|c| c.name == "Podman Engine") {
+            Product::Podman
+        } else {
+            Product::Docker
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Product::Docker => "Docker",
+            Product::Podman => "Podman",
+        }
+    }
 }
 
 /// Requests may take this long; a pull of a large image is the slowest.
@@ -184,10 +219,14 @@ impl DockerEngine {
 
     /// The client, with the API version agreed with the engine.
     async fn docker(&self) -> Result<&Docker> {
+        Ok(&self.client().await?.docker)
+    }
+
+    async fn client(&self) -> Result<&Client> {
         self.client.get_or_try_init(|| self.connect()).await
     }
 
-    async fn connect(&self) -> Result<Docker> {
+    async fn connect(&self) -> Result<Client> {
         let host = &self.host;
         let unreachable = |e: bollard::errors::Error| {
             EngineError::Unavailable(format!(
@@ -203,9 +242,16 @@ impl DockerEngine {
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let version = docker.version().await.map_err(unreachable)?;
+        let product = Product::of(&version);
         let v = docker.client_version();
-        tracing::info!(api = %format!("{}.{}", v.major_version, v.minor_version), %host, "connected to Docker");
-        Ok(docker)
+        tracing::info!(
+            api = %format!("{}.{}", v.major_version, v.minor_version),
+            version = version.version.as_deref().unwrap_or("unknown"),
+            %host,
+            "connected to {}", product.name()
+        );
+        Ok(Client { docker, product })
     }
 
     async fn configured_image(&self, id: &str, listed: String) -> Result<String> {
@@ -214,7 +260,7 @@ impl DockerEngine {
         if !looks_like_image_id(&listed) {
             return Ok(listed);
         }
-        let inspect = self.docker().await?.inspect_container(id, None).await?;
+        let inspect = self.inspect_container(id).await?;
         Ok(inspect.config.and_then(|c| c.image).unwrap_or(listed))
     }
 }
@@ -264,7 +310,23 @@ impl Engine for DockerEngine {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
-        Ok(self.docker().await?.inspect_container(id, None).await?)
+        let client = self.client().await?;
+        let deadline = tokio::time::Instant::now() + PODMAN_CLEANUP_WAIT;
+        loop {
+            match client.docker.inspect_container(id, None).await {
+                // Podman reports `stopped` from a container's exit until it
+                // has cleaned up after it (a fraction of a second), a state
+                // the Docker API does not have; then it says `exited`.
+                Err(e)
+                    if client.product == Product::Podman
+                        && is_podman_stopped(&e)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(PODMAN_CLEANUP_POLL).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageInspect> {
@@ -293,10 +355,14 @@ impl Engine for DockerEngine {
     }
 
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let client = self.client().await?;
+        let body = match client.product {
+            Product::Docker => body,
+            Product::Podman => for_podman(body),
+        };
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        Ok(self
-            .docker()
-            .await?
+        Ok(client
+            .docker
             .create_container(Some(options), body)
             .await?
             .id)
@@ -445,6 +511,35 @@ impl Engine for DockerEngine {
     }
 }
 
+/// How long an inspect waits for Podman to clean up after a container that
+/// exited, and how often it asks.
+const PODMAN_CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const PODMAN_CLEANUP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn is_podman_stopped(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::JsonDataError { message, .. } if message.contains("`stopped`")
+    )
+}
+
+/// A create body as Podman accepts it, from one written in what its inspect
+/// reported. Podman (4.x at least) reports ulimits by their kernel names
+/// (`RLIMIT_NOFILE`) but parses only the short ones (`nofile`) at create, so
+/// every container it ran was refused a successor (containers/podman#18077,
+/// #22151). Docker itself never reports the long form.
+fn for_podman(mut body: ContainerCreateBody) -> ContainerCreateBody {
+    let ulimits = body.host_config.as_mut().and_then(|h| h.ulimits.as_mut());
+    for ulimit in ulimits.into_iter().flatten() {
+        if let Some(name) = &mut ulimit.name {
+            if let Some(short) = name.strip_prefix("RLIMIT_") {
+                *name = short.to_ascii_lowercase();
+            }
+        }
+    }
+    body
+}
+
 /// How much of a command's or a log's output is kept for the history.
 const OUTPUT_LIMIT: usize = 4096;
 
@@ -494,6 +589,56 @@ mod tests {
         assert!(looks_like_image_id("0123456789ab"));
         assert!(!looks_like_image_id("alice/site:latest"));
         assert!(!looks_like_image_id("127.0.0.1:5000/site"));
+    }
+
+    #[test]
+    fn recognises_podman_by_its_version_components() {
+        let component = |name: &str| bollard::models::SystemVersionComponents {
+            name: name.into(),
+            version: "4.3.1".into(),
+            details: None,
+        };
+        let version = |names: &[&str]| bollard::models::SystemVersion {
+            components: Some(names.iter().map(|n| component(n)).collect()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Product::of(&version(&["Podman Engine", "Conmon"])),
+            Product::Podman
+        );
+        assert_eq!(
+            Product::of(&version(&["Engine", "containerd"])),
+            Product::Docker
+        );
+        assert_eq!(
+            Product::of(&bollard::models::SystemVersion::default()),
+            Product::Docker
+        );
+    }
+
+    #[test]
+    fn podman_gets_ulimits_by_their_short_names() {
+        use bollard::models::{HostConfig, ResourcesUlimits};
+        let ulimit = |name: &str| ResourcesUlimits {
+            name: Some(name.into()),
+            soft: Some(20000),
+            hard: Some(20000),
+        };
+        let body = ContainerCreateBody {
+            host_config: Some(HostConfig {
+                ulimits: Some(vec![ulimit("RLIMIT_NOFILE"), ulimit("nproc")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = for_podman(body);
+        let ulimits = body.host_config.unwrap().ulimits.unwrap();
+        assert_eq!(ulimits, vec![ulimit("nofile"), ulimit("nproc")]);
+        // Nothing else to translate: the body passes untouched.
+        assert_eq!(
+            for_podman(ContainerCreateBody::default()),
+            ContainerCreateBody::default()
+        );
     }
 
     #[test]

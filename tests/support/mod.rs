@@ -7,6 +7,7 @@
 //!   container inspection, published ports, [`require_docker`], and
 //!   [`use_daemon`] to aim all of it at another daemon.
 //! - [`daemon`]: a private `dockerd` for tests that restart one.
+//! - [`podman`]: a private Podman service, for tests against Podman.
 //! - [`registry`]: a real, throwaway `docker-registry` on a loopback port.
 //! - [`image`]: tiny busybox web-site images, one per version, imported
 //!   from a root filesystem (nothing is pulled, no builder runs).
@@ -42,6 +43,7 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod podman;
 pub mod prometheus;
 pub mod receiver;
 pub mod registry;
