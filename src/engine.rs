@@ -3,12 +3,17 @@
 //! [`Engine`] is the small set of operations an update needs, in the
 //! vocabulary of the domain; [`DockerEngine`] implements it over the Engine
 //! API with bollard, negotiating the API version so the same binary drives
-//! Docker 20.10 (API 1.41) and current engines. Deploy logic is written
+//! Docker 20.10 (API 1.41) and current engines, and Podman's compatible
+//! API (whose few differences it makes up for). It reaches the engine as the
+//! docker CLI does: a unix socket, `tcp://` in plain HTTP or with TLS
+//! (`DOCKER_TLS_VERIFY`, certificates in `DOCKER_CERT_PATH`), or `ssh://`
+//! through the system's `ssh`. Deploy logic is written
 //! against the trait, so unit tests can run it on an in-memory fake; every
 //! claim about real behaviour is proven by the end-to-end tests.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
@@ -82,9 +87,10 @@ impl From<bollard::errors::Error> for EngineError {
             unreachable @ (Error::HyperLegacyError { .. }
             | Error::IOError { .. }
             | Error::SocketNotFoundError(_)
-            | Error::RequestTimeoutError) => {
-                EngineError::Unavailable(format!("Docker does not answer ({unreachable})"))
-            }
+            | Error::RequestTimeoutError) => EngineError::Unavailable(format!(
+                "Docker does not answer ({})",
+                with_causes(&unreachable)
+            )),
             other => EngineError::Other(other.to_string()),
         }
     }
@@ -167,7 +173,97 @@ pub struct ExecOutcome {
 /// engine answers, calls fail and `/healthz` says so.
 pub struct DockerEngine {
     host: String,
+    /// For `tcp://` with TLS: the files the connection is made with.
+    tls: Option<TlsFiles>,
     client: tokio::sync::OnceCell<Client>,
+}
+
+/// The certificates of a TLS connection to the engine, as the docker CLI
+/// finds them in DOCKER_CERT_PATH under `--tlsverify`.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    dir: PathBuf,
+    /// The CA that signed the engine's certificate.
+    ca: PathBuf,
+    /// dockhook's client certificate, and its key.
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The TLS settings cannot work; found before any contact with the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "TLS to the Docker engine is on (DOCKER_TLS_VERIFY) but {} is missing: put the \
+         engine's CA certificate (ca.pem), the client certificate (cert.pem) and its key \
+         (key.pem) in {}, or point DOCKER_CERT_PATH at the directory that holds them",
+        path.display(), dir.display()
+    )]
+    Missing { path: PathBuf, dir: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM {what}: {problem}", path.display())]
+    NotPem {
+        path: PathBuf,
+        what: &'static str,
+        problem: String,
+    },
+    #[error(
+        "TLS to the Docker engine is on (DOCKER_TLS_VERIFY) but DOCKER_HOST is {host}: \
+         TLS needs tcp://HOST:PORT (or unset DOCKER_TLS_VERIFY)"
+    )]
+    NotTcp { host: String },
+}
+
+impl TlsFiles {
+    /// The three files in `dir`, each checked to hold what it should, so
+    /// that a wrong file is reported by name now rather than as a failed
+    /// handshake later.
+    fn load(dir: &Path) -> std::result::Result<TlsFiles, TlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let files = TlsFiles {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        let pem = |path: &Path, what: &'static str, problem: String| TlsError::NotPem {
+            path: path.to_path_buf(),
+            what,
+            problem,
+        };
+        for (path, what) in [(&files.ca, "certificate"), (&files.cert, "certificate")] {
+            let text = files.read(path)?;
+            let certs: std::result::Result<Vec<_>, _> =
+                CertificateDer::pem_slice_iter(&text).collect();
+            match certs {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => return Err(pem(path, what, "none found".into())),
+                Err(e) => return Err(pem(path, what, e.to_string())),
+            }
+        }
+        let text = files.read(&files.key)?;
+        PrivateKeyDer::from_pem_slice(&text)
+            .map_err(|e| pem(&files.key, "private key", e.to_string()))?;
+        Ok(files)
+    }
+
+    fn read(&self, path: &Path) -> std::result::Result<Vec<u8>, TlsError> {
+        std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => TlsError::Missing {
+                path: path.to_path_buf(),
+                dir: self.dir.clone(),
+            },
+            _ => TlsError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            },
+        })
+    }
 }
 
 /// A connection to the engine, with what it said it is.
@@ -209,12 +305,31 @@ impl Product {
 const REQUEST_TIMEOUT_SECS: u64 = 900;
 
 impl DockerEngine {
-    /// A client for `host` (`unix:///…` or `tcp://…`); nothing is sent yet.
+    /// A client for `host`: `unix:///…`, `tcp://…` (plain HTTP) or
+    /// `ssh://[user@]host[:port]`; nothing is sent yet.
     pub fn new(host: &str) -> Self {
         Self {
             host: host.to_string(),
+            tls: None,
             client: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// A client for `tcp://…` over TLS, with `ca.pem`, `cert.pem` and
+    /// `key.pem` from `cert_dir`, as `docker --tlsverify` makes it: the
+    /// engine must present a certificate signed by that CA (or one the
+    /// system trusts) for the host name or address in `host`, and gets the
+    /// client certificate. The files are checked now; nothing is sent yet.
+    pub fn with_tls(host: &str, cert_dir: &Path) -> std::result::Result<Self, TlsError> {
+        if !host.starts_with("tcp://") {
+            return Err(TlsError::NotTcp {
+                host: host.to_string(),
+            });
+        }
+        Ok(Self {
+            tls: Some(TlsFiles::load(cert_dir)?),
+            ..Self::new(host)
+        })
     }
 
     /// The client, with the API version agreed with the engine.
@@ -230,15 +345,27 @@ impl DockerEngine {
         let host = &self.host;
         let unreachable = |e: bollard::errors::Error| {
             EngineError::Unavailable(format!(
-                "Docker does not answer at {host}: {e}. Is the engine running, and is its \
-                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+                "Docker does not answer at {host}: {}. {}",
+                with_causes(&e),
+                self.what_to_check(&e)
             ))
         };
         let version = bollard::API_DEFAULT_VERSION;
-        let docker = if host.starts_with("unix://") {
-            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, version)
-        } else {
-            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
+        let timeout = REQUEST_TIMEOUT_SECS;
+        let docker = match &self.tls {
+            Some(tls) => {
+                Docker::connect_with_ssl(host, &tls.key, &tls.cert, &tls.ca, timeout, version)
+            }
+            None if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, timeout, version)
+            }
+            // The system's ssh, with its configuration, keys and agent, runs
+            // `docker system dial-stdio` on the remote host, as the docker
+            // CLI does.
+            None if host.starts_with("ssh://") => {
+                Docker::connect_with_ssh(host, timeout, version, None)
+            }
+            None => Docker::connect_with_http(host, timeout, version),
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
@@ -252,6 +379,41 @@ impl DockerEngine {
             "connected to {}", product.name()
         );
         Ok(Client { docker, product })
+    }
+
+    /// What the user can check when the engine does not answer, by transport.
+    fn what_to_check(&self, error: &bollard::errors::Error) -> String {
+        let causes = with_causes(error);
+        match &self.tls {
+            Some(tls) if causes.contains("invalid peer certificate") => format!(
+                "The engine's certificate is not signed by the CA in {} or not issued for \
+                 this host name or address: use the CA that signed the engine's --tlscert, and \
+                 the name or address the certificate names in DOCKER_HOST",
+                tls.ca.display()
+            ),
+            Some(tls) if causes.contains("alert") => format!(
+                "The engine refused the client certificate {} (with key {}): it must be \
+                 signed by the CA the engine trusts (its --tlscacert)",
+                tls.cert.display(),
+                tls.key.display()
+            ),
+            Some(tls) => format!(
+                "Is the engine listening there with --tlsverify, and does {} hold its CA \
+                 (ca.pem) and a client certificate it trusts (cert.pem, key.pem)?",
+                tls.dir.display()
+            ),
+            None if self.host.starts_with("ssh://") => "Can `ssh` reach the host with the \
+                 keys and configuration of the user dockhook runs as (try `ssh HOST docker \
+                 system dial-stdio`), and does the remote user have the docker CLI and access \
+                 to the engine?"
+                .to_string(),
+            None if self.host.starts_with("unix://") => "Is the engine running, and is its \
+                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+                .to_string(),
+            None => "Is the engine listening there? If it wants TLS, set DOCKER_TLS_VERIFY=1 \
+                 and DOCKER_CERT_PATH."
+                .to_string(),
+        }
     }
 
     async fn configured_image(&self, id: &str, listed: String) -> Result<String> {
@@ -540,6 +702,21 @@ fn for_podman(mut body: ContainerCreateBody) -> ContainerCreateBody {
     body
 }
 
+/// An error with the errors that caused it, `: `-separated: a failed TLS
+/// handshake shows only as "client error (Connect)" without them.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// How much of a command's or a log's output is kept for the history.
 const OUTPUT_LIMIT: usize = 4096;
 
@@ -639,6 +816,29 @@ mod tests {
             for_podman(ContainerCreateBody::default()),
             ContainerCreateBody::default()
         );
+    }
+
+    #[test]
+    fn tls_files_are_checked_before_any_contact() {
+        let with_tls = |host: &str, dir: &Path| DockerEngine::with_tls(host, dir).err().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = with_tls("tcp://127.0.0.1:2376", dir.path());
+        assert!(
+            matches!(&missing, TlsError::Missing { path, .. } if path.ends_with("ca.pem")),
+            "{missing}"
+        );
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(file), "not a certificate\n").unwrap();
+        }
+        let garbage = with_tls("tcp://127.0.0.1:2376", dir.path());
+        assert!(
+            garbage
+                .to_string()
+                .contains("ca.pem holds no PEM certificate"),
+            "{garbage}"
+        );
+        let socket = with_tls("unix:///var/run/docker.sock", dir.path());
+        assert!(matches!(socket, TlsError::NotTcp { .. }), "{socket}");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //!   notification tests.
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
+//! - [`tls`]: throwaway certificate authorities (`openssl`), for TLS tests.
 //! - [`util`]: unique names, free ports, polling.
 //!
 //! Every test names its containers, images and networks with [`unique`] and
@@ -48,6 +49,7 @@ pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod scenario;
+pub mod tls;
 pub mod util;
 pub mod webhook;
 
