@@ -1085,11 +1085,9 @@ fn docker_host(text: &str) -> Result<String, &'static str> {
         // The docker CLI takes no path after the host (it would name a
         // socket on the remote host, which `docker system dial-stdio`
         // ignores).
-        "ssh" => match url::Url::parse(text) {
-            Ok(url) if url.host_str().is_some_and(|h| !h.is_empty()) && url.path().is_empty() => {
-                Ok(text.to_string())
-            }
-            _ => Err("expected ssh://[USER@]HOST[:PORT], with no path"),
+        "ssh" => match crate::engine::ssh::Destination::parse(text) {
+            Some(_) => Ok(text.to_string()),
+            None => Err("expected ssh://[USER@]HOST[:PORT], with no path"),
         },
         _ => Err(EXPECTED),
     }

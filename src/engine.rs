@@ -34,6 +34,8 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use crate::credentials::Login;
 use crate::image_ref::ImageRef;
 
+pub mod ssh;
+
 /// A running container, as target selection needs to see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -359,12 +361,8 @@ impl DockerEngine {
             None if host.starts_with("unix://") => {
                 Docker::connect_with_unix(host, timeout, version)
             }
-            // The system's ssh, with its configuration, keys and agent, runs
-            // `docker system dial-stdio` on the remote host, as the docker
-            // CLI does.
-            None if host.starts_with("ssh://") => {
-                Docker::connect_with_ssh(host, timeout, version, None)
-            }
+            None if host.starts_with("ssh://") => ssh::connect(host, timeout, version)
+                .map_err(|err| bollard::errors::Error::IOError { err }),
             None => Docker::connect_with_http(host, timeout, version),
         }
         .map_err(unreachable)?;

@@ -1,9 +1,14 @@
-//! End to end: a remote engine over TCP with TLS, as `docker --tlsverify`
-//! reaches one. dockhook, with `DOCKER_HOST=tcp://127.0.0.1:PORT`,
-//! `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`, updates a container on a
-//! private `dockerd` that listens there with `--tlsverify` (certificates
-//! made by the test with `openssl`), and says clearly what is wrong when
-//! the CA, the client certificate or a file is not right.
+//! End to end: remote engines, reached as the docker CLI reaches them.
+//!
+//! - TCP with TLS: dockhook, with `DOCKER_HOST=tcp://127.0.0.1:PORT`,
+//!   `DOCKER_TLS_VERIFY=1` and `DOCKER_CERT_PATH`, updates a container on a
+//!   private `dockerd` that listens there with `--tlsverify` (certificates
+//!   made by the test with `openssl`), and says clearly what is wrong when
+//!   the CA, the client certificate or a file is not right.
+//! - SSH: with `DOCKER_HOST=ssh://root@127.0.0.1:PORT`, through a private
+//!   `sshd` whose key runs `docker system dial-stdio` against the same
+//!   daemon, it updates the container again; a key the server does not take
+//!   is reported with what `ssh` said.
 //!
 //! The daemon is a private one ([`PrivateDaemon`]), so the test needs root;
 //! it lives alone in its test binary because it aims the whole test support
@@ -16,6 +21,7 @@ use std::time::Duration;
 
 use support::daemon::ServerTls;
 use support::scenario::{assert_one_running, run_site, Site};
+use support::sshd::PrivateSshd;
 use support::tls::{TestCa, Usage};
 use support::*;
 
@@ -45,7 +51,7 @@ fn refused(registry: &str, env: &[(&str, &str)]) -> String {
 }
 
 #[test]
-fn tls_engine_is_updated_and_wrong_certificates_are_refused_clearly() {
+fn remote_engines_over_tls_and_ssh_are_updated_and_bad_credentials_explained() {
     let ca = TestCa::new("dockhook-test-ca");
     let server = ca.issue("server", Usage::Server);
     let (daemon, address) = PrivateDaemon::start_with_tls(&ServerTls {
@@ -106,4 +112,42 @@ fn tls_engine_is_updated_and_wrong_certificates_are_refused_clearly() {
     let deployment = site.deploy(&dockhook, "latest");
     assert_eq!(deployment["state"], "succeeded", "{deployment}");
     assert_one_running(&name, &v2);
+    drop(dockhook);
+
+    // Over SSH, to the same daemon.
+    let sshd = PrivateSshd::start(&daemon.host());
+    let path = sshd.client_path();
+    let wrong_user = sshd.address().replace("root@", "nobody@");
+    let refused_key = Dockhook::start(&registry, &[("DOCKER_HOST", &wrong_user), ("PATH", &path)]);
+    let said = refused_key
+        .wait_for_log("Permission denied", Duration::from_secs(20))
+        .unwrap_or_else(|| {
+            panic!(
+                "ssh said nothing; log:
+{}",
+                refused_key.log_text()
+            )
+        });
+    assert!(said.contains("ssh: nobody@127.0.0.1"), "{said}");
+    drop(refused_key);
+
+    let address = sshd.address();
+    let dockhook = Dockhook::start(&registry, &[("DOCKER_HOST", &address), ("PATH", &path)]);
+    let connected = dockhook
+        .wait_for_log("connected to Docker", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("not connected; log:\n{}", dockhook.log_text()));
+    assert!(connected.contains(&address), "{connected}");
+    let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
+    let deployment = site.deploy(&dockhook, "latest");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(&name, &v3);
+    // The engine's event stream, one long ssh session, held throughout.
+    assert!(
+        dockhook
+            .log_text()
+            .lines()
+            .all(|l| !l.contains("event stream failed")),
+        "{}",
+        dockhook.log_text()
+    );
 }

@@ -21,6 +21,7 @@
 //!   notification tests.
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
+//! - [`sshd`]: a private sshd in front of a Docker daemon, for `ssh://`.
 //! - [`tls`]: throwaway certificate authorities (`openssl`), for TLS tests.
 //! - [`util`]: unique names, free ports, polling.
 //!
@@ -49,6 +50,7 @@ pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod scenario;
+pub mod sshd;
 pub mod tls;
 pub mod util;
 pub mod webhook;
