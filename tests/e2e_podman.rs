@@ -128,11 +128,25 @@ fn start_first_update_on_podman_serves_the_new_version() {
     let deployment = wait_deployment(&dockhook, id);
     assert_eq!(deployment["state"], "succeeded", "{deployment}");
     let serving = serving.expect("the container never served v2");
+    let steps: Vec<String> = deployment["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|step| {
+            format!(
+                "{} {}",
+                step["at"].as_str().unwrap_or_default(),
+                step["state"]
+            )
+        })
+        .collect();
     eprintln!(
-        "podman start-first: webhook -> {name} serving v2 in {:.2} s (dockhook: to_serving {} s, total {} s)",
+        "podman start-first: webhook -> {name} serving v2 in {:.2} s (dockhook: to_serving {} s, \
+         total {} s); steps:\n  {}",
         serving.as_secs_f64(),
         deployment["timings"]["to_serving"],
-        deployment["timings"]["total"]
+        deployment["timings"]["total"],
+        steps.join("\n  ")
     );
     assert_eq!(deployment["strategy"], "start-first");
     assert_steps_in_order(&dockhook, id, &["starting", "verifying", "stopping"]);
