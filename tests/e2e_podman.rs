@@ -63,6 +63,16 @@ fn dockhook_on(podman: &PrivatePodman, site: &Site) -> Dockhook {
     dockhook
 }
 
+/// Runs the site's `latest` on Podman, named after the site, publishing
+/// its port on a free loopback port; returns the name and the port.
+fn run_published(podman: &PrivatePodman, site: &Site, args: &[&str]) -> (String, u16) {
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
+    let args = [&["-p", publish.as_str()][..], args].concat();
+    podman.run(&site.name, &site.image("latest"), &args);
+    (site.name.clone(), port)
+}
+
 /// Sends the webhook for `latest` and returns the deployment's ID.
 fn hook(site: &Site, dockhook: &Dockhook) -> i64 {
     let (status, answer) = site.hook(dockhook, "latest");
@@ -159,14 +169,7 @@ fn stop_first_update_on_podman_keeps_the_published_port() {
     let mut cleanup = Cleanup::new();
     let (site, v1) = Site::new(&mut cleanup, "podman-stop");
     let podman = PrivatePodman::start(&site.registry.host());
-    let name = site.name.clone();
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
-    podman.run(
-        &name,
-        &site.image("latest"),
-        &["-p", &publish, "--label", "site.owner=alice"],
-    );
+    let (name, port) = run_published(&podman, &site, &["--label", "site.owner=alice"]);
     let page = || http_get(&format!("http://127.0.0.1:{port}/")).map(|p| p.trim().to_string());
     assert!(wait_until(Duration::from_secs(10), || page().as_deref() == Some("v1")));
     let old = podman.inspect(&name);
@@ -190,10 +193,7 @@ fn a_new_version_that_exits_is_rolled_back_on_podman() {
     let mut cleanup = Cleanup::new();
     let (site, v1) = Site::new(&mut cleanup, "podman-undo");
     let podman = PrivatePodman::start(&site.registry.host());
-    let name = site.name.clone();
-    let port = free_port();
-    let publish = format!("127.0.0.1:{port}:{SITE_PORT}");
-    podman.run(&name, &site.image("latest"), &["-p", &publish]);
+    let (name, port) = run_published(&podman, &site, &[]);
     let old = podman.inspect(&name);
     let dockhook = dockhook_on(&podman, &site);
     site.push(&mut cleanup, "latest", SiteImage::new("v2").exiting());

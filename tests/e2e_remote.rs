@@ -37,13 +37,36 @@ fn tls_env<'a>(address: &'a str, cert_path: &'a Path) -> Vec<(&'a str, &'a str)>
     ]
 }
 
+/// The first line `dockhook` logs with `needle`, within 20 s.
+fn logged(dockhook: &Dockhook, needle: &str) -> String {
+    dockhook
+        .wait_for_log(needle, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("no `{needle}` in the log:\n{}", dockhook.log_text()))
+}
+
+/// Expects `dockhook` connected to the engine at `address`, pushes
+/// `version` and expects container `name` updated to it.
+fn update_through(
+    dockhook: &Dockhook,
+    address: &str,
+    site: &Site,
+    cleanup: &mut Cleanup,
+    name: &str,
+    version: &str,
+) {
+    let connected = logged(dockhook, "connected to Docker");
+    assert!(connected.contains(address), "{connected}");
+    let image = site.push(cleanup, "latest", SiteImage::new(version));
+    let deployment = site.deploy(dockhook, "latest");
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    assert_one_running(name, &image);
+}
+
 /// Starts dockhook with `env`, expects it to serve while the engine does
 /// not answer, and returns the warning it logged about that.
 fn refused(registry: &str, env: &[(&str, &str)]) -> String {
     let dockhook = Dockhook::start(registry, env);
-    let warning = dockhook
-        .wait_for_log("serving anyway", Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("no warning; log:\n{}", dockhook.log_text()));
+    let warning = logged(&dockhook, "serving anyway");
     eprintln!("refused as it should be: {warning}");
     let health = request("GET", &dockhook.url("/healthz"), &[], b"").expect("/healthz answers");
     assert_eq!(health.status, 503, "{}", health.body);
@@ -104,14 +127,7 @@ fn remote_engines_over_tls_and_ssh_are_updated_and_bad_credentials_explained() {
 
     // The right certificates: an update, over TLS.
     let dockhook = Dockhook::start(&registry, &tls_env(&address, &good));
-    let connected = dockhook
-        .wait_for_log("connected to Docker", Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("not connected; log:\n{}", dockhook.log_text()));
-    assert!(connected.contains(&address), "{connected}");
-    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
-    let deployment = site.deploy(&dockhook, "latest");
-    assert_eq!(deployment["state"], "succeeded", "{deployment}");
-    assert_one_running(&name, &v2);
+    update_through(&dockhook, &address, &site, &mut cleanup, &name, "v2");
     drop(dockhook);
 
     // Over SSH, to the same daemon.
@@ -119,28 +135,13 @@ fn remote_engines_over_tls_and_ssh_are_updated_and_bad_credentials_explained() {
     let path = sshd.client_path();
     let wrong_user = sshd.address().replace("root@", "nobody@");
     let refused_key = Dockhook::start(&registry, &[("DOCKER_HOST", &wrong_user), ("PATH", &path)]);
-    let said = refused_key
-        .wait_for_log("Permission denied", Duration::from_secs(20))
-        .unwrap_or_else(|| {
-            panic!(
-                "ssh said nothing; log:
-{}",
-                refused_key.log_text()
-            )
-        });
+    let said = logged(&refused_key, "Permission denied");
     assert!(said.contains("ssh: nobody@127.0.0.1"), "{said}");
     drop(refused_key);
 
     let address = sshd.address();
     let dockhook = Dockhook::start(&registry, &[("DOCKER_HOST", &address), ("PATH", &path)]);
-    let connected = dockhook
-        .wait_for_log("connected to Docker", Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("not connected; log:\n{}", dockhook.log_text()));
-    assert!(connected.contains(&address), "{connected}");
-    let v3 = site.push(&mut cleanup, "latest", SiteImage::new("v3"));
-    let deployment = site.deploy(&dockhook, "latest");
-    assert_eq!(deployment["state"], "succeeded", "{deployment}");
-    assert_one_running(&name, &v3);
+    update_through(&dockhook, &address, &site, &mut cleanup, &name, "v3");
     // The engine's event stream, one long ssh session, held throughout.
     assert!(
         dockhook

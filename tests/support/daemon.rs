@@ -218,13 +218,7 @@ impl PrivateDaemon {
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
         if thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "--- private dockerd log (last lines) ---\n{}",
-                tail.join("\n")
-            );
+            super::util::print_log_tail("private dockerd", &self.log(), 40);
         }
         if self.is_running() {
             self.empty();

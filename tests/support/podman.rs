@@ -268,13 +268,7 @@ impl PrivatePodman {
 impl Drop for PrivatePodman {
     fn drop(&mut self) {
         if thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "--- private podman log (last lines) ---\n{}",
-                tail.join("\n")
-            );
+            super::util::print_log_tail("private podman", &self.log(), 40);
         }
         if self.is_running() {
             for args in [

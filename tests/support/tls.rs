@@ -37,16 +37,10 @@ impl TestCa {
             .tempdir()
             .expect("cannot create a directory for the CA");
         let ca = TestCa { dir };
-        openssl(
+        request_with_new_key(
             ca.dir.path(),
             &[
-                "req",
                 "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
                 "-keyout",
                 "ca-key.pem",
                 "-out",
@@ -84,23 +78,7 @@ impl TestCa {
             Usage::Client => ("/CN=dockhook", "extendedKeyUsage=clientAuth\n"),
         };
         fs::write(dir.join(&extensions), extension).expect("cannot write the extensions");
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                subject,
-            ],
-        );
+        request_with_new_key(dir, &["-keyout", &key, "-out", &csr, "-subj", subject]);
         openssl(
             dir,
             &[
@@ -141,6 +119,18 @@ impl TestCa {
         }
         dir
     }
+}
+
+/// `openssl req` with a new P-256 key, unencrypted, and `args`.
+fn request_with_new_key(dir: &Path, args: &[&str]) {
+    let new_key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(dir, &[&["req"][..], &new_key, args].concat());
 }
 
 /// `openssl ARGS` in `dir`; panics with its stderr if it fails.
