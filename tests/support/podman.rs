@@ -42,6 +42,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::docker::TEST_LABEL;
+use super::image::SITE_PORT;
 use super::util::{unique, wait_for, wait_until};
 
 /// How long the service may take to answer after a start, or to exit after
@@ -73,8 +74,10 @@ impl PrivatePodman {
         // A test that panicked while holding it left nothing shared broken.
         let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let host_traces = HostTraces::before_start();
+        // The test process in the name: `.ci/run` sweeps what a killed run
+        // left by it.
         let dir = tempfile::Builder::new()
-            .prefix("dockhook-podman-")
+            .prefix(&format!("dockhook-podman-{}-", std::process::id()))
             .tempdir()
             .expect("cannot create a directory for the private podman");
         let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
@@ -225,18 +228,19 @@ impl PrivatePodman {
         self.try_podman(&["image", "exists", id]).is_some()
     }
 
-    /// The page the container named `name` serves on port 8080, fetched
-    /// from inside it (the test network has no DNS and is not published).
+    /// The page the container named `name` serves on port 8080, fetched at
+    /// its address on the test network (which has no DNS and is not
+    /// published: two containers may serve at once), from the host, which
+    /// has an address on the network's bridge. Not `podman exec`: on
+    /// Podman 4.3 each exec session leaves its `conmon` running.
     pub fn page(&self, name: &str) -> Option<String> {
-        self.try_podman(&[
-            "exec",
-            name,
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            "http://127.0.0.1:8080/",
-        ])
+        let format = format!(
+            "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+            self.network
+        );
+        let address = self.try_podman(&["container", "inspect", "--format", &format, name])?;
+        super::http::http_get(&format!("http://{address}:{SITE_PORT}/"))
+            .map(|page| page.trim().to_string())
     }
 
     fn output(&self, args: &[&str]) -> Output {
@@ -286,6 +290,9 @@ impl Drop for PrivatePodman {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Container monitors outlive the service; none should be left, but
+        // one that is would hold the storage.
+        kill_conmons_under(self.dir.path());
         // The overlay driver bind-mounts its directory onto itself, and
         // leaves it mounted: the directory could not be deleted.
         unmount_under(self.dir.path());
@@ -371,6 +378,22 @@ fn iptables(table: &str, args: &[&str]) -> String {
         .output()
         .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// Kills the `conmon` processes working in `dir`.
+fn kill_conmons_under(dir: &Path) {
+    let Ok(output) = Command::new("pgrep").args(["-x", "conmon"]).output() else {
+        return;
+    };
+    for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let mine = cmdline
+            .split(|b| *b == 0)
+            .any(|arg| Path::new(&*String::from_utf8_lossy(arg)).starts_with(dir));
+        if mine {
+            let _ = Command::new("kill").args(["-TERM", pid]).status();
+        }
+    }
 }
 
 /// Unmounts everything mounted under `dir`, deepest first.
