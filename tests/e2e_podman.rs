@@ -1,7 +1,7 @@
 //! End to end against Podman: dockhook, with `DOCKER_HOST` on a private
 //! `podman system service` (Podman 4.3, Debian's), updates containers that
-//! Podman started, start-first and stop-first, and rolls back a new version
-//! that exits. Images are built with the machine's Docker, pushed to a
+//! Podman started, start-first (with pre- and post-update hooks) and
+//! stop-first, and rolls back a new version that exits. Images are built with the machine's Docker, pushed to a
 //! loopback registry, and pulled from there by Podman.
 //!
 //! Podman runs no healthchecks without systemd, so the health gate here is
@@ -118,6 +118,10 @@ fn start_first_update_on_podman_serves_the_new_version() {
             "--label",
             "dockhook.strategy=start-first",
             "--label",
+            "dockhook.pre-update=test -f /www/index.html",
+            "--label",
+            "dockhook.post-update=test -f /www/index.html",
+            "--label",
             "site.owner=alice",
         ],
     );
@@ -159,6 +163,10 @@ fn start_first_update_on_podman_serves_the_new_version() {
         steps.join("\n  ")
     );
     assert_eq!(deployment["strategy"], "start-first");
+    // Both hooks ran, through Podman's exec API (a failed pre-update hook
+    // would have stopped the update).
+    let summary = deployment["steps"].to_string();
+    assert!(summary.contains("post-update hook succeeded"), "{summary}");
     assert_steps_in_order(&dockhook, id, &["starting", "verifying", "stopping"]);
     assert_replaced(&podman, &name, &v2, &old);
 }
