@@ -380,20 +380,30 @@ fn iptables(table: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// Kills the `conmon` processes working in `dir`.
+/// Kills the `conmon` processes working in `dir` and waits until they are
+/// gone. SIGKILL: on SIGTERM a conmon runs its exit command, a `podman
+/// container cleanup` that writes into `dir` again as it is being deleted.
 fn kill_conmons_under(dir: &Path) {
     let Ok(output) = Command::new("pgrep").args(["-x", "conmon"]).output() else {
         return;
     };
-    for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
-        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let mine = cmdline
-            .split(|b| *b == 0)
-            .any(|arg| Path::new(&*String::from_utf8_lossy(arg)).starts_with(dir));
-        if mine {
-            let _ = Command::new("kill").args(["-TERM", pid]).status();
-        }
+    let mine: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .filter(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline
+                .split(|b| *b == 0)
+                .any(|arg| Path::new(&*String::from_utf8_lossy(arg)).starts_with(dir))
+        })
+        .map(str::to_string)
+        .collect();
+    for pid in &mine {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
     }
+    wait_until(SERVICE_TIMEOUT, || {
+        mine.iter()
+            .all(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    });
 }
 
 /// Unmounts everything mounted under `dir`, deepest first.
