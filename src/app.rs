@@ -34,6 +34,8 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    EngineTls(#[from] crate::engine::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -106,7 +108,10 @@ pub async fn serve(
             tracing::info!(url = %endpoint.masked, "notifications go to {}", endpoint.service);
         }
     }
-    let engine = Arc::new(DockerEngine::new(&config.docker_host));
+    let engine = Arc::new(match config.docker_tls_dir() {
+        Some(dir) if config.docker_tls_verify => DockerEngine::with_tls(&config.docker_host, &dir)?,
+        _ => DockerEngine::new(&config.docker_host),
+    });
     if let Err(e) = engine.ping().await {
         tracing::warn!("{e}; serving anyway, /healthz answers 503 until it does");
     }

@@ -63,6 +63,10 @@ pub struct Config {
     /// How long the history, delivery IDs and failed images are kept.
     pub retention: RetentionSettings,
     pub docker_host: String,
+    /// TLS to a `tcp://` engine, with the certificates in
+    /// [`Config::docker_tls_dir`].
+    pub docker_tls_verify: bool,
+    pub docker_cert_path: Option<PathBuf>,
     pub public_url: Option<String>,
     pub log: String,
     pub log_format: crate::logging::Format,
@@ -536,6 +540,31 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| c.docker_host.clone(),
     },
     Setting {
+        key: "docker_tls_verify",
+        env: &["DOCKHOOK_DOCKER_TLS_VERIFY"],
+        env_fallback: &["DOCKER_TLS_VERIFY"],
+        label: None,
+        default: DefaultValue::Text("false"),
+        help: "talk to a `tcp://` `docker_host` over TLS, verifying the engine's certificate against `ca.pem` and presenting `cert.pem` and `key.pem`, all from `docker_cert_path`, as `docker --tlsverify` does",
+        secret: false,
+        apply: |c, text| set(&mut c.docker_tls_verify, boolean(text)),
+        show: |c| c.docker_tls_verify.to_string(),
+    },
+    Setting {
+        key: "docker_cert_path",
+        env: &["DOCKHOOK_DOCKER_CERT_PATH"],
+        env_fallback: &["DOCKER_CERT_PATH"],
+        label: None,
+        default: DefaultValue::Unset("the `docker_config` directory, as for the docker CLI"),
+        help: "directory of `ca.pem`, `cert.pem` and `key.pem` for `docker_tls_verify`",
+        secret: false,
+        apply: |c, text| set(&mut c.docker_cert_path, text.parse().map(Some)),
+        show: |c| {
+            c.docker_tls_dir()
+                .map_or("(unset)".into(), |dir| dir.display().to_string())
+        },
+    },
+    Setting {
         key: "docker_config",
         env: &["DOCKHOOK_DOCKER_CONFIG"],
         env_fallback: &["DOCKER_CONFIG"],
@@ -775,6 +804,28 @@ impl Config {
                     .into(),
             });
         }
+        if config.docker_tls_verify {
+            if !config.docker_host.starts_with("tcp://") {
+                return Err(ConfigError::Invalid {
+                    key: "docker_tls_verify".into(),
+                    value: "true".into(),
+                    reason: format!(
+                        "TLS needs a tcp://HOST:PORT docker_host, not {}: set DOCKER_HOST \
+                         to the engine's TLS address, or unset DOCKER_TLS_VERIFY",
+                        config.docker_host
+                    ),
+                });
+            }
+            if config.docker_tls_dir().is_none() {
+                return Err(ConfigError::Invalid {
+                    key: "docker_tls_verify".into(),
+                    value: "true".into(),
+                    reason: "there is no HOME to find ~/.docker/ca.pem, cert.pem and key.pem \
+                             in: set DOCKER_CERT_PATH to their directory"
+                        .into(),
+                });
+            }
+        }
         Ok(config)
     }
 
@@ -871,6 +922,8 @@ impl Config {
             data_dir: PathBuf::new(),
             max_body: 0,
             docker_host: String::new(),
+            docker_tls_verify: false,
+            docker_cert_path: None,
             public_url: None,
             log: String::new(),
             log_format: crate::logging::Format::Text,
@@ -924,6 +977,15 @@ impl Config {
     /// The token kept across restarts when none is configured.
     pub fn token_path(&self) -> PathBuf {
         self.data_dir.join("token")
+    }
+
+    /// The directory of `ca.pem`, `cert.pem` and `key.pem` for TLS to the
+    /// engine: `docker_cert_path`, else the docker client's configuration
+    /// directory, as the docker CLI looks.
+    pub fn docker_tls_dir(&self) -> Option<PathBuf> {
+        self.docker_cert_path
+            .clone()
+            .or_else(|| self.update.docker_config.clone())
     }
 
     /// The SQLite history database.
@@ -1030,13 +1092,22 @@ fn url(text: &str) -> Result<String, &'static str> {
 }
 
 fn docker_host(text: &str) -> Result<String, &'static str> {
-    if !["unix://", "tcp://", "http://"]
-        .iter()
-        .any(|scheme| text.starts_with(scheme))
-    {
-        return Err("expected unix:///path/to/docker.sock or tcp://HOST:PORT");
+    const EXPECTED: &str =
+        "expected unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://[USER@]HOST[:PORT]";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(EXPECTED);
+    };
+    match scheme {
+        "unix" | "tcp" | "http" if !rest.is_empty() => Ok(text.to_string()),
+        // The docker CLI takes no path after the host (it would name a
+        // socket on the remote host, which `docker system dial-stdio`
+        // ignores).
+        "ssh" => match crate::engine::ssh::Destination::parse(text) {
+            Some(_) => Ok(text.to_string()),
+            None => Err("expected ssh://[USER@]HOST[:PORT], with no path"),
+        },
+        _ => Err(EXPECTED),
     }
-    Ok(text.to_string())
 }
 
 /// A registry host, normalised as image references name it.
@@ -1393,8 +1464,60 @@ mod tests {
         );
         let err = load(Some("owner = \"a\"\ngrace = \"soon\"\n"), &[]).unwrap_err();
         assert!(err.to_string().starts_with("grace = \"soon\""), "{err}");
-        let err = load(None, &[("OWNER", "a"), ("DOCKER_HOST", "ssh://x")]).unwrap_err();
+        let err = load(None, &[("OWNER", "a"), ("DOCKER_HOST", "ftp://x")]).unwrap_err();
         assert!(err.to_string().starts_with("DOCKER_HOST = "), "{err}");
+    }
+
+    #[test]
+    fn docker_host_takes_what_the_docker_cli_takes() {
+        for host in [
+            "unix:///var/run/docker.sock",
+            "tcp://10.0.0.5:2376",
+            "ssh://deploy@build.example.com",
+            "ssh://deploy@build.example.com:2222",
+            "ssh://build",
+        ] {
+            let config = load(None, &[("OWNER", "a"), ("DOCKER_HOST", host)]).unwrap();
+            assert_eq!(config.docker_host, host);
+        }
+        for host in [
+            "/var/run/docker.sock",
+            "ssh://",
+            "ssh://deploy@host/var/run/docker.sock",
+            "tcp://",
+            "npipe:////./pipe/docker_engine",
+        ] {
+            let err = load(None, &[("OWNER", "a"), ("DOCKER_HOST", host)]).unwrap_err();
+            assert!(err.to_string().contains("expected"), "{host}: {err}");
+        }
+    }
+
+    #[test]
+    fn tls_settings_follow_the_docker_cli() {
+        let home = [("OWNER", "a"), ("HOME", "/home/deploy")];
+        let config = load(None, &home).unwrap();
+        assert!(!config.docker_tls_verify);
+        // The certificates are looked for where the client configuration is.
+        let dir = Some(PathBuf::from("/home/deploy/.docker"));
+        assert_eq!(config.docker_tls_dir(), dir);
+        let env = [("DOCKER_CONFIG", "/etc/docker-client"), home[0], home[1]];
+        let config = load(None, &env).unwrap();
+        assert_eq!(config.docker_tls_dir(), Some("/etc/docker-client".into()));
+        let tls = [
+            ("OWNER", "a"),
+            ("DOCKER_HOST", "tcp://10.0.0.5:2376"),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", "/etc/dockhook/certs"),
+        ];
+        let config = load(None, &tls).unwrap();
+        assert!(config.docker_tls_verify);
+        assert_eq!(config.docker_tls_dir(), Some("/etc/dockhook/certs".into()));
+
+        // TLS over a socket, or with nowhere to find the files, is refused.
+        let err = load(None, &[("OWNER", "a"), ("DOCKER_TLS_VERIFY", "1")]).unwrap_err();
+        assert!(err.to_string().contains("TLS needs a tcp://"), "{err}");
+        let err = load(None, &tls[..3]).unwrap_err();
+        assert!(err.to_string().contains("DOCKER_CERT_PATH"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! [`Engine`] is the small set of operations an update needs, in the
 //! vocabulary of the domain; [`DockerEngine`] implements it over the Engine
 //! API with bollard, negotiating the API version so the same binary drives
-//! Docker 20.10 (API 1.41) and current engines. Deploy logic is written
+//! Docker 20.10 (API 1.41) and current engines, and Podman's compatible
+//! API (whose few differences it makes up for). It reaches the engine as the
+//! docker CLI does: a unix socket, `tcp://` in plain HTTP or with TLS
+//! (`DOCKER_TLS_VERIFY`, certificates in `DOCKER_CERT_PATH`), or `ssh://`
+//! through the system's `ssh`. Deploy logic is written
 //! against the trait, so unit tests can run it on an in-memory fake; every
 //! claim about real behaviour is proven by the end-to-end tests.
 //!
@@ -13,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 
 use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
@@ -32,6 +37,8 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 
 use crate::credentials::Login;
 use crate::image_ref::ImageRef;
+
+pub mod ssh;
 
 /// A running container or a Swarm service, as target selection needs to
 /// see it.
@@ -110,9 +117,10 @@ impl From<bollard::errors::Error> for EngineError {
             unreachable @ (Error::HyperLegacyError { .. }
             | Error::IOError { .. }
             | Error::SocketNotFoundError(_)
-            | Error::RequestTimeoutError) => {
-                EngineError::Unavailable(format!("Docker does not answer ({unreachable})"))
-            }
+            | Error::RequestTimeoutError) => EngineError::Unavailable(format!(
+                "Docker does not answer ({})",
+                with_causes(&unreachable)
+            )),
             other => EngineError::Other(other.to_string()),
         }
     }
@@ -217,45 +225,243 @@ pub struct ExecOutcome {
 /// engine answers, calls fail and `/healthz` says so.
 pub struct DockerEngine {
     host: String,
-    client: tokio::sync::OnceCell<Docker>,
+    /// For `tcp://` with TLS: the files the connection is made with.
+    tls: Option<TlsFiles>,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+/// The certificates of a TLS connection to the engine, as the docker CLI
+/// finds them in DOCKER_CERT_PATH under `--tlsverify`.
+#[derive(Debug, Clone)]
+struct TlsFiles {
+    dir: PathBuf,
+    /// The CA that signed the engine's certificate.
+    ca: PathBuf,
+    /// dockhook's client certificate, and its key.
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The TLS settings cannot work; found before any contact with the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "TLS to the Docker engine is on (DOCKER_TLS_VERIFY) but {} is missing: put the \
+         engine's CA certificate (ca.pem), the client certificate (cert.pem) and its key \
+         (key.pem) in {}, or point DOCKER_CERT_PATH at the directory that holds them",
+        path.display(), dir.display()
+    )]
+    Missing { path: PathBuf, dir: PathBuf },
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM {what}: {problem}", path.display())]
+    NotPem {
+        path: PathBuf,
+        what: &'static str,
+        problem: String,
+    },
+    #[error(
+        "TLS to the Docker engine is on (DOCKER_TLS_VERIFY) but DOCKER_HOST is {host}: \
+         TLS needs tcp://HOST:PORT (or unset DOCKER_TLS_VERIFY)"
+    )]
+    NotTcp { host: String },
+}
+
+impl TlsFiles {
+    /// The three files in `dir`, each checked to hold what it should, so
+    /// that a wrong file is reported by name now rather than as a failed
+    /// handshake later.
+    fn load(dir: &Path) -> std::result::Result<TlsFiles, TlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let files = TlsFiles {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        let pem = |path: &Path, what: &'static str, problem: String| TlsError::NotPem {
+            path: path.to_path_buf(),
+            what,
+            problem,
+        };
+        for (path, what) in [(&files.ca, "certificate"), (&files.cert, "certificate")] {
+            let text = files.read(path)?;
+            let certs: std::result::Result<Vec<_>, _> =
+                CertificateDer::pem_slice_iter(&text).collect();
+            match certs {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => return Err(pem(path, what, "none found".into())),
+                Err(e) => return Err(pem(path, what, e.to_string())),
+            }
+        }
+        let text = files.read(&files.key)?;
+        PrivateKeyDer::from_pem_slice(&text)
+            .map_err(|e| pem(&files.key, "private key", e.to_string()))?;
+        Ok(files)
+    }
+
+    fn read(&self, path: &Path) -> std::result::Result<Vec<u8>, TlsError> {
+        std::fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => TlsError::Missing {
+                path: path.to_path_buf(),
+                dir: self.dir.clone(),
+            },
+            _ => TlsError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            },
+        })
+    }
+}
+
+/// A connection to the engine, with what it said it is.
+struct Client {
+    docker: Docker,
+    product: Product,
+}
+
+/// Which engine serves the Docker API. The API is the same; a few of its
+/// answers are not, and what dockhook reads back it must send back in the
+/// form that engine accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Product {
+    Docker,
+    /// `podman system service`, which names itself in the version
+    /// endpoint's components.
+    Podman,
+}
+
+impl Product {
+    fn of(version: &bollard::models::SystemVersion) -> Product {
+        let mut components = version.components.iter().flatten();
+        if components.any(|c| c.name == "Podman Engine") {
+            Product::Podman
+        } else {
+            Product::Docker
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Product::Docker => "Docker",
+            Product::Podman => "Podman",
+        }
+    }
 }
 
 /// Requests may take this long; a pull of a large image is the slowest.
 const REQUEST_TIMEOUT_SECS: u64 = 900;
 
 impl DockerEngine {
-    /// A client for `host` (`unix:///…` or `tcp://…`); nothing is sent yet.
+    /// A client for `host`: `unix:///…`, `tcp://…` (plain HTTP) or
+    /// `ssh://[user@]host[:port]`; nothing is sent yet.
     pub fn new(host: &str) -> Self {
         Self {
             host: host.to_string(),
+            tls: None,
             client: tokio::sync::OnceCell::new(),
         }
     }
 
+    /// A client for `tcp://…` over TLS, with `ca.pem`, `cert.pem` and
+    /// `key.pem` from `cert_dir`, as `docker --tlsverify` makes it: the
+    /// engine must present a certificate signed by that CA (or one the
+    /// system trusts) for the host name or address in `host`, and gets the
+    /// client certificate. The files are checked now; nothing is sent yet.
+    pub fn with_tls(host: &str, cert_dir: &Path) -> std::result::Result<Self, TlsError> {
+        if !host.starts_with("tcp://") {
+            return Err(TlsError::NotTcp {
+                host: host.to_string(),
+            });
+        }
+        Ok(Self {
+            tls: Some(TlsFiles::load(cert_dir)?),
+            ..Self::new(host)
+        })
+    }
+
     /// The client, with the API version agreed with the engine.
     async fn docker(&self) -> Result<&Docker> {
+        Ok(&self.client().await?.docker)
+    }
+
+    async fn client(&self) -> Result<&Client> {
         self.client.get_or_try_init(|| self.connect()).await
     }
 
-    async fn connect(&self) -> Result<Docker> {
+    async fn connect(&self) -> Result<Client> {
         let host = &self.host;
         let unreachable = |e: bollard::errors::Error| {
             EngineError::Unavailable(format!(
-                "Docker does not answer at {host}: {e}. Is the engine running, and is its \
-                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+                "Docker does not answer at {host}: {}. {}",
+                with_causes(&e),
+                self.what_to_check(&e)
             ))
         };
         let version = bollard::API_DEFAULT_VERSION;
-        let docker = if host.starts_with("unix://") {
-            Docker::connect_with_unix(host, REQUEST_TIMEOUT_SECS, version)
-        } else {
-            Docker::connect_with_http(host, REQUEST_TIMEOUT_SECS, version)
+        let timeout = REQUEST_TIMEOUT_SECS;
+        let docker = match &self.tls {
+            Some(tls) => {
+                Docker::connect_with_ssl(host, &tls.key, &tls.cert, &tls.ca, timeout, version)
+            }
+            None if host.starts_with("unix://") => {
+                Docker::connect_with_unix(host, timeout, version)
+            }
+            None if host.starts_with("ssh://") => ssh::connect(host, timeout, version)
+                .map_err(|err| bollard::errors::Error::IOError { err }),
+            None => Docker::connect_with_http(host, timeout, version),
         }
         .map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let version = docker.version().await.map_err(unreachable)?;
+        let product = Product::of(&version);
         let v = docker.client_version();
-        tracing::info!(api = %format!("{}.{}", v.major_version, v.minor_version), %host, "connected to Docker");
-        Ok(docker)
+        tracing::info!(
+            api = %format!("{}.{}", v.major_version, v.minor_version),
+            version = version.version.as_deref().unwrap_or("unknown"),
+            %host,
+            "connected to {}", product.name()
+        );
+        Ok(Client { docker, product })
+    }
+
+    /// What the user can check when the engine does not answer, by transport.
+    fn what_to_check(&self, error: &bollard::errors::Error) -> String {
+        let causes = with_causes(error);
+        match &self.tls {
+            Some(tls) if causes.contains("invalid peer certificate") => format!(
+                "The engine's certificate is not signed by the CA in {} or not issued for \
+                 this host name or address: use the CA that signed the engine's --tlscert, and \
+                 the name or address the certificate names in DOCKER_HOST",
+                tls.ca.display()
+            ),
+            Some(tls) if causes.contains("alert") => format!(
+                "The engine refused the client certificate {} (with key {}): it must be \
+                 signed by the CA the engine trusts (its --tlscacert)",
+                tls.cert.display(),
+                tls.key.display()
+            ),
+            Some(tls) => format!(
+                "Is the engine listening there with --tlsverify, and does {} hold its CA \
+                 (ca.pem) and a client certificate it trusts (cert.pem, key.pem)?",
+                tls.dir.display()
+            ),
+            None if self.host.starts_with("ssh://") => "Can `ssh` reach the host with the \
+                 keys and configuration of the user dockhook runs as (try `ssh HOST docker \
+                 system dial-stdio`), and does the remote user have the docker CLI and access \
+                 to the engine?"
+                .to_string(),
+            None if self.host.starts_with("unix://") => "Is the engine running, and is its \
+                 socket mounted (-v /var/run/docker.sock:/var/run/docker.sock)?"
+                .to_string(),
+            None => "Is the engine listening there? If it wants TLS, set DOCKER_TLS_VERIFY=1 \
+                 and DOCKER_CERT_PATH."
+                .to_string(),
+        }
     }
 
     async fn configured_image(&self, id: &str, listed: String) -> Result<String> {
@@ -264,7 +470,7 @@ impl DockerEngine {
         if !looks_like_image_id(&listed) {
             return Ok(listed);
         }
-        let inspect = self.docker().await?.inspect_container(id, None).await?;
+        let inspect = self.inspect_container(id).await?;
         Ok(inspect.config.and_then(|c| c.image).unwrap_or(listed))
     }
 }
@@ -369,7 +575,23 @@ impl Engine for DockerEngine {
     }
 
     async fn inspect_container(&self, id: &str) -> Result<ContainerInspectResponse> {
-        Ok(self.docker().await?.inspect_container(id, None).await?)
+        let client = self.client().await?;
+        let deadline = tokio::time::Instant::now() + PODMAN_CLEANUP_WAIT;
+        loop {
+            match client.docker.inspect_container(id, None).await {
+                // Podman reports `stopped` from a container's exit until it
+                // has cleaned up after it (a fraction of a second), a state
+                // the Docker API does not have; then it says `exited`.
+                Err(e)
+                    if client.product == Product::Podman
+                        && is_podman_stopped(&e)
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(PODMAN_CLEANUP_POLL).await;
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     async fn inspect_image(&self, reference: &str) -> Result<ImageInspect> {
@@ -393,10 +615,14 @@ impl Engine for DockerEngine {
     }
 
     async fn create_container(&self, name: &str, body: ContainerCreateBody) -> Result<String> {
+        let client = self.client().await?;
+        let body = match client.product {
+            Product::Docker => body,
+            Product::Podman => for_podman(body),
+        };
         let options = CreateContainerOptionsBuilder::default().name(name).build();
-        Ok(self
-            .docker()
-            .await?
+        Ok(client
+            .docker
             .create_container(Some(options), body)
             .await?
             .id)
@@ -598,6 +824,50 @@ impl Engine for DockerEngine {
     }
 }
 
+/// How long an inspect waits for Podman to clean up after a container that
+/// exited, and how often it asks.
+const PODMAN_CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+const PODMAN_CLEANUP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn is_podman_stopped(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::JsonDataError { message, .. } if message.contains("`stopped`")
+    )
+}
+
+/// A create body as Podman accepts it, from one written in what its inspect
+/// reported. Podman (4.x at least) reports ulimits by their kernel names
+/// (`RLIMIT_NOFILE`) but parses only the short ones (`nofile`) at create, so
+/// every container it ran was refused a successor (containers/podman#18077,
+/// #22151). Docker itself never reports the long form.
+fn for_podman(mut body: ContainerCreateBody) -> ContainerCreateBody {
+    let ulimits = body.host_config.as_mut().and_then(|h| h.ulimits.as_mut());
+    for ulimit in ulimits.into_iter().flatten() {
+        if let Some(name) = &mut ulimit.name {
+            if let Some(short) = name.strip_prefix("RLIMIT_") {
+                *name = short.to_ascii_lowercase();
+            }
+        }
+    }
+    body
+}
+
+/// An error with the errors that caused it, `: `-separated: a failed TLS
+/// handshake shows only as "client error (Connect)" without them.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = e.source();
+    }
+    text
+}
+
 /// How much of a command's or a log's output is kept for the history.
 const OUTPUT_LIMIT: usize = 4096;
 
@@ -659,6 +929,79 @@ mod tests {
         assert!(looks_like_image_id("0123456789ab"));
         assert!(!looks_like_image_id("alice/site:latest"));
         assert!(!looks_like_image_id("127.0.0.1:5000/site"));
+    }
+
+    #[test]
+    fn recognises_podman_by_its_version_components() {
+        let component = |name: &str| bollard::models::SystemVersionComponents {
+            name: name.into(),
+            version: "4.3.1".into(),
+            details: None,
+        };
+        let version = |names: &[&str]| bollard::models::SystemVersion {
+            components: Some(names.iter().map(|n| component(n)).collect()),
+            ..Default::default()
+        };
+        assert_eq!(
+            Product::of(&version(&["Podman Engine", "Conmon"])),
+            Product::Podman
+        );
+        assert_eq!(
+            Product::of(&version(&["Engine", "containerd"])),
+            Product::Docker
+        );
+        assert_eq!(
+            Product::of(&bollard::models::SystemVersion::default()),
+            Product::Docker
+        );
+    }
+
+    #[test]
+    fn podman_gets_ulimits_by_their_short_names() {
+        use bollard::models::{HostConfig, ResourcesUlimits};
+        let ulimit = |name: &str| ResourcesUlimits {
+            name: Some(name.into()),
+            soft: Some(20000),
+            hard: Some(20000),
+        };
+        let body = ContainerCreateBody {
+            host_config: Some(HostConfig {
+                ulimits: Some(vec![ulimit("RLIMIT_NOFILE"), ulimit("nproc")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let body = for_podman(body);
+        let ulimits = body.host_config.unwrap().ulimits.unwrap();
+        assert_eq!(ulimits, vec![ulimit("nofile"), ulimit("nproc")]);
+        // Nothing else to translate: the body passes untouched.
+        assert_eq!(
+            for_podman(ContainerCreateBody::default()),
+            ContainerCreateBody::default()
+        );
+    }
+
+    #[test]
+    fn tls_files_are_checked_before_any_contact() {
+        let with_tls = |host: &str, dir: &Path| DockerEngine::with_tls(host, dir).err().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let missing = with_tls("tcp://127.0.0.1:2376", dir.path());
+        assert!(
+            matches!(&missing, TlsError::Missing { path, .. } if path.ends_with("ca.pem")),
+            "{missing}"
+        );
+        for file in ["ca.pem", "cert.pem", "key.pem"] {
+            std::fs::write(dir.path().join(file), "not a certificate\n").unwrap();
+        }
+        let garbage = with_tls("tcp://127.0.0.1:2376", dir.path());
+        assert!(
+            garbage
+                .to_string()
+                .contains("ca.pem holds no PEM certificate"),
+            "{garbage}"
+        );
+        let socket = with_tls("unix:///var/run/docker.sock", dir.path());
+        assert!(matches!(socket, TlsError::NotTcp { .. }), "{socket}");
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn plan(
     host_config.links = host_config
         .links
         .map(|links| links.iter().filter_map(|l| create_link(l)).collect());
-    let (networking_config, extra_networks) = networks(container, &host_config, id);
+    let (networking_config, extra_networks) = networks(container, &mut host_config, id);
     let (entrypoint, cmd) = command(
         config.entrypoint,
         config.cmd,
@@ -301,9 +301,16 @@ fn create_link(link: &str) -> Option<String> {
 /// The endpoint settings to recreate: the network named by the network mode
 /// at create time, the others afterwards. Runtime facts (IDs, addresses
 /// assigned by IPAM, the old container's own ID alias) are dropped.
+///
+/// The networks the container is on are the truth: when the network mode
+/// names none of them, the mode becomes the first of them. Podman reports
+/// `bridge` (its driver) as the mode of a container on any bridge network,
+/// and Docker keeps `bridge` for a container taken off the default bridge;
+/// created in that mode, the new container would join a network the old
+/// one was not on.
 fn networks(
     container: &ContainerInspectResponse,
-    host_config: &HostConfig,
+    host_config: &mut HostConfig,
     id: &str,
 ) -> (Option<NetworkingConfig>, Vec<(String, EndpointSettings)>) {
     let mode = host_config.network_mode.as_deref().unwrap_or("default");
@@ -315,11 +322,15 @@ fn networks(
         .as_ref()
         .and_then(|s| s.networks.clone())
         .unwrap_or_default();
-    let primary = primary_network(mode, &attached);
-    let mut first = None;
-    let mut extra = Vec::new();
     let mut names: Vec<_> = attached.keys().cloned().collect();
     names.sort();
+    let primary = primary_network(mode, &attached).or_else(|| {
+        let first = names.first()?.clone();
+        host_config.network_mode = Some(first.clone());
+        Some(first)
+    });
+    let mut first = None;
+    let mut extra = Vec::new();
     for name in names {
         let endpoint = endpoint_to_recreate(&name, &attached[&name], id);
         if Some(&name) == primary.as_ref() {
@@ -569,6 +580,26 @@ mod tests {
         assert_eq!(plan.extra_networks.len(), 1);
         assert_eq!(plan.extra_networks[0].0, "proxy");
         assert_eq!(plan.extra_networks[0].1.aliases, strings(&["blog"]));
+    }
+
+    #[test]
+    fn a_mode_naming_no_network_it_is_on_becomes_the_first_it_is_on() {
+        // As Podman reports a container on two bridge networks.
+        let mut container = inspected();
+        container.host_config.as_mut().unwrap().network_mode = Some("bridge".into());
+        let plan = plan(&container, Some(&image_defaults()), "x");
+        let host = plan.body.host_config.as_ref().unwrap();
+        assert_eq!(host.network_mode.as_deref(), Some("blog_default"));
+        let endpoints = plan.body.networking_config.as_ref().unwrap();
+        let first: Vec<_> = endpoints
+            .endpoints_config
+            .as_ref()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(first, ["blog_default"]);
+        assert_eq!(plan.extra_networks.len(), 1);
+        assert_eq!(plan.extra_networks[0].0, "proxy");
     }
 
     #[test]

@@ -27,7 +27,16 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use super::util::{wait_for, wait_until};
+use super::util::{free_port, wait_for, wait_until};
+
+/// The files of a daemon's TLS listener.
+pub struct ServerTls {
+    /// The CA whose client certificates it accepts.
+    pub ca: PathBuf,
+    /// Its own certificate, and key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// How long dockerd may take to answer after a start, or to exit after
 /// SIGTERM (it stops its containers first).
@@ -45,6 +54,26 @@ impl PrivateDaemon {
     /// Starts a private dockerd and waits until it answers. Panics with
     /// what to do if it cannot (not root, no dockerd, or it fails to start).
     pub fn start() -> PrivateDaemon {
+        Self::start_with(Vec::new())
+    }
+
+    /// Like [`PrivateDaemon::start`], also listening on
+    /// `tcp://127.0.0.1:PORT` with `--tlsverify`: it presents `tls.server`
+    /// and accepts clients whose certificate `tls.ca` signed. Returns the
+    /// daemon and `tcp://127.0.0.1:PORT`.
+    pub fn start_with_tls(tls: &ServerTls) -> (PrivateDaemon, String) {
+        let address = format!("tcp://127.0.0.1:{}", free_port());
+        let daemon = Self::start_with(vec![
+            format!("--host={address}"),
+            "--tlsverify".to_string(),
+            format!("--tlscacert={}", tls.ca.display()),
+            format!("--tlscert={}", tls.cert.display()),
+            format!("--tlskey={}", tls.key.display()),
+        ]);
+        (daemon, address)
+    }
+
+    fn start_with(extra_args: Vec<String>) -> PrivateDaemon {
         assert!(
             is_root(),
             "this test starts a private dockerd, which needs root: run the tests as root \
@@ -61,7 +90,7 @@ impl PrivateDaemon {
         let bridge = format!("dht{}", std::process::id());
         create_bridge(&bridge);
         let path = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-        let args = vec![
+        let args: Vec<String> = vec![
             format!("--config-file={}", path("daemon.json")),
             format!("--host=unix://{}", path("docker.sock")),
             format!("--data-root={}", path("data")),
@@ -71,7 +100,10 @@ impl PrivateDaemon {
             "--iptables=false".to_string(),
             "--ip-forward=false".to_string(),
             "--ip-masq=false".to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_args)
+        .collect();
         let mut daemon = PrivateDaemon {
             dir,
             bridge,
@@ -186,13 +218,7 @@ impl PrivateDaemon {
 impl Drop for PrivateDaemon {
     fn drop(&mut self) {
         if thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "--- private dockerd log (last lines) ---\n{}",
-                tail.join("\n")
-            );
+            super::util::print_log_tail("private dockerd", &self.log(), 40);
         }
         if self.is_running() {
             self.empty();

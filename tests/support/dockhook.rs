@@ -80,7 +80,10 @@ impl Dockhook {
         if let Some(dir) = &data_tempdir {
             command.env("DOCKHOOK_DATA_DIR", dir.path());
         }
-        if let Some(host) = super::docker::daemon_host() {
+        // A test that gives DOCKER_HOST chooses the engine (and transport)
+        // itself.
+        let chooses_engine = env.iter().any(|(key, _)| *key == "DOCKER_HOST");
+        if let Some(host) = super::docker::daemon_host().filter(|_| !chooses_engine) {
             command.env("DOCKHOOK_DOCKER_HOST", host);
         }
         command

@@ -7,6 +7,7 @@
 //!   container inspection, published ports, [`require_docker`], and
 //!   [`use_daemon`] to aim all of it at another daemon.
 //! - [`daemon`]: a private `dockerd` for tests that restart one.
+//! - [`podman`]: a private Podman service, for tests against Podman.
 //! - [`registry`]: a real, throwaway `docker-registry` on a loopback port.
 //! - [`image`]: tiny busybox web-site images, one per version, imported
 //!   from a root filesystem (nothing is pulled, no builder runs).
@@ -20,6 +21,8 @@
 //!   notification tests.
 //! - [`webhook`]: registry webhook payloads to post to dockhook.
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
+//! - [`sshd`]: a private sshd in front of a Docker daemon, for `ssh://`.
+//! - [`tls`]: throwaway certificate authorities (`openssl`), for TLS tests.
 //! - [`util`]: unique names, free ports, polling.
 //! - [`swarm`]: the machine's engine as a single-node Swarm manager, for
 //!   the tests `DOCKHOOK_TEST_SWARM=1` lets run.
@@ -44,11 +47,14 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod podman;
 pub mod prometheus;
 pub mod receiver;
 pub mod registry;
 pub mod scenario;
+pub mod sshd;
 pub mod swarm;
+pub mod tls;
 pub mod util;
 pub mod webhook;
 

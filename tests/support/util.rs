@@ -54,3 +54,11 @@ pub fn wait_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     wait_for(timeout, || condition().then_some(())).is_some()
 }
+
+/// Prints the last `lines` lines of `log`, under a heading naming `what`:
+/// a failing test's view of a process it ran.
+pub fn print_log_tail(what: &str, log: &str, lines: usize) {
+    let all: Vec<&str> = log.lines().collect();
+    let tail = &all[all.len().saturating_sub(lines)..];
+    eprintln!("--- {what} log (last lines) ---\n{}", tail.join("\n"));
+}
