@@ -13,6 +13,8 @@
 //!   and tag), however many containers run it; a `semver` or `glob` policy
 //!   lists the repository's tags once, picks the tag the policy would
 //!   deploy, and asks for that tag's digest ([`RegistryClient`]).
+//! - Docker Hub images are asked about only when their namespace is in
+//!   `OWNER`, the rule webhooks obey ([`foreign_namespace`]).
 //! - What runs is read from Docker only: the container's image's
 //!   `RepoDigests` ([`running_digests`]). An image built on this host has
 //!   none for its repository: its containers are skipped, with one log
@@ -40,6 +42,7 @@ use crate::event::ImageEvent;
 use crate::image_ref::ImageRef;
 use crate::registry::RegistryClient;
 use crate::server::{dispatch, AppState, Dispatched};
+use crate::sources;
 use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets;
 
@@ -192,6 +195,17 @@ impl<E: Engine> Reconciler<E> {
             let Ok(image) = ImageRef::parse(&container.image) else {
                 continue;
             };
+            if let Some(namespace) = foreign_namespace(&image, &self.state.sources) {
+                if self.told.insert(format!("owner {}", image.name())) {
+                    tracing::info!(
+                        container = %container.name,
+                        image = %image,
+                        "reconcile skips it: Docker Hub namespace {namespace:?} is not in OWNER, \
+                         so no webhook of its pushes would be taken either"
+                    );
+                }
+                continue;
+            }
             let label = container.labels.get(POLICY_LABEL).map(String::as_str);
             let policy = match TagPolicy::parse(label) {
                 Ok(policy) => policy,
@@ -333,6 +347,19 @@ impl<E: Engine> Reconciler<E> {
             tracing::warn!(error = %e, "reconcile: cannot remember what was handed on");
         }
     }
+}
+
+/// The namespace of a Docker Hub image outside `OWNER`, if it is one.
+/// Reconcile follows the rule webhooks obey: a push of someone else's
+/// image (`postgres`, `nginx`) is never taken from Docker Hub, so reconcile
+/// does not deploy one either; a container of such an image is updated
+/// only when a person asks (`dockhook update`).
+fn foreign_namespace<'a>(image: &'a ImageRef, sources: &sources::Settings) -> Option<&'a str> {
+    if image.registry != sources.dockerhub_registry {
+        return None;
+    }
+    let namespace = image.repository.split('/').next().unwrap_or_default();
+    (!sources.owners.iter().any(|owner| owner == namespace)).then_some(namespace)
 }
 
 /// What `target` runs, by the digests its registry (the one `image` names)

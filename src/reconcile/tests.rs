@@ -240,3 +240,50 @@ async fn a_service_is_compared_by_the_digest_its_spec_pins() {
     assert_eq!(watched.len(), 1);
     assert_eq!(watched[0].running, [NEW]);
 }
+
+#[tokio::test]
+async fn docker_hub_images_outside_owner_are_not_asked_about() {
+    let stub = registry().await;
+    let engine = FakeEngine::default();
+    {
+        let mut world = engine.lock();
+        let site = format!("{}/alice/site:latest", stub.host);
+        let tool = format!("{}/bob/tool:latest", stub.host);
+        world.containers = vec![
+            container("site", &site, "sha256:old", &[]),
+            container("tool", &tool, "sha256:tool", &[]),
+        ];
+        world.images.insert("sha256:old".into(), vec![site]);
+        world.images.insert("sha256:tool".into(), vec![tool]);
+        world.digests.insert("sha256:old".into(), OLD.into());
+        world.digests.insert("sha256:tool".into(), OLD.into());
+        world.fail_pull = true;
+    }
+    // The stub stands for Docker Hub, where OWNER is `alice`.
+    let settings = crate::sources::Settings {
+        dockerhub_registry: stub.host.clone(),
+        ..crate::sources::Settings::for_tests()
+    };
+    let (_, state) = serve_on(Arc::new(engine), settings).await;
+    let mut reconciler = Reconciler {
+        state: state.clone(),
+        registry: RegistryClient::new(None),
+        told: HashSet::new(),
+    };
+
+    reconciler.pass().await;
+    let asked: Vec<String> = stub.seen().iter().map(|s| s.uri.clone()).collect();
+    assert_eq!(
+        asked,
+        ["/v2/alice/site/manifests/latest"],
+        "bob is not an owner"
+    );
+    let targets: Vec<String> = state
+        .store
+        .list(10)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.target)
+        .collect();
+    assert_eq!(targets, ["site"]);
+}
