@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::response::IntoResponse;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
@@ -198,6 +199,7 @@ pub async fn serve(
         store,
         queue: queue.clone(),
         deliveries: Default::default(),
+        main: tokio::runtime::Handle::current(),
         metrics: config.metrics.clone(),
     });
 
@@ -208,15 +210,10 @@ pub async fn serve(
         stop_background.clone(),
     ));
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(Error::Serve)?;
+    let listeners = bind(config.listen, http_threads())?;
+    let addr = listeners[0].local_addr().map_err(Error::Serve)?;
     tracing::info!("listening on {addr}");
-    serve_http(listener, router(state), shutdown).await;
+    serve_http(listeners, router(state), shutdown).await?;
     stop_background.cancel();
     let _ = tokio::join!(watcher, sweeper, docker_watch, counter, reconciler);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
@@ -273,12 +270,140 @@ const MAX_CONNECTIONS: usize = 1024;
 /// How long requests in flight may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` resolves, then lets the
-/// requests in flight finish. Unlike `axum::serve`, it bounds the time to
-/// read request headers and the number of connections.
+/// How many threads serve HTTP: one per core, as nginx's `worker_processes
+/// auto`.
+fn http_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Binds `count` listening sockets to `addr` with `SO_REUSEPORT`, so the
+/// kernel spreads connections over the HTTP threads; the first one decides
+/// the port when `addr` asks for any.
+fn bind(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, Error> {
+    let listen = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        // Registered with the thread that will serve it, not this one.
+        socket.listen(1024)?.into_std()
+    };
+    let error = |source| Error::Listen { addr, source };
+    let first = listen(addr).map_err(error)?;
+    let bound = first.local_addr().map_err(error)?;
+    let mut listeners = vec![first];
+    for _ in 1..count {
+        listeners.push(listen(bound).map_err(error)?);
+    }
+    Ok(listeners)
+}
+
+/// Serves HTTP/1.1 on `listeners`, each on a thread of its own with a
+/// single-threaded runtime (nginx's model: no work stealing, no hand-over
+/// between threads for a request), until `shutdown` resolves; then lets the
+/// requests in flight finish.
+///
+/// Only webhooks are handled on those threads, and only as far as the
+/// answer to one that changes nothing: whatever touches Docker, the history
+/// or the queue runs on the main runtime (see [`crate::server`]), and so do
+/// all other routes, so nothing long-lived is ever tied to an HTTP thread.
 async fn serve_http(
-    listener: tokio::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let stop = CancellationToken::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let main = tokio::runtime::Handle::current();
+    let mut finished = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Serve)?;
+        let (done, finished_one) = tokio::sync::oneshot::channel::<()>();
+        let service = Front {
+            router: router.clone(),
+            main: main.clone(),
+        };
+        let (stop, slots) = (stop.clone(), slots.clone());
+        std::thread::Builder::new()
+            .name(format!("dockhook-http-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            serve_connections(listener, service, slots, stop.cancelled_owned())
+                                .await
+                        }
+                        Err(e) => tracing::error!(error = %e, "cannot serve HTTP on this thread"),
+                    }
+                });
+                drop(done);
+            })
+            .map_err(Error::Serve)?;
+        finished.push(finished_one);
+    }
+    shutdown.await;
+    stop.cancel();
+    for thread in finished {
+        let _ = thread.await;
+    }
+    Ok(())
+}
+
+/// The service on the HTTP threads: webhooks are handled there, every
+/// other request on the main runtime.
+#[derive(Clone)]
+struct Front {
+    router: axum::Router,
+    main: tokio::runtime::Handle,
+}
+
+impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Front {
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        use futures_util::FutureExt;
+        let is_hook = request.uri().path().starts_with("/hooks/");
+        // A Router is always ready.
+        let handling =
+            tower_service::Service::call(&mut self.router, request.map(axum::body::Body::new));
+        if is_hook {
+            return handling.boxed();
+        }
+        let handled = self.main.spawn(handling);
+        async move {
+            handled.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a request's handler failed");
+                Ok(axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+            })
+        }
+        .boxed()
+    }
+}
+
+/// Serves HTTP/1.1 connections from `listener` until `shutdown` resolves,
+/// then lets the requests in flight finish. Unlike `axum::serve`, it bounds
+/// the time to read request headers and the number of connections (shared
+/// by every listener through `slots`).
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    service: Front,
+    slots: Arc<tokio::sync::Semaphore>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -286,7 +411,7 @@ async fn serve_http(
     use hyper_util::service::TowerToHyperService;
 
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let service = TowerToHyperService::new(service);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -308,10 +433,7 @@ async fn serve_http(
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(
-                TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
-            );
+            .serve_connection(TokioIo::new(stream), service.clone());
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -48,18 +48,23 @@ impl<E: Engine> Inventory<E> {
     /// The running containers: the snapshot when it is current, otherwise a
     /// fresh list from Docker.
     pub async fn running(&self) -> Result<Arc<Vec<ContainerInfo>>, EngineError> {
+        match self.current() {
+            Some(snapshot) => Ok(snapshot),
+            None => self.refresh().await,
+        }
+    }
+
+    /// The snapshot, if it is current: no Docker call, ever.
+    pub fn current(&self) -> Option<Arc<Vec<ContainerInfo>>> {
         let current = self.watching.load(Ordering::Acquire)
             && self.events_applied.load(Ordering::Acquire)
                 == self.events_seen.load(Ordering::Acquire);
-        if current {
-            Ok(self
-                .snapshot
+        current.then(|| {
+            self.snapshot
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone())
-        } else {
-            self.refresh().await
-        }
+                .clone()
+        })
     }
 
     /// Lists the running containers and the services, and keeps the list.

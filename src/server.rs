@@ -78,6 +78,9 @@ pub struct AppState<E> {
     pub control: crate::control::Control<E>,
     /// Who may read `/metrics`.
     pub metrics: crate::metrics::Settings,
+    /// The runtime where everything but the reading of requests runs:
+    /// Docker, the history, the queue (see [`crate::app`]).
+    pub main: tokio::runtime::Handle,
 }
 
 /// The deliveries being handled, so that a copy arriving meanwhile (a
@@ -389,28 +392,40 @@ async fn receive<E: Engine>(
     if let Some(delivery) = &verdict.delivery {
         check_delivery_id(delivery)?;
     }
-    if verdict.delivery.is_none() {
-        // Most webhooks select no container here (registries announce every
-        // push of every image they hold): they are answered on the spot.
-        let selections = select_all(&state, source, verdict).await?;
+    let main = state.main.clone();
+    if verdict.delivery.is_some() {
+        return carried_to_its_end(&main, source, handle(state, source, verdict)).await;
+    }
+    // Most webhooks select no container here (registries announce every
+    // push of every image they hold): from a current inventory, they are
+    // answered on the spot, on the thread that read them.
+    if let Some(containers) = state.inventory.current() {
+        let selections = selections_in(&state, source, verdict, &containers);
         if selections.queue_nothing() {
             return queue_all(&state, selections).await;
         }
         let queueing = async move { queue_all(&state, selections).await };
-        return carried_to_its_end(source, queueing).await;
+        return carried_to_its_end(&main, source, queueing).await;
     }
-    carried_to_its_end(source, handle(state, source, verdict)).await
+    let handling = async move {
+        let selections = select_all(&state, source, verdict).await?;
+        queue_all(&state, selections).await
+    };
+    carried_to_its_end(&main, source, handling).await
 }
 
-/// Runs `work` in a task of its own and waits for it: carried to its end
-/// even if the client goes away or the request times out, so deployments
-/// queued for a delivery are remembered with it (or the sender's retry would
-/// queue them again), and a queueing is never left half-way.
+/// Runs `work` on the main runtime and waits for it: whatever touches
+/// Docker, the history or the queue runs there, never on an HTTP thread
+/// (see [`crate::app`]). Carried to its end even if the client goes away
+/// or the request times out, so deployments queued for a delivery are
+/// remembered with it (or the sender's retry would queue them again), and
+/// a queueing is never left half-way.
 async fn carried_to_its_end(
+    main: &tokio::runtime::Handle,
     source: &'static Source,
     work: impl std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
 ) -> Result<Response, ApiError> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
+    main.spawn(work).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, source = source.name, "handling a webhook failed");
         Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -506,23 +521,41 @@ async fn select_all<E: Engine>(
     source: &Source,
     verdict: Verdict,
 ) -> Result<Selections, ApiError> {
+    let containers = if verdict.ignored.is_some() {
+        Arc::default()
+    } else {
+        running(state).await?
+    };
+    Ok(selections_in(state, source, verdict, &containers))
+}
+
+/// [`select_all`] among `containers`: pure.
+fn selections_in<E>(
+    state: &AppState<E>,
+    source: &Source,
+    verdict: Verdict,
+    containers: &[ContainerInfo],
+) -> Selections {
     if let Some(reason) = verdict.ignored {
         // Registries notify of every blob; only a log at debug level.
         tracing::debug!(source = source.name, %reason, "webhook ignored");
-        return Ok(Selections {
+        return Selections {
             ignored: Some(reason),
             events: Vec::new(),
-        });
+        };
     }
-    let mut events = Vec::with_capacity(verdict.events.len());
-    for event in verdict.events {
-        let selection = select(state, &event).await?;
-        events.push((event, selection));
-    }
-    Ok(Selections {
+    let events = verdict
+        .events
+        .into_iter()
+        .map(|event| {
+            let selection = select_in(state, containers, &event);
+            (event, selection)
+        })
+        .collect();
+    Selections {
         ignored: None,
         events,
-    })
+    }
 }
 
 /// Queues what the events selected; the answer says what was queued, or
@@ -598,13 +631,27 @@ enum Selection {
 
 /// The containers the event selects, from the inventory; changes nothing.
 async fn select<E: Engine>(state: &AppState<E>, event: &ImageEvent) -> Result<Selection, ApiError> {
-    let containers = state.inventory.running().await.map_err(|e| {
+    Ok(select_in(state, &running(state).await?, event))
+}
+
+/// The running containers and services, from the inventory (which may ask
+/// Docker).
+async fn running<E: Engine>(state: &AppState<E>) -> Result<Arc<Vec<ContainerInfo>>, ApiError> {
+    state.inventory.running().await.map_err(|e| {
         tracing::error!(error = %e, "cannot list containers");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "the Docker engine does not answer; the event was not processed, send it again later",
         )
-    })?;
+    })
+}
+
+/// The targets the event selects among `containers`: pure.
+fn select_in<E>(
+    state: &AppState<E>,
+    containers: &[ContainerInfo],
+    event: &ImageEvent,
+) -> Selection {
     let (selected, excluded) = targets::select(&containers, &event.image, &state.rules);
     if selected.is_empty() {
         let mut reason = format!("no running container uses {}", event.image);
@@ -619,14 +666,14 @@ async fn select<E: Engine>(state: &AppState<E>, event: &ImageEvent) -> Result<Se
             );
         }
         tracing::debug!(image = %event.image, %reason, "event ignored");
-        return Ok(Selection::NoTarget(reason));
+        return Selection::NoTarget(reason);
     }
-    Ok(Selection::Targets(
+    Selection::Targets(
         selected
             .into_iter()
             .map(|targets::Selected { container, why }| (container.clone(), why))
             .collect(),
-    ))
+    )
 }
 
 /// Queues an update for every container selected.

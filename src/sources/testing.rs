@@ -129,6 +129,7 @@ pub async fn serve_with(
         queue,
         store,
         deliveries: Default::default(),
+        main: tokio::runtime::Handle::current(),
         metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
