@@ -652,7 +652,7 @@ fn select_in<E>(
     containers: &[ContainerInfo],
     event: &ImageEvent,
 ) -> Selection {
-    let (selected, excluded) = targets::select(&containers, &event.image, &state.rules);
+    let (selected, excluded) = targets::select(containers, &event.image, &state.rules);
     if selected.is_empty() {
         let mut reason = format!("no running container uses {}", event.image);
         if !excluded.is_empty() {
