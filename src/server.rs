@@ -5,6 +5,11 @@
 //! the deploy queue, and the response says what was queued. Nothing here
 //! waits for a deployment.
 //!
+//! Hooks run on the HTTP threads ([`crate::app`]): a webhook that selects no
+//! container from a current inventory is answered there; anything that
+//! touches Docker, the history or the queue is handed to the main runtime
+//! ([`AppState::main`]), as is every other route.
+//!
 //! Every source in [`sources::ALL`] gets its hook: `POST /hooks/{name}/{token}`
 //! for a source behind dockhook's token (and `POST /hooks/{name}` with
 //! `Authorization: Bearer` when it allows that), `POST /hooks/{name}` for a
