@@ -14,9 +14,9 @@
 //!   lists the repository's tags once, picks the tag the policy would
 //!   deploy, and asks for that tag's digest ([`RegistryClient`]).
 //! - Docker Hub images are asked about only when their namespace is in
-//!   `OWNER`, the rule webhooks obey ([`foreign_namespace`]).
+//!   `OWNER`, the rule webhooks obey (`foreign_namespace`).
 //! - What runs is read from Docker only: the container's image's
-//!   `RepoDigests` ([`running_digests`]). An image built on this host has
+//!   `RepoDigests` (`running_digests`). An image built on this host has
 //!   none for its repository: its containers are skipped, with one log
 //!   line per image.
 //! - A registry that fails (unreachable, 5xx, nonsense, rate limits) costs
@@ -27,7 +27,7 @@
 //!   push, or `dockhook update`, does), and a container recreated on an
 //!   older image since is.
 //!
-//! It never talks to Docker itself beyond reading (through the [`Engine`]),
+//! It never talks to Docker itself beyond reading (through the [`Engine`](crate::engine::Engine)),
 //! and never deploys: the queue does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -26,7 +26,7 @@
 //!    [`ROLLOUT_TIMEOUT`] is rolled back too.
 //!
 //! Every step is written before it is taken, with what the update learnt,
-//! so [`Updater::recover_service`] can follow an update a crash interrupted
+//! so `Updater::recover_service` can follow an update a crash interrupted
 //! from what the store says and what Swarm shows. The service's downtime
 //! is Swarm's business: the history records the order (`start-first` or
 //! `stop-first`) as the deployment's strategy.

@@ -5,10 +5,10 @@
 //! the same [`Control`](crate::control::Control) calls, recorded as asked by
 //! `page`.
 //!
-//! Server-rendered HTML ([`view`]) that works without JavaScript: every
+//! Server-rendered HTML (`view`) that works without JavaScript: every
 //! button is a form that POSTs and is answered `303 See Other` back to the
 //! page, with a one-time message saying what happened. The small script
-//! ([`assets`]) only adds live updates: it listens to `GET /events` (the
+//! (`assets`) only adds live updates: it listens to `GET /events` (the
 //! deployment stream of [`crate::events`], behind the session cookie) and
 //! refreshes the page's content when a deployment changes.
 //!
@@ -24,7 +24,7 @@
 //!
 //! Every response carries a Content-Security-Policy that lets the page
 //! load scripts, styles and connections only from dockhook itself, and
-//! forbids framing. Sessions and CSRF are in [`session`]. A wrong token
+//! forbids framing. Sessions and CSRF are in `session`. A wrong token
 //! is answered 401 after [`FAILED_LOGIN_DELAY`], and logins are taken one
 //! at a time, so guessing runs at most one try a second per process.
 
