@@ -27,7 +27,7 @@
 //!   push, or `dockhook update`, does), and a container recreated on an
 //!   older image since is.
 //!
-//! It never talks to Docker itself beyond reading (through the [`Engine`](crate::engine::Engine)),
+//! It never talks to Docker itself beyond reading (through the [`Engine`]),
 //! and never deploys: the queue does.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

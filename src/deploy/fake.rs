@@ -1,4 +1,4 @@
-//! An in-memory [`Engine`] for unit tests of the deploy logic: a few
+//! An in-memory [`Engine`](crate::engine::Engine) for unit tests of the deploy logic: a few
 //! containers and images, a registry that says what a pull brings, and
 //! switches to make steps fail. It models just enough of Docker to follow an
 //! update; the end-to-end tests prove the real behaviour.
