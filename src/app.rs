@@ -276,29 +276,20 @@ fn http_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Binds `count` listening sockets to `addr` with `SO_REUSEPORT`, so the
-/// kernel spreads connections over the HTTP threads; the first one decides
-/// the port when `addr` asks for any.
+/// Binds `addr` once and hands each of `count` HTTP threads its own handle
+/// on that one socket: they all accept from it. Not `SO_REUSEPORT`, which
+/// would let a second dockhook started on the same port by mistake share
+/// the webhooks with this one, both deploying to the same engine: the second
+/// one must fail with "address in use".
 fn bind(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, Error> {
-    let listen = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
-        let socket = if addr.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        // Registered with the thread that will serve it, not this one.
-        socket.listen(1024)?.into_std()
-    };
     let error = |source| Error::Listen { addr, source };
-    let first = listen(addr).map_err(error)?;
-    let bound = first.local_addr().map_err(error)?;
-    let mut listeners = vec![first];
+    let listener = std::net::TcpListener::bind(addr).map_err(error)?;
+    listener.set_nonblocking(true).map_err(error)?;
+    let mut listeners = Vec::with_capacity(count);
     for _ in 1..count {
-        listeners.push(listen(bound).map_err(error)?);
+        listeners.push(listener.try_clone().map_err(error)?);
     }
+    listeners.push(listener);
     Ok(listeners)
 }
 
@@ -492,4 +483,24 @@ pub async fn probe_health(addr: SocketAddr) -> std::io::Result<bool> {
     tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
         .await
         .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_in_use_is_refused_and_every_thread_shares_one_socket() {
+        let listeners = bind("127.0.0.1:0".parse().unwrap(), 3).unwrap();
+        let addr = listeners[0].local_addr().unwrap();
+        assert_eq!(listeners.len(), 3);
+        assert!(listeners.iter().all(|l| l.local_addr().unwrap() == addr));
+        // A second dockhook on the same port must not share its webhooks.
+        match bind(addr, 2) {
+            Err(Error::Listen { source, .. }) => {
+                assert_eq!(source.kind(), std::io::ErrorKind::AddrInUse)
+            }
+            other => panic!("a second bind to {addr} was not refused: {other:?}"),
+        }
+    }
 }
