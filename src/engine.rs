@@ -7,7 +7,9 @@
 //! API (whose few differences it makes up for). It reaches the engine as the
 //! docker CLI does: a unix socket, `tcp://` in plain HTTP or with TLS
 //! (`DOCKER_TLS_VERIFY`, certificates in `DOCKER_CERT_PATH`), or `ssh://`
-//! through the system's `ssh`. Deploy logic is written
+//! through the system's `ssh`, directly or through a socket proxy (whose
+//! refusals it reports as such, and whose refusal of an exec's connection
+//! upgrade it works around). Deploy logic is written
 //! against the trait, so unit tests can run it on an in-memory fake; every
 //! claim about real behaviour is proven by the end-to-end tests.
 //!

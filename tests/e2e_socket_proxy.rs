@@ -222,9 +222,10 @@ fn a_call_the_proxy_refuses_fails_the_update_naming_it() {
     let dockhook = dockhook_behind(&proxy, &site);
 
     let deployment = site.deploy(&dockhook, "latest");
-    let state = deployment["state"].as_str().unwrap_or_default();
-    assert!(
-        ["failed", "rolled_back"].contains(&state),
+    // Start-first (no published port): nothing was stopped yet.
+    assert_eq!(
+        deployment["state"],
+        "failed",
         "{deployment}\n{}",
         dockhook.log_text()
     );
