@@ -802,11 +802,15 @@ impl Engine for DockerEngine {
         let output = match docker.start_exec(&exec.id, None).await {
             Ok(StartExecResults::Attached { output, .. }) => collect_output(output).await?,
             Ok(StartExecResults::Detached) => String::new(),
-            // Docker started the command all the same: its exit code is
-            // still there, once it has ended (the caller's hook timeout
-            // bounds the wait).
+            // Docker starts the command all the same, maybe a moment after
+            // it answered: its exit code is there once it has run (the
+            // caller's hook timeout bounds the wait).
             Err(e) if is_refused_upgrade(&e) => {
-                while docker.inspect_exec(&exec.id).await?.running == Some(true) {
+                loop {
+                    let inspect = docker.inspect_exec(&exec.id).await?;
+                    if inspect.running != Some(true) && inspect.exit_code.is_some() {
+                        break;
+                    }
                     tokio::time::sleep(EXEC_POLL).await;
                 }
                 UPGRADE_REFUSED_OUTPUT.to_string()
