@@ -7,7 +7,9 @@
 //! API (whose few differences it makes up for). It reaches the engine as the
 //! docker CLI does: a unix socket, `tcp://` in plain HTTP or with TLS
 //! (`DOCKER_TLS_VERIFY`, certificates in `DOCKER_CERT_PATH`), or `ssh://`
-//! through the system's `ssh`. Deploy logic is written
+//! through the system's `ssh`, directly or through a socket proxy (whose
+//! refusals it reports as such, and whose refusal of an exec's connection
+//! upgrade it works around). Deploy logic is written
 //! against the trait, so unit tests can run it on an in-memory fake; every
 //! claim about real behaviour is proven by the end-to-end tests.
 //!
@@ -110,6 +112,18 @@ impl From<bollard::errors::Error> for EngineError {
                 status_code: 409,
                 message,
             } => EngineError::Conflict(message),
+            // Docker itself never answers 403 to what dockhook asks: a
+            // socket proxy in front of it, or an authorization plugin,
+            // refused the call.
+            Error::DockerResponseServerError {
+                status_code: 403,
+                message,
+            } => EngineError::Other(format!(
+                "Docker API call refused with 403 Forbidden ({}): a socket proxy or authorization \
+                 plugin in front of Docker does not allow it; allow this call there (the \
+                 README's \"Socket proxy\" section lists the ones dockhook makes)",
+                plain_text(&message)
+            )),
             Error::DockerResponseServerError {
                 status_code,
                 message,
@@ -124,6 +138,25 @@ impl From<bollard::errors::Error> for EngineError {
             other => EngineError::Other(other.to_string()),
         }
     }
+}
+
+/// An error body as one line of text: a proxy's HTML error page (haproxy's
+/// default 403 page, say) without its tags.
+fn plain_text(body: &str) -> String {
+    let mut text = String::with_capacity(body.len());
+    let mut in_tag = false;
+    for c in body.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                text.push(' ');
+            }
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -766,9 +799,23 @@ impl Engine for DockerEngine {
             ..Default::default()
         };
         let exec = docker.create_exec(id, config).await?;
-        let output = match docker.start_exec(&exec.id, None).await? {
-            StartExecResults::Attached { output, .. } => collect_output(output).await?,
-            StartExecResults::Detached => String::new(),
+        let output = match docker.start_exec(&exec.id, None).await {
+            Ok(StartExecResults::Attached { output, .. }) => collect_output(output).await?,
+            Ok(StartExecResults::Detached) => String::new(),
+            // Docker starts the command all the same, maybe a moment after
+            // it answered: its exit code is there once it has run (the
+            // caller's hook timeout bounds the wait).
+            Err(e) if is_refused_upgrade(&e) => {
+                loop {
+                    let inspect = docker.inspect_exec(&exec.id).await?;
+                    if inspect.running != Some(true) && inspect.exit_code.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(EXEC_POLL).await;
+                }
+                UPGRADE_REFUSED_OUTPUT.to_string()
+            }
+            Err(e) => return Err(e.into()),
         };
         let inspect = docker.inspect_exec(&exec.id).await?;
         Ok(ExecOutcome {
@@ -828,6 +875,26 @@ impl Engine for DockerEngine {
 /// exited, and how often it asks.
 const PODMAN_CLEANUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const PODMAN_CLEANUP_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether Docker's answer to an exec start was not the connection upgrade
+/// bollard asked for (`101`) but a plain `200`: what a proxy that does not
+/// pass on the upgrade of a request with a body gets (haproxy 2.4 to 3.0,
+/// Debian 12's included; haproxy issue 2684).
+fn is_refused_upgrade(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::HyperResponseError { err }
+            if err.is_user() && err.to_string().contains("upgrade")
+    )
+}
+
+/// How often an exec whose output could not be read is asked whether it
+/// has ended.
+const EXEC_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// An exec's output when the connection to Docker could not be upgraded.
+const UPGRADE_REFUSED_OUTPUT: &str = "(output not available: a proxy between dockhook and \
+    Docker did not pass on the connection upgrade that carries it)";
 
 fn is_podman_stopped(error: &bollard::errors::Error) -> bool {
     matches!(
@@ -910,6 +977,42 @@ fn container_id_from_mountinfo(mounts: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forbidden(message: &str) -> String {
+        EngineError::from(bollard::errors::Error::DockerResponseServerError {
+            status_code: 403,
+            message: message.to_string(),
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_refusal_names_the_proxy_and_keeps_its_words() {
+        let error = forbidden("the socket proxy does not allow POST /v1.47/containers/create");
+        assert!(
+            error.starts_with(
+                "Docker API call refused with 403 Forbidden (the socket proxy does not allow \
+                 POST /v1.47/containers/create): a socket proxy"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("allow this call there"), "{error}");
+    }
+
+    #[test]
+    fn a_refusal_as_an_html_page_is_told_as_text() {
+        // haproxy's default 403 page, as docker-socket-proxy sends it.
+        let page = "<html><body><h1>403 Forbidden</h1>\nRequest forbidden by \
+                    administrative rules.\n</body></html>\n";
+        let error = forbidden(page);
+        assert!(
+            error.contains(
+                "(403 Forbidden Request forbidden by administrative rules.): a socket proxy"
+            ),
+            "{error}"
+        );
+        assert!(!error.contains('<'), "{error}");
+    }
 
     #[test]
     fn unpins_tagged_references_only() {

@@ -268,6 +268,9 @@ const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
 const SCHEMA: &str = "
     PRAGMA journal_mode = WAL;
     PRAGMA foreign_keys = ON;
+    -- Sorts and statement journals that outgrow memory stay there: in the
+    -- read-only FROM scratch image there is no directory for temp files.
+    PRAGMA temp_store = MEMORY;
     CREATE TABLE IF NOT EXISTS deployments (
         id               INTEGER PRIMARY KEY AUTOINCREMENT,
         target           TEXT NOT NULL,
@@ -1396,6 +1399,17 @@ mod tests {
         let id = Store::open(&path).unwrap().create(&new("site")).unwrap();
         let store = Store::open(&path).unwrap();
         assert_eq!(store.get(id).unwrap().unwrap().0.target, "site");
+    }
+
+    #[test]
+    fn temporary_data_never_needs_a_temp_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("h.db")).unwrap();
+        let conn = store.conn.lock().unwrap();
+        let temp_store: i64 = conn
+            .query_row("PRAGMA temp_store", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "MEMORY");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! End to end: dockhook as users run it, a container from its own
-//! `FROM scratch` image with the Docker socket mounted, updates a site and
-//! never updates itself.
+//! `FROM scratch` image with the Docker socket mounted, read-only, without
+//! capabilities, updates a site and never updates itself.
 
 mod support;
 
@@ -114,6 +114,10 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
     docker([
         "run", "-d", "--name", &dockhook.name, "--label", "dockhook-test=1",
         "-v", "/var/run/docker.sock:/var/run/docker.sock",
+        // As the compose example runs it: nothing writable but the data
+        // volume (the Dockerfile's VOLUME /data), no capabilities, no
+        // privilege gained through exec.
+        "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "-e", &format!("OWNER={OWNER}"),
         "-e", &format!("DOCKHOOK_TOKEN={TOKEN}"),
         "-e", &format!("DOCKHOOK_DOCKERHUB_REGISTRY={}", site.registry.host()),
