@@ -86,6 +86,8 @@ pub mod deploy;
 pub mod engine;
 pub mod event;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image_ref;
 pub mod inventory;
 pub mod logging;
