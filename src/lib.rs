@@ -76,6 +76,8 @@
 //!   images, so nothing grows without bound.
 //! - [`app`]: wiring, start-up and graceful shutdown.
 //! - [`logging`]: the log subscriber, which never shows a secret.
+//! - `fuzzing` (hidden): the checks the fuzz targets under `fuzz/` run,
+//!   which `tests/fuzz_corpus.rs` replays on the committed corpus.
 
 pub mod app;
 pub mod cli;
@@ -86,6 +88,8 @@ pub mod deploy;
 pub mod engine;
 pub mod event;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image_ref;
 pub mod inventory;
 pub mod logging;

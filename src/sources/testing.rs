@@ -36,17 +36,7 @@ pub fn assert_malformed(result: Result<Verdict, SourceError>, needle: &str, body
     }
 }
 
-/// The HMAC-SHA256 of `body` under `secret`, in lowercase hex.
-pub fn hmac_hex(secret: &str, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use crate::fuzzing::hmac_hex;
 
 /// A header map from name/value pairs.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
