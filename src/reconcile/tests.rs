@@ -32,6 +32,16 @@ async fn registry() -> Stub {
 
 const DIGEST: &str = "Docker-Content-Digest";
 
+/// A reconciler of `state`, asking registries without a login, that has
+/// told nothing yet.
+fn reconciler<E>(state: Arc<AppState<E>>) -> Reconciler<E> {
+    Reconciler {
+        state,
+        registry: RegistryClient::new(None),
+        told: HashSet::new(),
+    }
+}
+
 fn container(name: &str, image: &str, image_id: &str, labels: &[(&str, &str)]) -> FakeContainer {
     FakeContainer {
         id: format!("{name}-id"),
@@ -88,11 +98,7 @@ async fn one_request_per_image_and_each_change_handed_on_once() {
     let stub = registry().await;
     let engine = Arc::new(host(&stub.host));
     let (_, state) = serve_on(engine.clone(), crate::sources::Settings::for_tests()).await;
-    let mut reconciler = Reconciler {
-        state: state.clone(),
-        registry: RegistryClient::new(None),
-        told: HashSet::new(),
-    };
+    let mut reconciler = reconciler(state.clone());
 
     reconciler.pass().await;
     let asked: Vec<String> = stub
@@ -192,11 +198,7 @@ async fn a_registry_that_fails_changes_nothing() {
     let stub = Stub::start(|_| Box::new(|_, _| answer(500, &[], "oops"))).await;
     let engine = Arc::new(host(&stub.host));
     let (_, state) = serve_on(engine, crate::sources::Settings::for_tests()).await;
-    let mut reconciler = Reconciler {
-        state: state.clone(),
-        registry: RegistryClient::new(None),
-        told: HashSet::new(),
-    };
+    let mut reconciler = reconciler(state.clone());
     reconciler.pass().await;
     assert_eq!(stub.seen().len(), 2, "tags of app, manifest of site");
     assert!(state.store.list(10).unwrap().is_empty());
@@ -214,11 +216,7 @@ async fn a_service_is_compared_by_the_digest_its_spec_pins() {
         NEW,
     ));
     let (_, state) = serve_on(engine.clone(), crate::sources::Settings::for_tests()).await;
-    let mut reconciler = Reconciler {
-        state: state.clone(),
-        registry: RegistryClient::new(None),
-        told: HashSet::new(),
-    };
+    let mut reconciler = reconciler(state.clone());
 
     reconciler.pass().await;
     let handed: Vec<(String, String, bool)> = state
@@ -265,11 +263,7 @@ async fn docker_hub_images_outside_owner_are_not_asked_about() {
         ..crate::sources::Settings::for_tests()
     };
     let (_, state) = serve_on(Arc::new(engine), settings).await;
-    let mut reconciler = Reconciler {
-        state: state.clone(),
-        registry: RegistryClient::new(None),
-        told: HashSet::new(),
-    };
+    let mut reconciler = reconciler(state.clone());
 
     reconciler.pass().await;
     let asked: Vec<String> = stub.seen().iter().map(|s| s.uri.clone()).collect();
