@@ -308,6 +308,8 @@ async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let stop = CancellationToken::new();
+    // Also stops the threads already started if starting another fails.
+    let stopping = stop.clone().drop_guard();
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let main = tokio::runtime::Handle::current();
     let mut finished = Vec::with_capacity(listeners.len());
@@ -340,7 +342,7 @@ async fn serve_http(
         finished.push(finished_one);
     }
     shutdown.await;
-    stop.cancel();
+    drop(stopping);
     for thread in finished {
         let _ = thread.await;
     }
