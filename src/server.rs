@@ -11,22 +11,27 @@
 //! ([`AppState::main`]), as is every other route.
 //!
 //! Every source in [`sources::ALL`] gets its hook: `POST /hooks/{name}/{token}`
-//! for a source behind dockhook's token (and `POST /hooks/{name}` with
+//! for a source behind a token (and `POST /hooks/{name}` with
 //! `Authorization: Bearer` when it allows that), `POST /hooks/{name}` for a
-//! source that proves itself with its own header or signature. What the
-//! headers prove is checked before the body is read, so a forged request
-//! costs no body read. Besides the hooks:
+//! source that proves itself with its own header or signature. A hook
+//! token opens its own source's hook and nothing else ([`crate::tokens`]).
+//! What the headers prove is checked before the body is read, so a forged
+//! request costs no body read. Besides the hooks:
 //!
 //! | route                        | auth                  |
 //! |------------------------------|-----------------------|
 //! | `GET /healthz`               | none                  |
-//! | `GET /api/deployments`       | `Authorization: Bearer` |
-//! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
-//! | `POST /api/deployments/{id}/approve`, `/reject` | `Authorization: Bearer` |
-//! | `GET /api/targets`           | `Authorization: Bearer` |
-//! | `POST /api/targets/{name}/update`, `/rollback` | `Authorization: Bearer` |
-//! | `GET /api/events` (Server-Sent Events) | `Authorization: Bearer` |
-//! | `GET /metrics` (Prometheus) | `Authorization: Bearer` (the token or `metrics_token`), or none with `metrics_public` |
+//! | `GET /api/deployments`       | API or read-only token |
+//! | `GET /api/deployments/{id}`  | API or read-only token |
+//! | `POST /api/deployments/{id}/approve`, `/reject` | API token |
+//! | `GET /api/targets`           | API or read-only token |
+//! | `POST /api/targets/{name}/update`, `/rollback` | API token |
+//! | `GET /api/events` (Server-Sent Events) | API or read-only token |
+//! | `POST /api/tokens/{kind}/rotate` | API token |
+//! | `GET /metrics` (Prometheus) | API, read-only or metrics token, or none with `metrics_public` |
+//!
+//! Tokens are bearer tokens (`Authorization: Bearer`); a missing or wrong
+//! one is answered 401, the read-only token on an action 403.
 //!
 //! Every hook request is counted in `dockhook_webhooks_total` by its source
 //! and how it ended ([`crate::metrics::WebhookOutcome`]). A webhook that
