@@ -488,6 +488,46 @@ impl Store {
         self.write_step(id, None, state, detail, facts).map(drop)
     }
 
+    /// Puts an interrupted deployment, whose changes were undone, back to
+    /// `queued`, forgetting what its first attempt learnt (containers,
+    /// images, strategy), so the next attempt and its recovery start from
+    /// the host as it is. Returns `false`, and changes nothing, for a
+    /// deployment that was queued again before: it gets one more attempt,
+    /// not a loop of them.
+    pub fn requeue(&self, id: i64, detail: &str) -> Result<bool, StoreError> {
+        let requeued = self.with(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            let (target, queued): (String, i64) = tx.query_row(
+                "SELECT target, (SELECT COUNT(*) FROM steps WHERE deployment_id = ?1 \
+                 AND state = 'queued') FROM deployments WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if queued > 1 {
+                return Ok(None);
+            }
+            tx.execute(
+                &format!(
+                    "UPDATE deployments SET state = 'queued', updated_at = {NOW}, error = NULL, \
+                     old_container_id = NULL, old_image_id = NULL, new_image_id = NULL, \
+                     new_container_id = NULL, strategy = NULL, old_networks = NULL \
+                     WHERE id = ?1"
+                ),
+                [id],
+            )?;
+            insert_step(&tx, id, State::Queued, Some(detail))?;
+            tx.commit()?;
+            Ok(Some(target))
+        })?;
+        Ok(match requeued {
+            Some(target) => {
+                self.publish(id, target, State::Queued, Some(detail));
+                true
+            }
+            None => false,
+        })
+    }
+
     /// [`Store::step`] only if the deployment is in one of `from` now, in
     /// the same transaction; whether it was. Settles races between a
     /// person and the queue (approving what a newer push just superseded).

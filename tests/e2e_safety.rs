@@ -8,8 +8,8 @@ mod support;
 use std::time::Duration;
 
 use support::scenario::{
-    api, assert_one_running, assert_steps_in_order, containers_named, run_site, steps,
-    wait_deployment, Site,
+    api, assert_one_running, assert_steps_in_order, containers_named, queued_again, run_site,
+    steps, wait_deployment, Site,
 };
 use support::*;
 
@@ -258,12 +258,10 @@ fn strategy_label_forces_stop_first() {
 /// How a deployment must end after a crash right after recording a step.
 #[derive(Clone, Copy)]
 enum After {
-    /// No new container existed yet: `failed`, and the old one runs on.
-    Failed,
-    /// The new container existed but had not taken over: `rolled_back`, and
-    /// the old one runs again.
-    RolledBack,
-    /// The new container had taken the name: `succeeded`, and it runs.
+    /// Before the commit point: what it did is undone (the old container
+    /// runs on, or again), then the update is queued again and carried out.
+    UndoneThenUpdated,
+    /// The new container had taken the name: finished, and it runs.
     Succeeded,
 }
 
@@ -272,7 +270,7 @@ enum After {
 fn crash_at(step: &str, strategy: &str, expected: After) {
     require_docker();
     let mut cleanup = Cleanup::new();
-    let (site, v1) = Site::new(&mut cleanup, &format!("crash-{}", step.replace('_', "")));
+    let (site, _) = Site::new(&mut cleanup, &format!("crash-{}", step.replace('_', "")));
     let labels = [
         "--label",
         &format!("dockhook.strategy={strategy}"),
@@ -307,19 +305,23 @@ fn crash_at(step: &str, strategy: &str, expected: After) {
         &[("DOCKHOOK_DATA_DIR", data_dir.as_str())],
     );
     let deployment = wait_deployment(&dockhook, id);
-    let (state, image) = match expected {
-        After::Failed => ("failed", &v1),
-        After::RolledBack => ("rolled_back", &v1),
-        After::Succeeded => ("succeeded", &v2),
-    };
-    assert_eq!(deployment["state"], state, "{step}: {deployment}");
-    let (_, last) = steps(&dockhook, id).pop().unwrap();
-    let said = format!("{}{last}", deployment["error"]);
-    assert!(
-        said.contains("dockhook restarted") || said.contains(&format!("during step {step}")),
-        "{step}: {said}"
-    );
-    assert_one_running(&name, image);
+    assert_eq!(deployment["state"], "succeeded", "{step}: {deployment}");
+    let cause = format!("during step {step}");
+    match expected {
+        After::UndoneThenUpdated => {
+            let again = queued_again(&dockhook, id).expect("queued again");
+            assert!(
+                again.contains(&cause) && again.ends_with("; updating again"),
+                "{step}: {again}"
+            );
+        }
+        After::Succeeded => {
+            assert_eq!(queued_again(&dockhook, id), None, "{step}");
+            let (_, last) = steps(&dockhook, id).pop().unwrap();
+            assert!(last.contains(&cause), "{step}: {last}");
+        }
+    }
+    assert_one_running(&name, &v2);
 }
 
 macro_rules! crash_tests {
@@ -332,26 +334,26 @@ macro_rules! crash_tests {
 }
 
 crash_tests! {
-    crash_while_pulling_keeps_the_old_container: "pulling", "start-first" => Failed;
-    crash_before_pre_update_hook_keeps_the_old_container: "pre_update", "start-first" => Failed;
-    crash_while_creating_keeps_the_old_container: "creating", "start-first" => Failed;
-    crash_while_starting_beside_the_old_rolls_back: "starting", "start-first" => RolledBack;
-    crash_while_verifying_beside_the_old_rolls_back: "verifying", "start-first" => RolledBack;
+    crash_while_pulling_updates_again: "pulling", "start-first" => UndoneThenUpdated;
+    crash_before_pre_update_hook_updates_again: "pre_update", "start-first" => UndoneThenUpdated;
+    crash_while_creating_updates_again: "creating", "start-first" => UndoneThenUpdated;
+    crash_while_starting_beside_the_old_undoes_and_updates_again: "starting", "start-first" => UndoneThenUpdated;
+    crash_while_verifying_beside_the_old_undoes_and_updates_again: "verifying", "start-first" => UndoneThenUpdated;
     crash_while_retiring_the_old_finishes_the_update: "stopping", "start-first" => Succeeded;
     crash_while_cleaning_up_finishes_the_update: "cleaning_up", "start-first" => Succeeded;
     crash_before_post_update_hook_finishes_the_update: "post_update", "start-first" => Succeeded;
-    crash_while_stopping_stop_first_rolls_back: "stopping", "stop-first" => RolledBack;
+    crash_while_stopping_stop_first_undoes_and_updates_again: "stopping", "stop-first" => UndoneThenUpdated;
     crash_while_starting_stop_first_finishes_the_update: "starting", "stop-first" => Succeeded;
     crash_while_verifying_stop_first_finishes_the_update: "verifying", "stop-first" => Succeeded;
 }
 
 #[test]
-fn kill_9_during_verification_is_undone_on_restart() {
+fn kill_9_during_verification_is_undone_then_carried_out_on_restart() {
     require_docker();
     let mut cleanup = Cleanup::new();
-    let (site, v1) = Site::new(&mut cleanup, "kill9");
+    let (site, _) = Site::new(&mut cleanup, "kill9");
     let name = run_site(&mut cleanup, &site, &site.name, &[]);
-    site.push(&mut cleanup, "latest", SiteImage::new("v2"));
+    let v2 = site.push(&mut cleanup, "latest", SiteImage::new("v2"));
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().to_string_lossy().to_string();
     let env = [
@@ -378,13 +380,15 @@ fn kill_9_during_verification_is_undone_on_restart() {
         &[("DOCKHOOK_DATA_DIR", data_dir.as_str())],
     );
     let deployment = wait_deployment(&second, id);
-    assert_eq!(deployment["state"], "rolled_back", "{deployment}");
-    assert!(deployment["error"]
-        .as_str()
-        .unwrap()
-        .contains("during step verifying"));
-    assert_one_running(&name, &v1);
-    assert_eq!(tagged(&site.image("latest")), v1);
+    assert_eq!(deployment["state"], "succeeded", "{deployment}");
+    let again = queued_again(&second, id).expect("queued again");
+    assert!(
+        again.contains("during step verifying")
+            && again.contains("runs its previous container and image again; updating again"),
+        "{again}"
+    );
+    assert_one_running(&name, &v2);
+    assert_eq!(tagged(&site.image("latest")), v2);
 }
 
 #[test]

@@ -717,7 +717,7 @@ impl<E: Engine> Queue<E> {
         let loaded = self.store.call(move |store| store.get(deployment)).await;
         let recovered = match loaded {
             Ok(Some((d, _))) if !d.state.is_final() => {
-                AssertUnwindSafe(self.updater.recover(&d, &cause))
+                AssertUnwindSafe(self.updater.recover_only(&d, &cause))
                     .catch_unwind()
                     .await
                     .is_ok()

@@ -12,6 +12,12 @@
 //! - past it, the update is finished: the old container is retired and the
 //!   new one must still pass its gate, or the update is undone.
 //!
+//! An update undone before its commit point failed through no fault of its
+//! image: the push it answers (202) still deserves its update. So it is
+//! queued again, once, and run from the start on the host as it is now; a
+//! second interruption of the same deployment is only undone, so an update
+//! that brings dockhook down cannot loop.
+//!
 //! It trusts no snapshot: a stop that the crash interrupted goes on inside
 //! Docker, so recovery lets it end before it decides what runs, and it
 //! records an end state only once the host shows it. While Docker does not
@@ -27,6 +33,23 @@ use crate::store::{Deployment, State};
 
 /// The longest pause between two attempts while Docker does not answer.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Whether an update undone before its commit point is run again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Again {
+    Once,
+    Never,
+}
+
+/// Where an interrupted update was when recovery settled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Undone {
+    /// Before its commit point: whatever it did is undone, and its image
+    /// was never judged.
+    BeforeCommit,
+    /// Past it: finished, or undone because the new container failed.
+    AfterCommit,
+}
 
 /// Why a recovery could not decide now.
 enum Retry {
@@ -45,8 +68,19 @@ impl<E: Engine> Updater<E> {
     /// stopped (`cause` says how), from what the store says and what the
     /// engine shows, and records how it ended. Leaves exactly one container
     /// under the target's name, running, and no temporary containers.
-    /// Waits for Docker as long as it takes.
+    /// Waits for Docker as long as it takes. An update undone before its
+    /// commit point is run again, once (see the module docs).
     pub async fn recover(&self, deployment: &Deployment, cause: &str) -> Outcome {
+        self.recover_then(deployment, cause, Again::Once).await
+    }
+
+    /// [`Updater::recover`], never running the update again: after a bug
+    /// (a panic), not an interruption.
+    pub async fn recover_only(&self, deployment: &Deployment, cause: &str) -> Outcome {
+        self.recover_then(deployment, cause, Again::Never).await
+    }
+
+    async fn recover_then(&self, deployment: &Deployment, cause: &str, again: Again) -> Outcome {
         let Some(job) = Job::of(deployment) else {
             let outcome = Outcome::Failed(format!(
                 "{cause}; its recorded image {:?} is invalid",
@@ -68,9 +102,9 @@ impl<E: Engine> Updater<E> {
                 .await;
         }
         let mut pause = Duration::from_millis(500);
-        let outcome = loop {
+        let (outcome, undone) = loop {
             match self.reconcile(deployment, &job, cause).await {
-                Ok(outcome) => break outcome,
+                Ok(reconciled) => break reconciled,
                 Err(Retry::Unavailable(e)) => {
                     tracing::warn!(
                         deployment = deployment.id,
@@ -82,6 +116,29 @@ impl<E: Engine> Updater<E> {
                 }
             }
         };
+        let undone_cleanly = matches!(outcome, Outcome::Failed(_) | Outcome::RolledBack(_));
+        if again == Again::Once && undone == Undone::BeforeCommit && undone_cleanly {
+            let detail = format!("{}; updating again", outcome.detail());
+            let id = deployment.id;
+            let requeued = self
+                .store
+                .call(move |store| store.requeue(id, &detail))
+                .await;
+            match requeued {
+                Ok(true) => {
+                    tracing::warn!(
+                        deployment = id,
+                        target = %deployment.target,
+                        "undid the update a restart interrupted; updating again"
+                    );
+                    return self.run(&job).await;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(deployment = id, error = %e, "cannot queue the update again")
+                }
+            }
+        }
         let outcome = match outcome {
             Outcome::Succeeded(s) => Outcome::Succeeded(format!("{s} (finished after {cause})")),
             Outcome::RolledBack(s) => Outcome::RolledBack(format!("{s} (undone after {cause})")),
@@ -96,7 +153,7 @@ impl<E: Engine> Updater<E> {
         deployment: &Deployment,
         job: &Job,
         cause: &str,
-    ) -> Result<Outcome, Retry> {
+    ) -> Result<(Outcome, Undone), Retry> {
         self.engine.ping().await?;
         let _serialised = self.repository_lock(&job.image).await;
         let id_of = async |name: &str| match self.engine.inspect_container(name).await {
@@ -113,7 +170,10 @@ impl<E: Engine> Updater<E> {
             deployment.old_container_id.clone(),
             &deployment.old_image_id,
         ) else {
-            return Ok(Outcome::Failed(format!("{cause}; nothing was changed")));
+            return Ok((
+                Outcome::Failed(format!("{cause}; nothing was changed")),
+                Undone::BeforeCommit,
+            ));
         };
         let new_id = deployment.new_container_id.clone().or(new.clone());
         let start_first = deployment.strategy.as_deref() == Some("start-first");
@@ -138,21 +198,23 @@ impl<E: Engine> Updater<E> {
             old_may_be_stopping: deployment.state == State::Stopping && (start_first || swapped),
         };
         if named.is_none() && parked.is_none() && new.is_none() && id_of(&old_id).await?.is_none() {
-            return Ok(Outcome::RollbackFailed(format!(
-                "{cause}; no container {} is left",
-                job.target
-            )));
+            return Ok((
+                Outcome::RollbackFailed(format!("{cause}; no container {} is left", job.target)),
+                Undone::AfterCommit,
+            ));
         }
-        if !committed {
+        let new_id = match new_id {
+            Some(new_id) if committed => new_id,
             // Not committed yet: the old container takes its place again.
-            return Ok(self.roll_back(&swap, cause.to_string()).await);
-        }
-        let Some(new_id) = new_id else {
-            return Ok(self.roll_back(&swap, cause.to_string()).await);
+            _ => {
+                let undone = self.roll_back(&swap, cause.to_string()).await;
+                return Ok((undone, Undone::BeforeCommit));
+            }
         };
-        Ok(self
+        let finished = self
             .finish_cutover(deployment, job, &swap, &new_id, cause)
-            .await)
+            .await;
+        Ok((finished, Undone::AfterCommit))
     }
 
     /// Past the commit point: retires the old container (waiting for a stop

@@ -701,6 +701,48 @@ async fn replicas_of_one_image_are_updated_one_after_the_other() {
 }
 
 #[tokio::test]
+async fn an_update_a_crash_cut_short_before_its_commit_point_is_carried_out_after_all() {
+    let rig = rig("sha256:old", "sha256:new");
+    let id = rig
+        .store
+        .create(&NewDeployment {
+            target: "site".into(),
+            container_id: "site-id".into(),
+            image: IMAGE.into(),
+            source: "test".into(),
+            ..NewDeployment::default()
+        })
+        .unwrap();
+    // Killed while pulling: nothing on the host had changed.
+    rig.store
+        .step(id, State::Pulling, None, &crate::store::Facts::default())
+        .unwrap();
+    let (deployment, _) = rig.store.get(id).unwrap().unwrap();
+    let outcome = rig
+        .updater
+        .recover(&deployment, "dockhook stopped during step pulling")
+        .await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let (deployment, steps) = rig.store.get(id).unwrap().unwrap();
+    assert_eq!(deployment.state, State::Succeeded);
+    assert_eq!(deployment.error, None, "{deployment:?}");
+    let requeued: Vec<_> = steps
+        .iter()
+        .filter(|s| s.state == State::Queued)
+        .filter_map(|s| s.detail.as_deref())
+        .collect();
+    assert_eq!(
+        requeued,
+        ["dockhook stopped during step pulling; nothing was changed; updating again"]
+    );
+    let site = rig.engine.named("site").unwrap();
+    assert_eq!((site.image_id.as_str(), site.running), ("sha256:new", true));
+
+    // A second interruption of the same deployment is not run again.
+    assert!(!rig.store.requeue(id, "another crash").unwrap());
+}
+
+#[tokio::test]
 async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
     let rig = rig("sha256:old", "sha256:new");
     let id = rig
@@ -716,6 +758,8 @@ async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
             ..NewDeployment::default()
         })
         .unwrap();
+    // Its second attempt, which is not run again once undone.
+    assert!(rig.store.requeue(id, "an earlier crash").unwrap());
     let facts = crate::store::Facts {
         old_container_id: Some("site-id".into()),
         old_image_id: Some("sha256:old".into()),

@@ -222,6 +222,16 @@ pub fn wait_deployment(dockhook: &impl Endpoint, id: i64) -> Value {
     })
 }
 
+/// The detail of the step that queued deployment `id` again after a
+/// restart undid it, if one did.
+pub fn queued_again(dockhook: &impl Endpoint, id: i64) -> Option<String> {
+    steps(dockhook, id)
+        .into_iter()
+        .skip(1)
+        .find(|(state, _)| state == "queued")
+        .map(|(_, detail)| detail)
+}
+
 /// The steps of deployment `id`, oldest first: its states and their notes.
 pub fn steps(dockhook: &impl Endpoint, id: i64) -> Vec<(String, String)> {
     let (status, deployment) = api(dockhook, &format!("/api/deployments/{id}"));
