@@ -68,6 +68,9 @@ pub struct Config {
     pub docker_tls_verify: bool,
     pub docker_cert_path: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// HTTPS on the listener: certificate files or ACME; plain HTTP when
+    /// none is set.
+    pub tls: crate::tls::Settings,
     pub log: String,
     pub log_format: crate::logging::Format,
     /// Who may read `/metrics`.
@@ -89,6 +92,8 @@ pub struct ClientSettings {
     pub token: Option<Secret>,
     /// Where the server keeps the token it generated when none is set.
     pub token_path: PathBuf,
+    /// Whether, and with which certificate, the server speaks TLS.
+    pub tls: crate::tls::Mode,
 }
 
 /// One setting, everything about it in one place.
@@ -215,6 +220,88 @@ pub static SETTINGS: &[Setting] = &[
         secret: false,
         apply: |c, text| set(&mut c.public_url, url(text).map(Some)),
         show: |c| shown(&c.public_url),
+    },
+    Setting {
+        key: "tls_cert",
+        env: &["DOCKHOOK_TLS_CERT"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("plain HTTP"),
+        help: "PEM certificate chain (leaf first) to serve HTTPS with, instead of plain HTTP; \
+               with `tls_key`. Reloaded within seconds when the file changes (a renewal); a \
+               pair that does not load leaves the old one serving",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.cert, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.cert),
+    },
+    Setting {
+        key: "tls_key",
+        env: &["DOCKHOOK_TLS_KEY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "PEM private key of `tls_cert`",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.key, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.key),
+    },
+    Setting {
+        key: "acme_domain",
+        env: &["DOCKHOOK_ACME_DOMAIN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("no ACME"),
+        help: "comma-separated domain names to obtain a certificate for over ACME (TLS-ALPN-01 \
+               on the listener, which must be reachable on port 443 at those names), cached in \
+               `DATA_DIR/acme` and renewed before it expires; with `acme_email`; not with \
+               `tls_cert`",
+        secret: false,
+        apply: |c, text| {
+            let domains = crate::tls::parse_domains(text).and_then(|domains| match domains {
+                domains if domains.is_empty() => Err("expected a domain name".to_string()),
+                domains => Ok(domains),
+            });
+            set(&mut c.tls.acme_domains, domains)
+        },
+        show: |c| match &c.tls.acme_domains[..] {
+            [] => "(unset)".into(),
+            domains => domains.join(","),
+        },
+    },
+    Setting {
+        key: "acme_email",
+        env: &["DOCKHOOK_ACME_EMAIL"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "contact address for the ACME account (expiry warnings)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_email, email(text).map(Some)),
+        show: |c| shown(&c.tls.acme_email),
+    },
+    Setting {
+        key: "acme_directory",
+        env: &["DOCKHOOK_ACME_DIRECTORY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text(crate::tls::LETS_ENCRYPT),
+        help: "the ACME server's directory URL (Let's Encrypt staging: \
+               `https://acme-staging-v02.api.letsencrypt.org/directory`)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_directory, https_url(text)),
+        show: |c| c.tls.acme_directory.clone(),
+    },
+    Setting {
+        key: "acme_ca",
+        env: &["DOCKHOOK_ACME_CA"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("the Web PKI's roots only"),
+        help: "PEM CA certificate to trust for `acme_directory` besides the Web PKI's (a \
+               private ACME server)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_ca, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.acme_ca),
     },
     Setting {
         key: "dockerhub_registry",
@@ -751,6 +838,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error("{0}")]
+    Tls(#[from] crate::tls::SettingsError),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -804,6 +893,7 @@ impl Config {
                     .into(),
             });
         }
+        config.tls.mode()?;
         if config.docker_tls_verify {
             if !config.docker_host.starts_with("tcp://") {
                 return Err(ConfigError::Invalid {
@@ -842,11 +932,12 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ClientSettings, ConfigError> {
         let config = Self::assemble(path, env, |setting| {
-            ["listen", "token", "data_dir"].contains(&setting.key)
+            ["listen", "token", "data_dir"].contains(&setting.key) || is_tls_setting(setting)
         })?;
         Ok(ClientSettings {
             listen: config.listen,
             token_path: config.token_path(),
+            tls: config.tls.mode()?,
             token: config.token,
         })
     }
@@ -925,6 +1016,7 @@ impl Config {
             docker_tls_verify: false,
             docker_cert_path: None,
             public_url: None,
+            tls: crate::tls::Settings::default(),
             log: String::new(),
             log_format: crate::logging::Format::Text,
             metrics: crate::metrics::Settings::default(),
@@ -994,15 +1086,31 @@ impl Config {
     }
 
     /// Base URL for printed hook URLs: `public_url`, or one made from `listen`.
+    ///
+    /// Over ACME the certificate's first name, on port 443 where the ACME
+    /// server checked it; otherwise `https` when TLS is on.
     pub fn base_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| {
+            if let Some(domain) = self.tls.acme_domains.first() {
+                return format!("https://{domain}");
+            }
+            let scheme = if self.tls.cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let host = if self.listen.ip().is_unspecified() {
                 "YOUR-HOST".to_string()
             } else {
                 self.listen.ip().to_string()
             };
-            format!("http://{host}:{}", self.listen.port())
+            format!("{scheme}://{host}:{}", self.listen.port())
         })
+    }
+
+    /// Where the ACME account and certificates are kept.
+    pub fn acme_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("acme")
     }
 
     /// Every setting this build honours as `(key, value in force)`, secrets
@@ -1061,6 +1169,36 @@ fn set<T, E: Into<Problem>>(field: &mut T, value: Result<T, E>) -> Result<(), Pr
 /// An optional setting for display.
 fn shown(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "(unset)".into())
+}
+
+/// An optional path for display.
+fn shown_path(value: &Option<PathBuf>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "(unset)".into(), |path| path.display().to_string())
+}
+
+/// The settings the client needs to know how the server speaks TLS.
+fn is_tls_setting(setting: &Setting) -> bool {
+    setting.key.starts_with("tls_") || setting.key.starts_with("acme_")
+}
+
+/// An address to write to; the ACME server checks it further.
+fn email(text: &str) -> Result<String, &'static str> {
+    match text.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && domain.contains('.') && !text.contains(' ') => {
+            Ok(text.to_string())
+        }
+        _ => Err("expected an email address such as admin@example.com"),
+    }
+}
+
+/// An `https://` URL.
+fn https_url(text: &str) -> Result<String, &'static str> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(text.to_string()),
+        _ => Err("expected an https:// URL"),
+    }
 }
 
 /// An optional secret for display: masked, or why it matters that it is unset.

@@ -147,9 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
-            let listen = load()?.listen;
+            let config = load()?;
+            let tls = config.tls.mode()? != dockhook::tls::Mode::Plain;
             let healthy = runtime()?
-                .block_on(app::probe_health(listen))
+                .block_on(app::probe_health(config.listen, tls))
                 .unwrap_or(false);
             Ok(if healthy {
                 ExitCode::SUCCESS
