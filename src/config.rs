@@ -1594,6 +1594,98 @@ mod tests {
     }
 
     #[test]
+    fn tls_is_files_or_acme_never_both_and_never_half() {
+        let plain = load(None, &[("OWNER", "a")]).unwrap();
+        assert_eq!(plain.tls.mode().unwrap(), crate::tls::Mode::Plain);
+        assert!(plain.base_url().starts_with("http://"));
+        let files = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKHOOK_LISTEN", "10.0.0.1:8443"),
+                ("DOCKHOOK_TLS_CERT", "/etc/tls/chain.pem"),
+                ("DOCKHOOK_TLS_KEY", "/etc/tls/key.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            files.tls.mode().unwrap(),
+            crate::tls::Mode::Files {
+                cert: "/etc/tls/chain.pem".into(),
+                key: "/etc/tls/key.pem".into()
+            }
+        );
+        assert_eq!(files.base_url(), "https://10.0.0.1:8443");
+        let acme = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                (
+                    "DOCKHOOK_ACME_DOMAIN",
+                    "Hooks.Example.com, hooks2.example.com",
+                ),
+                ("DOCKHOOK_ACME_EMAIL", "ops@example.com"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            acme.tls.mode().unwrap(),
+            crate::tls::Mode::Acme {
+                domains: vec!["hooks.example.com".into(), "hooks2.example.com".into()],
+                email: "ops@example.com".into(),
+                directory: crate::tls::LETS_ENCRYPT.into(),
+                ca: None,
+            }
+        );
+        assert_eq!(acme.base_url(), "https://hooks.example.com");
+
+        let cert = ("DOCKHOOK_TLS_CERT", "/c.pem");
+        let key = ("DOCKHOOK_TLS_KEY", "/k.pem");
+        let domain = ("DOCKHOOK_ACME_DOMAIN", "hooks.example.com");
+        let email = ("DOCKHOOK_ACME_EMAIL", "ops@example.com");
+        let ca = ("DOCKHOOK_ACME_CA", "/ca.pem");
+        for (env, needle) in [
+            (&[cert][..], "DOCKHOOK_TLS_KEY is not"),
+            (&[key], "DOCKHOOK_TLS_CERT is not"),
+            (&[cert, key, domain, email], "not both"),
+            (&[domain], "DOCKHOOK_ACME_EMAIL is not"),
+            (&[email], "DOCKHOOK_ACME_DOMAIN is not"),
+            (&[ca], "ACME is not on"),
+            (&[domain, ("DOCKHOOK_ACME_EMAIL", "ops")], "email address"),
+            (
+                &[("DOCKHOOK_ACME_DOMAIN", "*.example.com"), email],
+                "wildcard",
+            ),
+            (
+                &[("DOCKHOOK_ACME_DOMAIN", "https://x.example.com"), email],
+                "DNS name",
+            ),
+            (&[("DOCKHOOK_ACME_DOMAIN", "10.0.0.1"), email], "DNS name"),
+            (
+                &[
+                    domain,
+                    email,
+                    ("DOCKHOOK_ACME_DIRECTORY", "http://acme.local/dir"),
+                ],
+                "https://",
+            ),
+        ] {
+            let env = [&[("OWNER", "a")][..], env].concat();
+            let err = load(None, &env).unwrap_err();
+            assert!(err.to_string().contains(needle), "{env:?}: {err}");
+        }
+        // The client needs no OWNER, but does need to know about TLS.
+        let client = Config::load_client_with(None, |name| {
+            [cert, key]
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        assert!(matches!(client.tls, crate::tls::Mode::Files { .. }));
+    }
+
+    #[test]
     fn errors_name_where_the_value_came_from() {
         let err = load(None, &[("OWNER", "a"), ("DOCKHOOK_GRACE", "soon")]).unwrap_err();
         assert!(

@@ -91,9 +91,10 @@ pub enum Mode {
     },
 }
 
-/// Why the TLS settings do not add up; the text says what to do.
+/// Why the TLS settings do not add up; the text says what to do (the
+/// file keys are the variables' names in lower case, without `DOCKHOOK_`).
 #[derive(Debug, thiserror::Error)]
-#[error("{key}: {reason}")]
+#[error("{reason}")]
 pub struct SettingsError {
     /// The setting to change.
     pub key: &'static str,
@@ -113,8 +114,8 @@ impl Settings {
         match (&self.cert, &self.key) {
             (Some(_), Some(_)) if acme => error(
                 "tls_cert",
-                "certificate files and ACME are both configured: set either tls_cert and \
-                 tls_key, or acme_domain and acme_email, not both",
+                "DOCKHOOK_TLS_CERT and DOCKHOOK_ACME_DOMAIN are both set: serve either the \
+                 certificate files or ACME's certificates, not both (unset one)",
             ),
             (Some(cert), Some(key)) => Ok(Mode::Files {
                 cert: cert.clone(),
@@ -122,29 +123,31 @@ impl Settings {
             }),
             (Some(_), None) => error(
                 "tls_key",
-                "tls_cert is set but tls_key is not: set both (the PEM certificate chain and \
-                 its private key), or neither for plain HTTP",
+                "DOCKHOOK_TLS_CERT is set but DOCKHOOK_TLS_KEY is not: set both (the PEM \
+                 certificate chain and its private key), or neither for plain HTTP",
             ),
             (None, Some(_)) => error(
                 "tls_cert",
-                "tls_key is set but tls_cert is not: set both (the PEM certificate chain and \
-                 its private key), or neither for plain HTTP",
+                "DOCKHOOK_TLS_KEY is set but DOCKHOOK_TLS_CERT is not: set both (the PEM \
+                 certificate chain and its private key), or neither for plain HTTP",
             ),
             (None, None) => match (&self.acme_domains[..], &self.acme_email) {
                 ([], None) if self.acme_ca.is_some() => error(
                     "acme_ca",
-                    "is set but ACME is not on: set acme_domain and acme_email, or unset acme_ca",
+                    "DOCKHOOK_ACME_CA is set but ACME is not on: set DOCKHOOK_ACME_DOMAIN and \
+                     DOCKHOOK_ACME_EMAIL, or unset DOCKHOOK_ACME_CA",
                 ),
                 ([], None) => Ok(Mode::Plain),
                 ([], Some(_)) => error(
                     "acme_domain",
-                    "acme_email is set but no domain is: set acme_domain to the name(s) the \
-                     certificate is for",
+                    "DOCKHOOK_ACME_EMAIL is set but DOCKHOOK_ACME_DOMAIN is not: set it to the \
+                     name(s) the certificate is for",
                 ),
                 (_, None) => error(
                     "acme_email",
-                    "acme_domain is set but acme_email is not: the ACME server needs a contact \
-                     address (Let's Encrypt sends expiry warnings there)",
+                    "DOCKHOOK_ACME_DOMAIN is set but DOCKHOOK_ACME_EMAIL is not: set it to a \
+                     contact address for the ACME account (Let's Encrypt sends expiry warnings \
+                     there)",
                 ),
                 (domains, Some(email)) => Ok(Mode::Acme {
                     domains: domains.to_vec(),
@@ -166,9 +169,7 @@ pub fn parse_domains(text: &str) -> Result<Vec<String>, String> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
         let label_ok = |label: &str| {
             (1..=63).contains(&label.len())
-                && label
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         };
@@ -327,11 +328,14 @@ impl Acceptor {
         match mode {
             Mode::Plain => Ok((Self::plain(), None)),
             Mode::Files { cert, key } => {
+                // Taken before loading: a change while loading is seen.
+                let seen = fingerprints(cert, key);
                 let first = load_pair(cert, key)?;
                 let current = Arc::new(Current(RwLock::new(Arc::new(first))));
                 let task = tokio::spawn(reload(
                     cert.clone(),
                     key.clone(),
+                    seen,
                     current.clone(),
                     RELOAD_POLL,
                     stop,
@@ -376,6 +380,10 @@ impl Acceptor {
             Kind::Acme { serve, challenge } => (serve, Some(challenge)),
         };
         let handshake = async {
+            if !starts_tls(&stream).await? {
+                answer_plain_http(stream).await;
+                return Ok(None);
+            }
             let start = tokio_rustls::LazyConfigAcceptor::new(Default::default(), stream).await?;
             match challenge {
                 Some(config) if rustls_acme::is_tls_alpn_challenge(&start.client_hello()) => {
@@ -401,6 +409,37 @@ impl Acceptor {
     }
 }
 
+/// Whether what the client sent first is a TLS handshake record (type 22),
+/// rather than, say, a plain HTTP request.
+async fn starts_tls(stream: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    Ok(stream.peek(&mut first).await? == 1 && first[0] == 0x16)
+}
+
+/// Tells a client that spoke plain HTTP to the HTTPS port what to do, as
+/// nginx does, instead of closing on it without a word.
+async fn answer_plain_http(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const BODY: &str = "dockhook serves HTTPS on this port: use an https:// URL\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    // Closing with the request unread would reset the connection, and the
+    // client could lose the answer: read what it sent, for a moment.
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while matches!(
+            tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await,
+            Ok(1..)
+        ) {}
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
 /// The size, modification time and inode of a file: what changes when it is
 /// rewritten or replaced (a renamed-over file, a symlink switched to a new
 /// version as certbot does).
@@ -412,25 +451,28 @@ fn fingerprint(path: &Path) -> Fingerprint {
     Some((meta.len(), meta.modified().ok()?, meta.ino()))
 }
 
-/// Every `every`, looks whether the files changed, and if so loads the new
-/// pair into `current`. A pair that does not load (a renewal caught
+fn fingerprints(cert: &Path, key: &Path) -> (Fingerprint, Fingerprint) {
+    (fingerprint(cert), fingerprint(key))
+}
+
+/// Every `every`, looks whether the files changed since they were `seen`,
+/// and if so loads the new pair into `current`. A pair that does not load (a renewal caught
 /// half-written, a key that is not the certificate's) leaves the old one
 /// serving; it is tried again when the files change again.
 async fn reload(
     cert: PathBuf,
     key: PathBuf,
+    mut seen: (Fingerprint, Fingerprint),
     current: Arc<Current>,
     every: Duration,
     stop: CancellationToken,
 ) {
-    let look = || (fingerprint(&cert), fingerprint(&key));
-    let mut seen = look();
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}
             () = stop.cancelled() => return,
         }
-        let now = look();
+        let now = fingerprints(&cert, &key);
         if now == seen {
             continue;
         }
@@ -668,5 +710,178 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::Tls(s) => s.is_write_vectored(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name`, and its key, as PEM.
+    fn pair(name: &str) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes `text` to `path` the way certbot and editors do: a new file
+    /// renamed over the old one.
+    fn replace(path: &Path, text: &str) {
+        let new = path.with_extension("new");
+        std::fs::write(&new, text).unwrap();
+        std::fs::rename(new, path).unwrap();
+    }
+
+    fn leaf(key: &CertifiedKey) -> Vec<u8> {
+        key.end_entity_cert().unwrap().to_vec()
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn a_pair_loads_and_every_bad_file_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (a_cert, a_key) = pair("a.example.com");
+        let (_, b_key) = pair("b.example.com");
+        std::fs::write(&cert, &a_cert).unwrap();
+        std::fs::write(&key, &a_key).unwrap();
+        assert_eq!(leaf(&load_pair(&cert, &key).unwrap()), der(&a_cert));
+
+        let missing = dir.path().join("missing.pem");
+        let err = load_pair(&missing, &key).unwrap_err().to_string();
+        assert!(
+            err.contains("TLS certificate") && err.contains("missing.pem"),
+            "{err}"
+        );
+        let err = load_pair(&cert, &missing).unwrap_err().to_string();
+        assert!(
+            err.contains("TLS key") && err.contains("missing.pem"),
+            "{err}"
+        );
+        // The key where the certificate should be, and the other way round.
+        let err = load_pair(&key, &key).unwrap_err().to_string();
+        assert!(err.contains("no PEM certificate"), "{err}");
+        let err = load_pair(&cert, &cert).unwrap_err().to_string();
+        assert!(err.contains("no PEM private key"), "{err}");
+        std::fs::write(&key, &b_key).unwrap();
+        let err = load_pair(&cert, &key).unwrap_err().to_string();
+        assert!(err.contains("does not belong to the certificate"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn changed_files_are_served_and_a_bad_pair_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let (a_cert, a_key) = pair("a.example.com");
+        let (b_cert, b_key) = pair("b.example.com");
+        let (c_cert, c_key) = pair("c.example.com");
+        std::fs::write(&cert, &a_cert).unwrap();
+        std::fs::write(&key, &a_key).unwrap();
+        let seen = fingerprints(&cert, &key);
+        let current = Arc::new(Current(RwLock::new(Arc::new(
+            load_pair(&cert, &key).unwrap(),
+        ))));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(reload(
+            cert.clone(),
+            key.clone(),
+            seen,
+            current.clone(),
+            Duration::from_millis(20),
+            stop.clone(),
+        ));
+        let served = || leaf(&current.0.read().unwrap());
+        let serves = |pem: &str| {
+            let want = der(pem);
+            async move {
+                for _ in 0..250 {
+                    if served() == want {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                false
+            }
+        };
+
+        replace(&key, &b_key);
+        replace(&cert, &b_cert);
+        assert!(serves(&b_cert).await, "the renewed pair is not served");
+
+        // Half a renewal: the new certificate, the old key. The old pair
+        // stays until the key follows.
+        replace(&cert, &c_cert);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(served(), der(&b_cert), "a mismatched pair was served");
+        replace(&key, &c_key);
+        assert!(serves(&c_cert).await, "the completed pair is not served");
+
+        // A file that is not PEM at all changes nothing either.
+        replace(&cert, "not a certificate");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(served(), der(&c_cert));
+
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn domains_are_dns_names() {
+        assert_eq!(
+            parse_domains("Hooks.Example.com., hooks.example.com,b.example.org").unwrap(),
+            ["hooks.example.com", "b.example.org"]
+        );
+        for bad in [
+            "*.example.com",
+            "example.com:443",
+            "https://example.com",
+            "localhost",
+            "-a.example.com",
+            "::1",
+            "a..example.com",
+        ] {
+            assert!(parse_domains(bad).is_err(), "{bad} was taken");
+        }
+    }
+
+    #[tokio::test]
+    async fn plain_http_to_the_https_port_is_told_to_use_https() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            answer
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let (cert, key) = pair("a.example.com");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("c"), cert).unwrap();
+        std::fs::write(dir.path().join("k"), key).unwrap();
+        let mode = Mode::Files {
+            cert: dir.path().join("c"),
+            key: dir.path().join("k"),
+        };
+        let stop = CancellationToken::new();
+        let (acceptor, _) = Acceptor::start(&mode, dir.path(), stop.clone()).unwrap();
+        assert!(acceptor.accept(stream).await.is_none());
+        let answer = client.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("use an https:// URL"), "{answer}");
+        stop.cancel();
     }
 }

@@ -39,8 +39,8 @@ use client::{Answer, CliError, Client, Detail, Events, Trust};
 
 use crate::config::{ClientSettings, Config};
 use crate::settings::Secret;
-use crate::tls::Mode;
 use crate::store::{Change, State};
+use crate::tls::Mode;
 
 /// Done; with `--wait`, the deployment succeeded.
 pub const EXIT_OK: u8 = 0;
