@@ -838,7 +838,7 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
-    #[error("{0}")]
+    #[error(transparent)]
     Tls(#[from] crate::tls::SettingsError),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {

@@ -254,6 +254,10 @@ fn client_request(command: ClientCommand) -> (Connection, Request) {
 }
 
 fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
+    // The files dockhook would refuse to start with.
+    if let dockhook::tls::Mode::Files { cert, key } = config.tls.mode()? {
+        dockhook::tls::load_pair(&cert, &key)?;
+    }
     println!("dockhook configuration: OK");
     for (key, value) in config.entries() {
         println!("  {key:<24} {value}");

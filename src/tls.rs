@@ -507,10 +507,11 @@ async fn run_acme(mut state: rustls_acme::AcmeState<io::Error>, stop: Cancellati
                 tracing::info!("obtained a new certificate over ACME; serving it")
             }
             Some(Ok(EventOk::CertCacheStore | EventOk::AccountCacheStore)) => {}
-            Some(Err(e)) => tracing::error!(
-                "ACME: {e}; trying again later (is the domain's DNS pointing here, and port 443 \
-                 forwarded to dockhook?)"
+            Some(Err(e @ rustls_acme::EventError::Order(_))) => tracing::error!(
+                "ACME: {e}; trying again later (do the domains resolve to this host, and does \
+                 port 443 reach dockhook?)"
             ),
+            Some(Err(e)) => tracing::error!("ACME: {e}"),
             None => return,
         }
     }
@@ -735,6 +736,23 @@ mod tests {
         std::fs::rename(new, path).unwrap();
     }
 
+    /// An acceptor serving a self-signed certificate from files in the
+    /// directory it returns.
+    fn files_acceptor() -> (Acceptor, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair("a.example.com");
+        std::fs::write(dir.path().join("c"), cert).unwrap();
+        std::fs::write(dir.path().join("k"), key).unwrap();
+        let mode = Mode::Files {
+            cert: dir.path().join("c"),
+            key: dir.path().join("k"),
+        };
+        // The reload task is not needed: the stop is dropped uncancelled,
+        // and the task ends with the test's runtime.
+        let (acceptor, _) = Acceptor::start(&mode, dir.path(), CancellationToken::new()).unwrap();
+        (acceptor, dir)
+    }
+
     fn leaf(key: &CertifiedKey) -> Vec<u8> {
         key.end_entity_cert().unwrap().to_vec()
     }
@@ -833,6 +851,22 @@ mod tests {
         task.await.unwrap();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_finishes_its_handshake_is_cut_off() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        // The first byte of a TLS record, and then nothing.
+        client.write_all(&[0x16]).await.unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let (acceptor, _dir) = files_acceptor();
+        let started = tokio::time::Instant::now();
+        assert!(acceptor.accept(stream).await.is_none());
+        assert_eq!(started.elapsed().as_secs(), HANDSHAKE_TIMEOUT.as_secs());
+    }
+
     #[test]
     fn domains_are_dns_names() {
         assert_eq!(
@@ -868,20 +902,10 @@ mod tests {
             answer
         });
         let (stream, _) = listener.accept().await.unwrap();
-        let (cert, key) = pair("a.example.com");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("c"), cert).unwrap();
-        std::fs::write(dir.path().join("k"), key).unwrap();
-        let mode = Mode::Files {
-            cert: dir.path().join("c"),
-            key: dir.path().join("k"),
-        };
-        let stop = CancellationToken::new();
-        let (acceptor, _) = Acceptor::start(&mode, dir.path(), stop.clone()).unwrap();
+        let (acceptor, _dir) = files_acceptor();
         assert!(acceptor.accept(stream).await.is_none());
         let answer = client.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
         assert!(answer.contains("use an https:// URL"), "{answer}");
-        stop.cancel();
     }
 }
