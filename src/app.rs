@@ -3,8 +3,9 @@
 //! Start-up resolves the secret, opens the history, connects to Docker,
 //! closes the books on deployments a previous run left open, starts the
 //! background tasks (the container inventory, retention, the notification
-//! outbox, the Docker watch and reconcile), then serves HTTP, on one
-//! single-threaded runtime per core, until the shutdown signal. Shutdown stops accepting requests first and
+//! outbox, the Docker watch and reconcile), then serves HTTP (or HTTPS, see
+//! [`crate::tls`]), on one single-threaded runtime per core, until the
+//! shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
 

@@ -138,18 +138,26 @@ fn https_from_files_is_verified_reloaded_and_used_by_the_cli() {
         .envs(local.iter().copied())
         .status()
         .unwrap();
-    // 503 while Docker is unreachable is still an answer over TLS; the
-    // probe's TLS is what is checked here.
-    if answer.status == 200 {
-        assert!(probe.success(), "the health probe failed over HTTPS");
-    }
+    // The probe says what /healthz said (503 while Docker is unreachable):
+    // it got its answer over TLS.
+    assert_eq!(
+        probe.success(),
+        answer.status == 200,
+        "the health probe disagrees with /healthz ({})",
+        answer.status
+    );
 
     // A renewal: new files, the new certificate served, no restart.
     install(&second, files.path());
+    let replaced = Instant::now();
     let renewed = wait_until(Duration::from_secs(20), || {
         https_get(&url, &root, addr).is_ok_and(|answer| answer.leaf == leaf_of(&second.cert))
     });
     assert!(renewed, "the replaced certificate was not served");
+    eprintln!(
+        "FIGURE: replaced certificate served {:?} after the files changed",
+        replaced.elapsed()
+    );
     assert!(dockhook
         .wait_for_log("TLS certificate reloaded", Duration::from_secs(1))
         .is_some());
@@ -232,8 +240,13 @@ fn acme_certificate_from_pebble_is_served_and_reused_after_a_restart() {
         .expect("the served certificate verifies against pebble's root for the domain");
     let orders = pebble.orders();
     assert_eq!(orders, 1, "{}", pebble.log());
-    let cached = fs::read_dir(data.path().join("acme")).unwrap().count();
+    let cache = data.path().join("acme");
+    let cached = fs::read_dir(&cache).unwrap().count();
     assert!(cached >= 2, "no account and certificate in DATA_DIR/acme");
+    // It holds the private keys: for dockhook's user only.
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&cache).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "DATA_DIR/acme is {mode:o}");
 
     dockhook.terminate(Duration::from_secs(30));
     drop(dockhook);
