@@ -387,7 +387,8 @@ impl Acceptor {
             let start = tokio_rustls::LazyConfigAcceptor::new(Default::default(), stream).await?;
             match challenge {
                 Some(config) if rustls_acme::is_tls_alpn_challenge(&start.client_hello()) => {
-                    tracing::info!("answering an ACME TLS-ALPN-01 challenge");
+                    // Not info: anyone can ask, as often as they like.
+                    tracing::debug!("answering an ACME TLS-ALPN-01 challenge");
                     let mut tls = start.into_stream(config.clone()).await?;
                     tokio::io::AsyncWriteExt::shutdown(&mut tls).await?;
                     Ok(None)

@@ -217,6 +217,8 @@ fn acme_certificate_from_pebble_is_served_and_reused_after_a_restart() {
         ("DOCKHOOK_ACME_EMAIL", "ops@dockhook-e2e.test"),
         ("DOCKHOOK_ACME_DIRECTORY", &pebble.directory()),
         ("DOCKHOOK_ACME_CA", ca.to_str().unwrap()),
+        // Challenge connections are logged at debug.
+        ("RUST_LOG", "info,dockhook::tls=debug"),
     ];
     let started = Instant::now();
     let mut dockhook = Dockhook::start("127.0.0.1:9", &env);
