@@ -132,11 +132,14 @@ else
 	BIN="$CARGO_TARGET_DIR/$PROFILE/dockhook"
 fi
 TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+API_TOKEN="api$TOKEN"
+. bench/common.sh
+HOOK_TOKEN=$(hook_token "$BIN" "$TOKEN" dockerhub)
 mkdir -p "$WORK/data"
 # The strategy is dockhook's default, auto: a site without published ports
 # is updated start-first. What the caller's shell has set must not leak in.
 env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_STRATEGY -u DOCKHOOK_CONFIG \
-	DOCKHOOK_LISTEN="${HOOK#http://}" DOCKHOOK_TOKEN="$TOKEN" OWNER=bench \
+	DOCKHOOK_LISTEN="${HOOK#http://}" DOCKHOOK_TOKEN="$TOKEN" DOCKHOOK_API_TOKEN="$API_TOKEN" OWNER=bench \
 	DOCKHOOK_DOCKERHUB_REGISTRY="$REGISTRY" DOCKHOOK_DATA_DIR="$WORK/data" \
 	DOCKHOOK_GRACE="$GRACE" "$BIN" serve 2>"$WORK/dockhook.log" &
 HOOK_PID=$!
@@ -204,18 +207,18 @@ for i in $(seq "$UPDATES"); do
 	push_version "$i"
 	mark "update $i webhook"
 	answer=$(curl -sS --noproxy '*' -X POST -H 'Content-Type: application/json' --data "$payload" \
-		"$HOOK/hooks/dockerhub/$TOKEN")
+		"$HOOK/hooks/dockerhub/$HOOK_TOKEN")
 	dep=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["deployments"][0])' "$answer") ||
 		die "update $i: unexpected webhook answer: $answer"
 	state=""
 	for _ in $(seq 600); do
-		state=$(curl -sS --noproxy '*' -H "Authorization: Bearer $TOKEN" "$HOOK/api/deployments/$dep" |
+		state=$(curl -sS --noproxy '*' -H "Authorization: Bearer $API_TOKEN" "$HOOK/api/deployments/$dep" |
 			python3 -c 'import json,sys; print(json.load(sys.stdin).get("state", "?"))')
 		case $state in succeeded | skipped | failed | rolled_back) break ;; esac
 		sleep 0.2
 	done
 	mark "update $i final"
-	curl -sS --noproxy '*' -H "Authorization: Bearer $TOKEN" "$HOOK/api/deployments/$dep" >"$WORK/deployment-$i.json"
+	curl -sS --noproxy '*' -H "Authorization: Bearer $API_TOKEN" "$HOOK/api/deployments/$dep" >"$WORK/deployment-$i.json"
 	sleep "$TAIL"
 	mark "update $i end"
 	seen "$i" || say "update $i: the probe did not see v$i"

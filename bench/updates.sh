@@ -273,6 +273,9 @@ payload site-startfirst bench-unused >"$WORK/hook-unused.json"
 
 # --- dockhook -----------------------------------------------------------------
 TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+API_TOKEN="api$TOKEN"
+. bench/common.sh
+HOOK_TOKEN=$(hook_token "$BIN" "$TOKEN" dockerhub)
 mkdir -p "$WORK/dockhook-data"
 # Starts dockhook with DOCKHOOK_GRACE=$1, logging to $2. The log level and
 # strategy are dockhook's defaults (info, auto): whatever the caller's shell
@@ -280,7 +283,7 @@ mkdir -p "$WORK/dockhook-data"
 start_dockhook() {
 	local grace=$1 log=$2
 	env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_STRATEGY -u DOCKHOOK_CONFIG \
-		DOCKHOOK_LISTEN="127.0.0.1:$HOOK_PORT" DOCKHOOK_TOKEN="$TOKEN" OWNER=bench \
+		DOCKHOOK_LISTEN="127.0.0.1:$HOOK_PORT" DOCKHOOK_TOKEN="$TOKEN" DOCKHOOK_API_TOKEN="$API_TOKEN" OWNER=bench \
 		DOCKHOOK_DOCKERHUB_REGISTRY="$REGISTRY" DOCKHOOK_DATA_DIR="$WORK/dockhook-data" \
 		DOCKHOOK_GRACE="$grace" "$BIN" serve 2>"$log" &
 	HOOK_PID=$!
@@ -296,7 +299,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$HOOK_PID/status"; }
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$HOOK_PID/status"; }
 post() { # $1: payload file; answer on stdout
 	curl -sS --noproxy '*' -X POST -H 'Content-Type: application/json' --data "@$1" \
-		"$HOOK/hooks/dockerhub/$TOKEN"
+		"$HOOK/hooks/dockerhub/$HOOK_TOKEN"
 }
 # The "few requests" before an idle reading: health, history, and ignored
 # webhooks, so the handlers' lazily built state is in place.
@@ -304,7 +307,7 @@ warm_up() {
 	local answer
 	for _ in 1 2 3 4 5; do
 		curl -sS --noproxy '*' -o /dev/null "$HOOK/healthz"
-		curl -sS --noproxy '*' -o /dev/null -H "Authorization: Bearer $TOKEN" "$HOOK/api/deployments"
+		curl -sS --noproxy '*' -o /dev/null -H "Authorization: Bearer $API_TOKEN" "$HOOK/api/deployments"
 		answer=$(post "$WORK/hook-unused.json")
 	done
 	case $answer in
@@ -321,19 +324,19 @@ probed_update() {
 	local label=$1 i=$2 hookfile=$3 dep
 	shift 3
 	python3 "$PROBE" "$@" --new "$VERSION" --label "$label" --out "$RESULTS" --log "$WORK/trigger.log" \
-		--trace "$WORK/trace-$label-$i.txt" --hook-out "$WORK/hook-$label-$i.out" --api "$HOOK" --token "$TOKEN" -- \
+		--trace "$WORK/trace-$label-$i.txt" --hook-out "$WORK/hook-$label-$i.out" --api "$HOOK" --token "$API_TOKEN" -- \
 		curl -sS --noproxy "'*'" -o "$WORK/hook-$label-$i.out" -X POST -H "'Content-Type: application/json'" \
-		--data "@$hookfile" "$HOOK/hooks/dockerhub/\$TOKEN" >&2 ||
+		--data "@$hookfile" "$HOOK/hooks/dockerhub/\$HOOK_TOKEN" >&2 ||
 		warn "$label run $i: new version not seen (see above)"
 	dep=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["deployments"][0])' "$WORK/hook-$label-$i.out" 2>/dev/null) || {
 		warn "unexpected webhook answer: $(cat "$WORK/hook-$label-$i.out" 2>/dev/null)"
 		return 0
 	}
-	say "deployment $dep $(python3 "$PROBE" deployment "$HOOK/api/deployments/$dep" "$TOKEN" 60 "$RESULTS" || true)"
+	say "deployment $dep $(python3 "$PROBE" deployment "$HOOK/api/deployments/$dep" "$API_TOKEN" 60 "$RESULTS" || true)"
 }
-# The trigger runs under bash -c in probe.py and names the token as $TOKEN,
-# so it stays out of the traces kept with BENCH_LOGS.
-export TOKEN
+# The trigger runs under bash -c in probe.py and names the token as
+# $HOOK_TOKEN, so it stays out of the traces kept with BENCH_LOGS.
+export HOOK_TOKEN
 
 start_dockhook "$GRACE" "$WORK/dockhook.log"
 head_line "dockhook: target/release/dockhook serve, log level info (default; RUST_LOG/DOCKHOOK_LOG unset), DOCKHOOK_STRATEGY unset (auto), no dockhook.* labels, DOCKHOOK_GRACE=$GRACE for A and B"
@@ -403,7 +406,7 @@ lines_before=$(grep -c 'event ignored' "$WORK/dockhook-load.log" || true)
 post "$WORK/hook-a.json" >"$WORK/hook-load.out"
 wrk_start=$(date +%s.%N)
 # shellcheck disable=SC2086 # WRK_ARGS is a list of options
-wrk $WRK_ARGS -s "$WORK/webhook.lua" "$HOOK/hooks/dockerhub/$TOKEN" >"$WORK/wrk.log" 2>&1 ||
+wrk $WRK_ARGS -s "$WORK/webhook.lua" "$HOOK/hooks/dockerhub/$HOOK_TOKEN" >"$WORK/wrk.log" 2>&1 ||
 	{ cat "$WORK/wrk.log" >&2; die "wrk failed"; }
 wrk_end=$(date +%s.%N)
 # Read at once, before dockhook has a moment to give memory back; VmHWM
@@ -413,14 +416,14 @@ LOAD_HWM_KIB=$(hwm_kib)
 sed -n '/Latency Distribution/,$p' "$WORK/wrk.log" | grep -v WRKJSON | sed 's/^/    /' >&2
 dep=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["deployments"][0])' "$WORK/hook-load.out" 2>/dev/null) ||
 	die "the update before the load was not accepted: $(cat "$WORK/hook-load.out")"
-state_at_end=$(curl -sS --noproxy '*' -H "Authorization: Bearer $TOKEN" "$HOOK/api/deployments/$dep" |
+state_at_end=$(curl -sS --noproxy '*' -H "Authorization: Bearer $API_TOKEN" "$HOOK/api/deployments/$dep" |
 	python3 -c 'import json,sys; print(json.load(sys.stdin).get("state", "?"))')
 # The log lines the load itself caused: ignored webhooks are logged at
 # debug level, so none at the default level (one each before they were).
 log_lines=$(($(grep -c 'event ignored' "$WORK/dockhook-load.log" || true) - lines_before))
 python3 "$PROBE" load --out "$RESULTS" --wrk "$WORK/wrk.log" --command "$WRK_CMD" --start "$wrk_start" \
 	--end "$wrk_end" --state-at-end "$state_at_end" --log-lines "$log_lines" >/dev/null
-say "deployment $dep (state at load end: $state_at_end) $(python3 "$PROBE" deployment "$HOOK/api/deployments/$dep" "$TOKEN" 60 "$RESULTS" || true)"
+say "deployment $dep (state at load end: $state_at_end) $(python3 "$PROBE" deployment "$HOOK/api/deployments/$dep" "$API_TOKEN" 60 "$RESULTS" || true)"
 head_line "load:     $WRK_CMD   (Lua: POST, Content-Type: application/json, Docker Hub payload for bench/site-startfirst:bench-unused, answered 200 ignored); started right after the webhook of a start-first update of $SITE_A; this dockhook has DOCKHOOK_GRACE=$LOAD_GRACE, log level info; wrk and dockhook share the $(nproc) cores"
 stop_dockhook
 # Counted above; keep only a sample of them, so the ~100 MiB of identical

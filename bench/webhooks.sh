@@ -78,6 +78,9 @@ if [[ -z "${DOCKHOOK_BIN:-}" ]]; then
 fi
 [[ -x "$DOCKHOOK_BIN" ]] || die "$DOCKHOOK_BIN is not an executable"
 TOKEN="bench$(head -c24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+. bench/common.sh
+HOOK_TOKEN=$(hook_token "$DOCKHOOK_BIN" "$TOKEN" dockerhub)
+[[ -n $HOOK_TOKEN ]] || die "$DOCKHOOK_BIN check-config printed no Docker Hub hook URL"
 HOOK_PORT=$(free_port)
 # The default log level: no DOCKHOOK_LOG, no RUST_LOG.
 env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_LOG_FORMAT \
@@ -85,7 +88,7 @@ env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_LOG_FORMAT \
 	DOCKHOOK_DATA_DIR="$WORK/data" NO_COLOR=1 \
 	"$DOCKHOOK_BIN" serve >"$WORK/dockhook.log" 2>&1 &
 HOOK_PID=$!
-HOOK_URL="http://127.0.0.1:$HOOK_PORT/hooks/dockerhub/$TOKEN"
+HOOK_URL="http://127.0.0.1:$HOOK_PORT/hooks/dockerhub/$HOOK_TOKEN"
 wait_http "http://127.0.0.1:$HOOK_PORT/healthz"
 
 cat >"$WORK/body.json" <<EOF
@@ -124,7 +127,7 @@ http {
 EOF
 "$NGINX" -e "$WORK/nginx-error.log" -p "$WORK/nginx" -c "$WORK/nginx.conf" >"$WORK/nginx.log" 2>&1 &
 NGINX_PID=$!
-NGINX_URL="http://127.0.0.1:$NGINX_PORT/hooks/dockerhub/$TOKEN"
+NGINX_URL="http://127.0.0.1:$NGINX_PORT/hooks/dockerhub/$HOOK_TOKEN"
 wait_http "$NGINX_URL"
 say "nginx $("$NGINX" -v 2>&1 | sed 's|.*/||') on :$NGINX_PORT (worker_processes auto, access_log off)"
 

@@ -24,10 +24,10 @@ use crate::inventory::Inventory;
 use crate::notify::{self, outbox::Outbox, Http};
 use crate::retention;
 use crate::server::{router, AppState};
-use crate::settings::Secret;
 use crate::sources;
 use crate::store::{Store, StoreError};
 use crate::targets::TargetRules;
+use crate::tokens::{Kind, Tokens};
 
 /// Why dockhook could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub enum Error {
     EngineTls(#[from] crate::engine::TlsError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Tokens(#[from] crate::tokens::TokenError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -49,16 +51,11 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
-/// Path of the Docker Hub hook for `token`.
-pub fn dockerhub_hook_path(token: &str) -> String {
-    sources::dockerhub::SOURCE.hook_path(token)
-}
-
 /// One webhook endpoint, as a user sets it up in a registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hook {
     pub source: &'static str,
-    /// The path, with `token` (shown as given) where the token goes.
+    /// The path, with its token as `token_of` showed it.
     pub path: String,
     /// How the sender proves itself.
     pub auth: &'static str,
@@ -66,17 +63,23 @@ pub struct Hook {
     pub enabled: bool,
 }
 
-/// Every webhook endpoint, with `token` as it should be shown.
-pub fn hooks(config: &Config, token: &str) -> Vec<Hook> {
+/// Every webhook endpoint, with each source's token as `token_of` shows
+/// it (whole, masked, a placeholder).
+pub fn hooks(config: &Config, token_of: impl Fn(&'static str) -> String) -> Vec<Hook> {
     sources::ALL
         .iter()
         .map(|source| Hook {
             source: source.title,
-            path: source.hook_path(token),
+            path: source.hook_path(&token_of(source.name)),
             auth: source.help,
             enabled: (source.enabled)(&config.sources),
         })
         .collect()
+}
+
+/// The name of every source, as the hook tokens are derived for them.
+pub fn source_names() -> Vec<&'static str> {
+    sources::ALL.iter().map(|source| source.name).collect()
 }
 
 /// Runs dockhook until `shutdown` resolves, then drains the queue.
@@ -84,22 +87,27 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let (token, generated) = config.resolve_token()?;
-    redact_secrets(&config, &token);
+    let (tokens, generated) = Tokens::load(&config.tokens, &config.data_dir, &source_names())?;
+    redact_secrets(&config, &tokens);
+    for kind in generated {
+        tracing::info!(
+            "generated the {} and kept it in {}",
+            match kind {
+                Kind::Hook => "hook secret",
+                Kind::Api => "API token (the CLI on this host reads it there)",
+                Kind::Read => "read-only token",
+            },
+            config.token_path(kind).display(),
+        );
+    }
+    let dockerhub = sources::dockerhub::SOURCE.name;
     let url = format!(
         "{}{}",
         config.base_url(),
-        dockerhub_hook_path(&token.masked())
+        sources::dockerhub::SOURCE.hook_path(&tokens.hook_token(dockerhub).masked())
     );
-    if generated {
-        tracing::info!(
-            "generated a secret token and kept it in {}; the Docker Hub webhook URL is {url}. \
-             {SHOW_TOKEN}",
-            config.token_path().display(),
-        );
-    } else {
-        tracing::info!("Docker Hub webhook URL: {url}. {SHOW_TOKEN}");
-    }
+    tracing::info!("Docker Hub webhook URL: {url}. {SHOW_TOKEN}");
+    let tokens = Arc::new(tokens);
 
     std::fs::create_dir_all(&config.data_dir).map_err(|source| ConfigError::DataDir {
         path: config.data_dir.clone(),
@@ -192,7 +200,7 @@ pub async fn serve(
         own_container_id,
     };
     let state = Arc::new(AppState {
-        token,
+        tokens,
         sources: config.sources.clone(),
         rules: rules.clone(),
         max_body: config.max_body,
@@ -254,15 +262,17 @@ pub async fn serve(
 /// How to see the token, which the log never shows whole: the same command
 /// on the host or, for dockhook in a container named `dockhook`, through
 /// `docker exec`.
-const SHOW_TOKEN: &str = "Print it whole with `dockhook check-config --show-token` \
-     (in a container: `docker exec dockhook dockhook check-config --show-token`).";
+const SHOW_TOKEN: &str = "Print every hook URL and token whole with `dockhook check-config \
+     --show-token` (in a container: `docker exec dockhook dockhook check-config --show-token`).";
 
 /// Registers every secret with the log, so no library's debug output can
 /// show one.
-fn redact_secrets(config: &Config, token: &Secret) {
+fn redact_secrets(config: &Config, tokens: &Tokens) {
+    for token in tokens.all() {
+        crate::logging::redact(token.expose());
+    }
     let sources = &config.sources;
     let secrets = [
-        Some(token),
         sources.github_secret.as_ref(),
         sources.gitea_secret.as_ref(),
         sources.gitlab_token.as_ref(),

@@ -42,15 +42,17 @@ use crate::deploy::{
 use crate::image_ref::ImageRef;
 use crate::notify;
 use crate::retention::Settings as RetentionSettings;
-use crate::settings::{parse_age, parse_duration, parse_size, show_age, Secret};
+use crate::settings::{parse_age, parse_duration, parse_size, show_age, show_duration, Secret};
 use crate::sources;
+use crate::tokens::Kind;
 
 /// The resolved settings: each module's settings type, and the wiring's.
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// `None`: generate one on first start and keep it in `data_dir`.
-    pub token: Option<Secret>,
+    /// The hook secret, the API and read-only tokens, and the values they
+    /// replace.
+    pub tokens: crate::tokens::Settings,
     /// What the webhook sources need: owners (never empty), registries,
     /// the secrets that turn sources on.
     pub sources: sources::Settings,
@@ -88,10 +90,10 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
     pub listen: SocketAddr,
-    /// The configured token (`DOCKHOOK_TOKEN`), if any.
-    pub token: Option<Secret>,
-    /// Where the server keeps the token it generated when none is set.
-    pub token_path: PathBuf,
+    /// The configured API token (`DOCKHOOK_API_TOKEN`), if any.
+    pub api_token: Option<Secret>,
+    /// Where the server keeps the API token it generated when none is set.
+    pub api_token_path: PathBuf,
     /// Whether, and with which certificate, the server speaks TLS.
     pub tls: crate::tls::Mode,
 }
@@ -183,14 +185,85 @@ pub static SETTINGS: &[Setting] = &[
         env_fallback: &[],
         label: None,
         default: DefaultValue::Unset("generated"),
-        help: "secret in the hook URLs and the API's bearer token; when unset, 256 random bits \
-               are generated once and kept in `DATA_DIR/token`; never logged \
-               (`dockhook check-config --show-token` prints it)",
+        help: "the hook secret: each hook URL's token is derived from it, one per source, and \
+               opens that source's hook and nothing else; when unset, 256 random bits are \
+               generated once and kept in `DATA_DIR/token`; never logged \
+               (`dockhook check-config --show-token` prints the hook URLs)",
         secret: true,
-        apply: |c, text| set(&mut c.token, token(text).map(Some)),
-        show: |c| match &c.token {
-            Some(token) => token.masked(),
-            None => format!("(generated, kept in {})", c.token_path().display()),
+        apply: |c, text| set(&mut c.tokens.hook.current, token(text).map(Some)),
+        show: |c| show_token(c, Kind::Hook),
+    },
+    Setting {
+        key: "api_token",
+        env: &["DOCKHOOK_API_TOKEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("generated"),
+        help: "the API's bearer token, also the status page's login and the CLI's token; \
+               when unset, generated once and kept in `DATA_DIR/api_token`",
+        secret: true,
+        apply: |c, text| set(&mut c.tokens.api.current, token(text).map(Some)),
+        show: |c| show_token(c, Kind::Api),
+    },
+    Setting {
+        key: "read_token",
+        env: &["DOCKHOOK_READ_TOKEN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("none, or the one `dockhook rotate-token read` made"),
+        help: "a read-only bearer token for dashboards: it reads the API, `/metrics` and the \
+               status page, and can change nothing",
+        secret: true,
+        apply: |c, text| set(&mut c.tokens.read.current, token(text).map(Some)),
+        show: |c| show_token(c, Kind::Read),
+    },
+    Setting {
+        key: "token_previous",
+        env: &["DOCKHOOK_TOKEN_PREVIOUS"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("none"),
+        help: "the hook secret `token` replaces, whose hook URLs stay valid for `token_grace` \
+               after start",
+        secret: true,
+        apply: |c, text| set(&mut c.tokens.hook.previous, token(text).map(Some)),
+        show: |c| previous(&c.tokens.hook.previous),
+    },
+    Setting {
+        key: "api_token_previous",
+        env: &["DOCKHOOK_API_TOKEN_PREVIOUS"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("none"),
+        help: "the API token `api_token` replaces, valid for `token_grace` after start",
+        secret: true,
+        apply: |c, text| set(&mut c.tokens.api.previous, token(text).map(Some)),
+        show: |c| previous(&c.tokens.api.previous),
+    },
+    Setting {
+        key: "read_token_previous",
+        env: &["DOCKHOOK_READ_TOKEN_PREVIOUS"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("none"),
+        help: "the read-only token `read_token` replaces, valid for `token_grace` after start",
+        secret: true,
+        apply: |c, text| set(&mut c.tokens.read.previous, token(text).map(Some)),
+        show: |c| previous(&c.tokens.read.previous),
+    },
+    Setting {
+        key: "token_grace",
+        env: &["DOCKHOOK_TOKEN_GRACE"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text("24h"),
+        help: "how long a replaced token stays valid: a `*_previous` one from start, a rotated \
+               one from its rotation (`dockhook rotate-token` may give another); at most 30d",
+        secret: false,
+        apply: |c, text| set(&mut c.tokens.grace, crate::tokens::parse_grace(text)),
+        show: |c| match c.tokens.grace.as_secs() {
+            secs if secs > 0 && secs % 86_400 == 0 => show_age(c.tokens.grace),
+            _ => show_duration(c.tokens.grace),
         },
     },
     Setting {
@@ -414,6 +487,28 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| c.sources.quay_registry.clone(),
     },
     Setting {
+        key: "generic_images",
+        env: &["DOCKHOOK_GENERIC_IMAGES"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("the owners' Docker Hub namespaces (`owner/*`)"),
+        help: "comma-separated image patterns the generic hook may name (`registry.example.com/team/*`, \
+               `alice/*`; `*` matches any characters); any other image is refused, so the \
+               generic hook's token cannot deploy an image outside them",
+        secret: false,
+        apply: |c, text| set(&mut c.sources.generic_images, image_patterns(text).map(Some)),
+        show: |c| match &c.sources.generic_images {
+            Some(patterns) => patterns.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            None => c
+                .sources
+                .owners
+                .iter()
+                .map(|owner| format!("{}/{owner}/*", c.sources.dockerhub_registry))
+                .collect::<Vec<_>>()
+                .join(","),
+        },
+    },
+    Setting {
         key: "label_enable",
         env: &["DOCKHOOK_LABEL_ENABLE"],
         env_fallback: &[],
@@ -550,7 +645,7 @@ pub static SETTINGS: &[Setting] = &[
         env_fallback: &[],
         label: None,
         default: DefaultValue::Text("/var/lib/dockhook"),
-        help: "history database and generated token (`/data` in the image)",
+        help: "history database and generated tokens (`/data` in the image)",
         secret: false,
         apply: |c, text| set(&mut c.data_dir, text.parse()),
         show: |c| c.data_dir.display().to_string(),
@@ -697,7 +792,7 @@ pub static SETTINGS: &[Setting] = &[
         env_fallback: &[],
         label: None,
         default: DefaultValue::Unset("—"),
-        help: "a bearer token that reads `/metrics` and nothing else (the main token reads it too); 16 to 256 URL-safe characters",
+        help: "a bearer token that reads `/metrics` and nothing else (the API and read-only tokens read it too); 16 to 256 URL-safe characters",
         secret: true,
         apply: |c, text| set(&mut c.metrics.token, token(text).map(Some)),
         show: |c| {
@@ -883,6 +978,7 @@ impl Config {
                     .into(),
             });
         }
+        config.tokens_are_distinct()?;
         let retention = &config.retention;
         if retention.failed_images > retention.history {
             return Err(ConfigError::Invalid {
@@ -932,13 +1028,13 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ClientSettings, ConfigError> {
         let config = Self::assemble(path, env, |setting| {
-            ["listen", "token", "data_dir"].contains(&setting.key) || is_tls_setting(setting)
+            ["listen", "api_token", "data_dir"].contains(&setting.key) || is_tls_setting(setting)
         })?;
         Ok(ClientSettings {
             listen: config.listen,
-            token_path: config.token_path(),
+            api_token_path: config.token_path(Kind::Api),
             tls: config.tls.mode()?,
-            token: config.token,
+            api_token: config.tokens.api.current,
         })
     }
 
@@ -1006,7 +1102,7 @@ impl Config {
     fn blank() -> Self {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 0)),
-            token: None,
+            tokens: crate::tokens::Settings::default(),
             sources: sources::Settings::default(),
             update: deploy::Settings::default(),
             label_enable: false,
@@ -1027,38 +1123,30 @@ impl Config {
         }
     }
 
-    /// Returns the configured token, or the one kept in `data_dir`, creating
-    /// it (256 bits from the OS RNG) on first start. The flag tells whether it
-    /// was just generated.
-    pub fn resolve_token(&self) -> Result<(Secret, bool), ConfigError> {
-        if let Some(token) = &self.token {
-            return Ok((token.clone(), false));
-        }
-        let path = self.token_path();
-        let data_dir_error = |source| ConfigError::DataDir {
-            path: self.data_dir.clone(),
-            source,
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(stored) => {
-                let stored = stored.trim();
-                let token = token(stored).map_err(|reason| ConfigError::Invalid {
-                    key: format!("token in {}", path.display()),
-                    value: Secret::new(stored).masked(),
-                    reason,
-                })?;
-                return Ok((token, false));
+    /// Each configured token opens its own door only: two settings with
+    /// one value would open both to whoever holds it.
+    fn tokens_are_distinct(&self) -> Result<(), ConfigError> {
+        let tokens = &self.tokens;
+        let named = [
+            ("token", &tokens.hook.current),
+            ("api_token", &tokens.api.current),
+            ("read_token", &tokens.read.current),
+            ("metrics_token", &self.metrics.token),
+            ("token_previous", &tokens.hook.previous),
+            ("api_token_previous", &tokens.api.previous),
+            ("read_token_previous", &tokens.read.previous),
+        ];
+        for (i, (key, value)) in named.iter().enumerate() {
+            let Some(value) = value else { continue };
+            if let Some((other, _)) = named[..i].iter().find(|(_, v)| v.as_ref() == Some(value)) {
+                return Err(ConfigError::Invalid {
+                    key: (*key).into(),
+                    value: value.masked(),
+                    reason: format!("it is {other} too: give each token its own value"),
+                });
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(data_dir_error(e)),
         }
-        std::fs::create_dir_all(&self.data_dir).map_err(data_dir_error)?;
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)
-            .map_err(|e| data_dir_error(std::io::Error::other(e.to_string())))?;
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, &token).map_err(data_dir_error)?;
-        Ok((Secret::new(token), true))
+        Ok(())
     }
 
     /// What the updater needs.
@@ -1066,9 +1154,9 @@ impl Config {
         self.update.clone()
     }
 
-    /// The token kept across restarts when none is configured.
-    pub fn token_path(&self) -> PathBuf {
-        self.data_dir.join("token")
+    /// Where dockhook keeps `kind` when it is not configured.
+    pub fn token_path(&self, kind: Kind) -> PathBuf {
+        self.data_dir.join(kind.setting())
     }
 
     /// The directory of `ca.pem`, `cert.pem` and `key.pem` for TLS to the
@@ -1202,6 +1290,28 @@ fn https_url(text: &str) -> Result<String, &'static str> {
 }
 
 /// An optional secret for display: masked, or why it matters that it is unset.
+/// A replaced token, masked.
+fn previous(secret: &Option<Secret>) -> String {
+    secret
+        .as_ref()
+        .map_or_else(|| "(none)".into(), Secret::masked)
+}
+
+/// A configured token masked, or where dockhook keeps it.
+fn show_token(config: &Config, kind: Kind) -> String {
+    match &config.tokens.get(kind).current {
+        Some(token) => token.masked(),
+        None if kind == Kind::Read => format!(
+            "(none, unless {} exists)",
+            config.data_dir.join(kind.setting()).display()
+        ),
+        None => format!(
+            "(generated, kept in {})",
+            config.data_dir.join(kind.setting()).display()
+        ),
+    }
+}
+
 fn masked(secret: &Option<Secret>) -> String {
     secret
         .as_ref()
@@ -1265,20 +1375,19 @@ fn secret(text: &str) -> Result<Secret, &'static str> {
 
 /// The token goes in URLs: URL-safe, and long enough not to be guessed.
 fn token(text: &str) -> Result<Secret, String> {
-    let ok = text.len() >= 16
-        && text.len() <= 256
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-    if ok {
-        Ok(Secret::new(text))
-    } else {
-        Err(
-            "use 16 to 256 URL-safe characters (letters, digits, - _ . ~); \
-             leave it unset to have one generated"
-                .into(),
-        )
+    crate::tokens::check(text)
+}
+
+fn image_patterns(list: &str) -> Result<Vec<sources::generic::ImagePattern>, Problem> {
+    let patterns = list
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(sources::generic::ImagePattern::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    if patterns.is_empty() {
+        return Err(Problem::Empty);
     }
+    Ok(patterns)
 }
 
 fn owners(list: &str) -> Result<Vec<String>, Problem> {
@@ -1350,19 +1459,6 @@ fn read_file(path: &Path) -> Result<BTreeMap<String, String>, ConfigError> {
     Ok(raw)
 }
 
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1393,7 +1489,7 @@ mod tests {
         assert_eq!(config.update.grace, Duration::from_secs(5));
         assert_eq!(config.max_body, 1024 * 1024);
         assert!(!config.label_enable);
-        assert_eq!(config.token, None);
+        assert_eq!(config.tokens, crate::tokens::Settings::default());
         assert_eq!(config.docker_host, "unix:///var/run/docker.sock");
         assert_eq!(config.update.strategy, StrategySetting::Auto);
         assert_eq!(config.update.health_timeout, Duration::from_secs(60));
@@ -1816,8 +1912,9 @@ mod tests {
             .collect();
         assert_eq!(
             secrets.len(),
-            6,
-            "token, metrics token and the four source secrets"
+            11,
+            "the hook secret, API, read-only and metrics tokens, the three replaced ones, \
+             and the four source secrets"
         );
         for setting in secrets {
             let name = setting.env[0];
@@ -1857,29 +1954,49 @@ mod tests {
     }
 
     #[test]
-    fn generated_token_is_kept_private_and_reused() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        let data_text = data.display().to_string();
-        let config = Config::load_with(None, |k| match k {
-            "OWNER" => Some("alice".into()),
-            "DOCKHOOK_DATA_DIR" => Some(data_text.clone()),
-            _ => None,
-        })
+    fn each_token_has_its_own_value_and_a_bounded_grace() {
+        let config = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKHOOK_TOKEN", "hook-secret-0123456789"),
+                ("DOCKHOOK_API_TOKEN", "api-token-0123456789"),
+                ("DOCKHOOK_API_TOKEN_PREVIOUS", "api-token-old-0123456"),
+                ("DOCKHOOK_TOKEN_GRACE", "2h"),
+            ],
+        )
         .unwrap();
-        let (first, created) = config.resolve_token().unwrap();
-        assert!(created);
-        assert_eq!(first.expose().len(), 64);
-        assert!(first.expose().bytes().all(|b| b.is_ascii_hexdigit()));
-        let mode = std::fs::metadata(config.token_path())
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let (second, created) = config.resolve_token().unwrap();
-        assert!(!created);
-        assert_eq!(first, second);
+        let tokens = &config.tokens;
+        assert_eq!(
+            tokens.api.current.as_ref().unwrap().expose(),
+            "api-token-0123456789"
+        );
+        assert_eq!(
+            tokens.api.previous.as_ref().unwrap().expose(),
+            "api-token-old-0123456"
+        );
+        assert_eq!(tokens.grace, Duration::from_secs(7200));
+
+        let error = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKHOOK_TOKEN", "same-value-0123456789"),
+                ("DOCKHOOK_READ_TOKEN", "same-value-0123456789"),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("read_token") && error.contains("it is token too"),
+            "{error}"
+        );
+        assert!(!error.contains("same-value-0123456789"), "masked: {error}");
+
+        let error = load(None, &[("OWNER", "a"), ("DOCKHOOK_TOKEN_GRACE", "31d")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 30d"), "{error}");
     }
 
     #[cfg(feature = "fault-injection")]

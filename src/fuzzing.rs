@@ -43,6 +43,16 @@ pub fn settings() -> Settings {
         gitlab_registry: "registry.gitlab.com".into(),
         harbor_auth: secret(),
         quay_registry: "quay.io".into(),
+        generic_images: Some(
+            [
+                "alice/*",
+                "registry.example.com:5000/team/*",
+                "ghcr.io/*/site",
+            ]
+            .into_iter()
+            .map(|p| sources::generic::ImagePattern::parse(p).expect("valid"))
+            .collect(),
+        ),
     }
 }
 
@@ -54,7 +64,8 @@ pub fn settings() -> Settings {
 /// that authenticates itself accepts only what its header check accepts;
 /// a verdict either has events or says why not; every event is the
 /// source's, names a valid, normalised image and carries a valid digest;
-/// a Docker Hub event is in an allowed owner's namespace; parsing is
+/// a Docker Hub event is in an allowed owner's namespace, a generic one
+/// matches a `generic_images` pattern; parsing is
 /// deterministic. Returns the verdict, for the corpus replay to tell
 /// what the inputs reach.
 pub fn source(name: &str, data: &[u8]) -> Result<Verdict, SourceError> {
@@ -106,6 +117,14 @@ fn check_verdict(source: &Source, settings: &Settings, verdict: &Verdict) {
         );
         for digest in [&event.digest, &image.digest].into_iter().flatten() {
             assert_eq!(validate_digest(digest).as_ref(), Ok(digest), "{event:?}");
+        }
+        if source.name == sources::generic::NAME {
+            let name = format!("{}/{}", image.registry, image.repository);
+            let patterns = settings.generic_images.as_deref().unwrap_or_default();
+            assert!(
+                patterns.iter().any(|pattern| pattern.matches(&name)),
+                "the generic hook took an image no pattern allows: {event:?}"
+            );
         }
         if source.name == sources::dockerhub::NAME {
             let namespace = image.repository.split('/').next().unwrap_or_default();

@@ -37,6 +37,8 @@
 //! - [`event`]: [`event::ImageEvent`], what every source produces.
 //! - [`sources`]: one module per webhook format; parse and gate, no Docker.
 //! - [`server`]: the axum router, limits and JSON errors.
+//! - [`tokens`]: who may do what: per-source hook tokens derived from one
+//!   secret, the API and read-only tokens, rotation with a grace period.
 //! - [`inventory`]: the running containers (and Swarm services), kept
 //!   current from Docker's events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers and services an event selects.
@@ -109,3 +111,4 @@ pub mod tags;
 pub mod targets;
 pub mod timing;
 pub mod tls;
+pub mod tokens;

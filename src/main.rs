@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use dockhook::app;
 use dockhook::cli::{self, Connection, Request};
 use dockhook::config::{self, Config};
+use dockhook::settings::Secret;
+use dockhook::tokens::{self, Kind};
 
 /// Keeps Docker containers up to date the moment a registry says a new image is out.
 #[derive(Parser)]
@@ -107,11 +109,26 @@ enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Replace a token dockhook keeps (hook, api or read) and print the new one once.
+    RotateToken {
+        /// `hook` (the secret every hook URL's token comes from), `api` or `read`.
+        #[arg(value_parser = parse_kind)]
+        kind: Kind,
+        /// How long the old token stays valid (`1h`, `0s`) [default: token_grace].
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+        #[command(flatten)]
+        connection: Connection,
+    },
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    Kind::parse(text).ok_or_else(|| "expected hook, api or read".to_string())
 }
 
 /// The client commands' exit codes, for `--help`.
 const CLIENT_EXIT_CODES: &str = "\
-Client commands (status, history, show, update, rollback, approve, reject) exit with:
+Client commands (status, history, show, update, rollback, approve, reject, rotate-token) exit with:
   0  done; with --wait, the deployment succeeded
   1  dockhook refused the request, or the deployment ended otherwise (failed, rolled back, rejected)
   2  the request could not be made: usage, no token, dockhook unreachable, token refused
@@ -250,6 +267,11 @@ fn client_request(command: ClientCommand) -> (Connection, Request) {
             connection,
         } => (connection, Request::Approve { id, wait }),
         ClientCommand::Reject { id, connection } => (connection, Request::Reject { id }),
+        ClientCommand::RotateToken {
+            kind,
+            grace,
+            connection,
+        } => (connection, Request::RotateToken { kind, grace }),
     }
 }
 
@@ -262,20 +284,27 @@ fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
     for (key, value) in config.entries() {
         println!("  {key:<24} {value}");
     }
-    let stored = config.token_path();
-    let token = match &config.token {
-        Some(token) => Some(token.clone()),
-        // Read, never create: checking must not change anything.
-        None if stored.exists() => Some(config.resolve_token()?.0),
-        None => None,
+    // Read, never create: checking must not change anything.
+    let value = |kind: Kind| -> anyhow::Result<Option<Secret>> {
+        Ok(match &config.tokens.get(kind).current {
+            Some(token) => Some(token.clone()),
+            None => tokens::kept(&config.data_dir, kind)?,
+        })
     };
-    let shown = match &token {
-        Some(token) if show_token => token.expose().to_string(),
-        Some(token) => token.masked(),
+    let show = |token: &Secret| {
+        if show_token {
+            token.expose().to_string()
+        } else {
+            token.masked()
+        }
+    };
+    let hook_secret = value(Kind::Hook)?;
+    println!("\nWebhook URLs (each token opens its own hook only):");
+    let token_of = |source: &str| match &hook_secret {
+        Some(secret) => show(&tokens::hook_token(secret, source)),
         None => "<generated on first start>".to_string(),
     };
-    println!("\nWebhook URLs:");
-    for hook in app::hooks(config, &shown) {
+    for hook in app::hooks(config, token_of) {
         if hook.enabled {
             println!("  {:<26} {}{}", hook.source, config.base_url(), hook.path);
             println!("  {:<26} ({})", "", hook.auth);
@@ -283,8 +312,20 @@ fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
             println!("  {:<26} off: set its secret to turn it on", hook.source);
         }
     }
-    if token.is_some() && !show_token {
-        println!("  (run with --show-token to print the token whole)");
+    println!("\nAPI tokens:");
+    for (kind, what) in [
+        (Kind::Api, "API token (API, status page, CLI)"),
+        (Kind::Read, "read-only token"),
+    ] {
+        let shown = match value(kind)? {
+            Some(token) => show(&token),
+            None if kind == Kind::Read => "none (`dockhook rotate-token read` makes one)".into(),
+            None => "<generated on first start>".into(),
+        };
+        println!("  {what:<34} {shown}");
+    }
+    if !show_token {
+        println!("  (run with --show-token to print the tokens whole)");
     }
     Ok(())
 }

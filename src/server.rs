@@ -11,22 +11,27 @@
 //! ([`AppState::main`]), as is every other route.
 //!
 //! Every source in [`sources::ALL`] gets its hook: `POST /hooks/{name}/{token}`
-//! for a source behind dockhook's token (and `POST /hooks/{name}` with
+//! for a source behind a token (and `POST /hooks/{name}` with
 //! `Authorization: Bearer` when it allows that), `POST /hooks/{name}` for a
-//! source that proves itself with its own header or signature. What the
-//! headers prove is checked before the body is read, so a forged request
-//! costs no body read. Besides the hooks:
+//! source that proves itself with its own header or signature. A hook
+//! token opens its own source's hook and nothing else ([`crate::tokens`]).
+//! What the headers prove is checked before the body is read, so a forged
+//! request costs no body read. Besides the hooks:
 //!
 //! | route                        | auth                  |
 //! |------------------------------|-----------------------|
 //! | `GET /healthz`               | none                  |
-//! | `GET /api/deployments`       | `Authorization: Bearer` |
-//! | `GET /api/deployments/{id}`  | `Authorization: Bearer` |
-//! | `POST /api/deployments/{id}/approve`, `/reject` | `Authorization: Bearer` |
-//! | `GET /api/targets`           | `Authorization: Bearer` |
-//! | `POST /api/targets/{name}/update`, `/rollback` | `Authorization: Bearer` |
-//! | `GET /api/events` (Server-Sent Events) | `Authorization: Bearer` |
-//! | `GET /metrics` (Prometheus) | `Authorization: Bearer` (the token or `metrics_token`), or none with `metrics_public` |
+//! | `GET /api/deployments`       | API or read-only token |
+//! | `GET /api/deployments/{id}`  | API or read-only token |
+//! | `POST /api/deployments/{id}/approve`, `/reject` | API token |
+//! | `GET /api/targets`           | API or read-only token |
+//! | `POST /api/targets/{name}/update`, `/rollback` | API token |
+//! | `GET /api/events` (Server-Sent Events) | API or read-only token |
+//! | `POST /api/tokens/{kind}/rotate` | API token |
+//! | `GET /metrics` (Prometheus) | API, read-only or metrics token, or none with `metrics_public` |
+//!
+//! Tokens are bearer tokens (`Authorization: Bearer`); a missing or wrong
+//! one is answered 401, the read-only token on an action 403.
 //!
 //! Every hook request is counted in `dockhook_webhooks_total` by its source
 //! and how it ended ([`crate::metrics::WebhookOutcome`]). A webhook that
@@ -66,10 +71,12 @@ use crate::sources::{self, Auth, Source, SourceError, Verdict};
 use crate::store::Store;
 use crate::tags::{TagPolicy, POLICY_LABEL};
 use crate::targets::{self, TargetRules};
+use crate::tokens::Role;
 
 /// What the handlers share.
 pub struct AppState<E> {
-    pub token: Secret,
+    /// Who may do what: hook tokens, the API and read-only tokens.
+    pub tokens: Arc<crate::tokens::Tokens>,
     pub sources: sources::Settings,
     pub rules: TargetRules,
     pub max_body: usize,
@@ -163,6 +170,7 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
         .route("/api/targets/{name}/update", post(update_target::<E>))
         .route("/api/targets/{name}/rollback", post(rollback_target::<E>))
         .route("/api/events", get(events::<E>))
+        .route("/api/tokens/{kind}/rotate", post(rotate_token::<E>))
         .route("/metrics", get(metrics::<E>))
         .merge(crate::page::routes(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
@@ -257,26 +265,26 @@ pub(crate) fn token_matches(expected: &Secret, given: &str) -> bool {
     bool::from(expected.expose().as_bytes().ct_eq(given.as_bytes()))
 }
 
-fn require_bearer(expected: &Secret, headers: &HeaderMap) -> Result<(), ApiError> {
-    require_bearer_of(&[Some(expected)], headers)
-}
-
-/// The request bears one of the `accepted` tokens.
-fn require_bearer_of(accepted: &[Option<&Secret>], headers: &HeaderMap) -> Result<(), ApiError> {
-    let given = headers
+/// The bearer token of a request; empty when there is none.
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("")
-        .trim();
-    // Every token is compared, so the time taken tells nothing.
-    let matched = accepted.iter().flatten().fold(false, |found, expected| {
-        token_matches(expected, given) | found
-    });
-    if matched {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
+        .trim()
+}
+
+/// The request bears a token of at least `role`: 401 without a valid one,
+/// 403 for the read-only token where an action needs the API token.
+fn require<E>(state: &AppState<E>, headers: &HeaderMap, role: Role) -> Result<(), ApiError> {
+    match state.tokens.role(bearer(headers)) {
+        Some(given) if given >= role => Ok(()),
+        Some(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the read-only token cannot do this: use the API token (api_token)",
+        )),
+        None => Err(ApiError::unauthorized()),
     }
 }
 
@@ -370,9 +378,14 @@ fn check_headers<E>(
         return Err(ApiError::unauthorized());
     }
     match (source.auth, path_token) {
-        (Auth::Token { .. }, Some(token)) if token_matches(&state.token, token) => Ok(()),
-        (Auth::Token { .. }, Some(_)) => Err(ApiError::unauthorized()),
-        (Auth::Token { .. }, None) => require_bearer(&state.token, headers),
+        (Auth::Token { .. }, given) => {
+            let given = given.unwrap_or_else(|| bearer(headers));
+            if state.tokens.hook_accepts(source.name, given) {
+                Ok(())
+            } else {
+                Err(ApiError::unauthorized())
+            }
+        }
         (Auth::Own { headers: check }, _) => Ok(check(headers, &state.sources)?),
     }
 }
@@ -784,7 +797,7 @@ async fn list_deployments<E: Engine>(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Reader)?;
     let Query(query) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
@@ -806,7 +819,7 @@ async fn get_deployment<E: Engine>(
     headers: HeaderMap,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Reader)?;
     let id = deployment_id(id)?;
     match state.store.call(move |store| store.get(id)).await? {
         Some((deployment, steps)) => {
@@ -839,7 +852,7 @@ async fn list_targets<E: Engine>(
     State(state): Shared<E>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Reader)?;
     let targets = state.control.targets().await?;
     Ok(Json(json!({ "targets": targets })).into_response())
 }
@@ -882,7 +895,7 @@ async fn update_target<E: Engine>(
     Path(name): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, request.headers())?;
+    require(&state, request.headers(), Role::Admin)?;
     let body: UpdateBody = small_json(request).await?;
     let id = state.control.update(&name, body.force, Actor::Api).await?;
     Ok(accepted(id))
@@ -893,7 +906,7 @@ async fn rollback_target<E: Engine>(
     Path(name): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, request.headers())?;
+    require(&state, request.headers(), Role::Admin)?;
     let body: RollbackBody = small_json(request).await?;
     let id = state.control.rollback(&name, body.to, Actor::Api).await?;
     Ok(accepted(id))
@@ -911,7 +924,7 @@ async fn approve<E: Engine>(
     headers: HeaderMap,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Admin)?;
     let deployment = state
         .control
         .approve(deployment_id(id)?, Actor::Api)
@@ -924,9 +937,82 @@ async fn reject<E: Engine>(
     headers: HeaderMap,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Admin)?;
     let deployment = state.control.reject(deployment_id(id)?, Actor::Api).await?;
     Ok(Json(json!({ "status": "rejected", "deployment": deployment })).into_response())
+}
+
+/// The body of `POST /api/tokens/{kind}/rotate`; may be empty.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    /// How long the replaced value stays valid (`1h`, `0s`); `token_grace`
+    /// when absent.
+    grace: Option<String>,
+}
+
+/// Replaces a token dockhook keeps with a new one, answered once; the old
+/// one stays valid for the grace. A new hook secret answers the new hook
+/// paths.
+async fn rotate_token<E: Engine>(
+    State(state): Shared<E>,
+    Path(kind): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    use crate::tokens::{Kind, TokenError};
+    require(&state, request.headers(), Role::Admin)?;
+    let kind = Kind::parse(&kind).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no such token: rotate hook, api or read",
+        )
+    })?;
+    let body: RotateBody = small_json(request).await?;
+    let grace = body
+        .grace
+        .map(|grace| crate::tokens::parse_grace(&grace))
+        .transpose()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("grace: {e}")))?;
+    let tokens = state.tokens.clone();
+    let rotated = tokio::task::spawn_blocking(move || tokens.rotate(kind, grace))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|error| match error {
+            TokenError::Configured { .. } => ApiError::new(StatusCode::CONFLICT, error.to_string()),
+            TokenError::Grace => ApiError::new(StatusCode::BAD_REQUEST, error.to_string()),
+            TokenError::DataDir { .. } | TokenError::Stored { .. } => {
+                tracing::error!(%error, "cannot rotate a token");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot keep the new token; see dockhook's log (nothing changed)",
+                )
+            }
+        })?;
+    let until = rotated.previous_until.map(|until| {
+        let millis = until
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        crate::timing::format(millis)
+    });
+    let mut body = json!({
+        "token": kind.as_str(),
+        "value": rotated.token.expose(),
+        "previous_valid_until": until,
+    });
+    if kind == Kind::Hook {
+        let hooks: serde_json::Map<String, serde_json::Value> = sources::ALL
+            .iter()
+            .map(|source| {
+                let token = state.tokens.hook_token(source.name);
+                (
+                    source.name.to_string(),
+                    source.hook_path(token.expose()).into(),
+                )
+            })
+            .collect();
+        body["hooks"] = hooks.into();
+    }
+    Ok(Json(body).into_response())
 }
 
 /// How long a scrape waits for Docker to answer its ping.
@@ -937,10 +1023,16 @@ async fn metrics<E: Engine>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !state.metrics.public {
-        require_bearer_of(
-            &[Some(&state.token), state.metrics.token.as_ref()],
-            &headers,
-        )?;
+        let given = bearer(&headers);
+        // Both are compared whatever the first says.
+        let metrics_token = state
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|token| token_matches(token, given));
+        if state.tokens.role(given).is_none() & !metrics_token {
+            return Err(ApiError::unauthorized());
+        }
     }
     let docker_up = matches!(
         tokio::time::timeout(SCRAPE_PING_TIMEOUT, state.engine.ping()).await,
@@ -960,7 +1052,7 @@ async fn events<E: Engine>(
     State(state): Shared<E>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_bearer(&state.token, &headers)?;
+    require(&state, &headers, Role::Reader)?;
     Ok(crate::events::sse(&state.store).into_response())
 }
 
@@ -968,7 +1060,9 @@ async fn events<E: Engine>(
 mod tests {
     use super::*;
     use crate::deploy::fake::FakeEngine;
-    use crate::sources::testing::{self, fixture_json, serve_on, serve_with, PATH_TOKEN};
+    use crate::sources::testing::{
+        self, fixture_json, hook_token, serve_on, serve_with, API_TOKEN, READ_TOKEN,
+    };
 
     const IMAGE: &str = "myregistry.azurecr.io/hello-world:v1";
 
@@ -982,7 +1076,11 @@ mod tests {
             "sha256:new",
         ));
         let (base, state) = serve_on(engine.clone(), sources::Settings::for_tests()).await;
-        (format!("{base}/hooks/acr/{PATH_TOKEN}"), state, engine)
+        (
+            format!("{base}/hooks/acr/{}", hook_token("acr")),
+            state,
+            engine,
+        )
     }
 
     fn delivery(id: &str) -> Vec<u8> {
@@ -1089,7 +1187,7 @@ mod tests {
             let (status, _, body) = scrape(&base, &refused).await;
             assert_eq!(status, 401, "{refused:?}: {body}");
         }
-        for token in [metrics_token, PATH_TOKEN] {
+        for token in [metrics_token, API_TOKEN, READ_TOKEN] {
             let bearer = format!("Bearer {token}");
             let (status, kind, body) = scrape(&base, &[("Authorization", &bearer)]).await;
             assert_eq!(status, 200, "{body}");
@@ -1118,6 +1216,153 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 401);
+    }
+
+    /// POSTs `body` to `url` with `bearer`, if any; the status and answer.
+    async fn send(url: &str, bearer: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+        let auth = bearer.map(|token| format!("Bearer {token}"));
+        let headers: Vec<(&str, &str)> = auth
+            .iter()
+            .map(|auth| ("Authorization", auth.as_str()))
+            .collect();
+        testing::post(url, &headers, body.as_bytes()).await
+    }
+
+    async fn get(url: &str, bearer: &str) -> u16 {
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_hook_token_opens_its_own_hook_and_nothing_else() {
+        let base = testing::serve(sources::Settings::for_tests()).await;
+        let generic = r#"{"image": "alice/site:v2"}"#;
+        let url = |source: &str, token: &str| format!("{base}/hooks/{source}/{token}");
+        let (status, answer) = send(&url("generic", &hook_token("generic")), None, generic).await;
+        assert_eq!(status, 200, "{answer}");
+        for token in [
+            hook_token("dockerhub"),
+            hook_token("registry"),
+            API_TOKEN.into(),
+            testing::HOOK_SECRET.into(),
+        ] {
+            let (status, _) = send(&url("generic", &token), None, generic).await;
+            assert_eq!(status, 401, "{token} opened the generic hook");
+        }
+        // The registry's hook also takes its token as a bearer; only its own.
+        let notification = r#"{"events": []}"#;
+        let registry = format!("{base}/hooks/registry");
+        let (status, answer) = send(&registry, Some(&hook_token("registry")), notification).await;
+        assert_eq!(status, 200, "{answer}");
+        for token in [hook_token("generic"), API_TOKEN.into()] {
+            let (status, _) = send(&registry, Some(&token), notification).await;
+            assert_eq!(status, 401, "{token} opened the registry hook");
+        }
+        // A hook token opens no API.
+        assert_eq!(
+            get(&format!("{base}/api/targets"), &hook_token("generic")).await,
+            401
+        );
+    }
+
+    #[tokio::test]
+    async fn the_read_only_token_reads_and_cannot_act() {
+        let base = testing::serve(sources::Settings::for_tests()).await;
+        for path in ["/api/targets", "/api/deployments", "/metrics"] {
+            assert_eq!(
+                get(&format!("{base}{path}"), READ_TOKEN).await,
+                200,
+                "{path}"
+            );
+        }
+        for path in [
+            "/api/targets/site/update",
+            "/api/targets/site/rollback",
+            "/api/deployments/1/approve",
+            "/api/deployments/1/reject",
+            "/api/tokens/read/rotate",
+        ] {
+            let (status, answer) = send(&format!("{base}{path}"), Some(READ_TOKEN), "").await;
+            assert_eq!(status, 403, "{path}: {answer}");
+            assert!(
+                answer["error"].as_str().unwrap().contains("read-only"),
+                "{answer}"
+            );
+            // The API token gets past the check: to "no such target" and the like.
+            let (status, _) = send(&format!("{base}{path}"), Some(API_TOKEN), "").await;
+            assert!(![401, 403].contains(&status), "{path}: {status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_rotate_over_the_api_with_a_grace_for_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let names: Vec<&'static str> = sources::ALL.iter().map(|s| s.name).collect();
+        let settings = crate::tokens::Settings::default();
+        let (tokens, _) = crate::tokens::Tokens::load(&settings, dir.path(), &names).unwrap();
+        let old_api = tokens.current(crate::tokens::Kind::Api).unwrap();
+        let old_generic = tokens.hook_token("generic");
+        let base = testing::serve_tokens(Arc::new(tokens)).await;
+        let rotate = |kind: &str| format!("{base}/api/tokens/{kind}/rotate");
+
+        let (status, answer) =
+            send(&rotate("api"), Some(old_api.expose()), r#"{"grace": "1h"}"#).await;
+        assert_eq!(status, 200, "{answer}");
+        let new_api = answer["value"].as_str().unwrap().to_string();
+        assert!(answer["previous_valid_until"].is_string(), "{answer}");
+        assert_eq!(get(&format!("{base}/api/targets"), &new_api).await, 200);
+        assert_eq!(
+            get(&format!("{base}/api/targets"), old_api.expose()).await,
+            200,
+            "grace"
+        );
+
+        let (status, answer) = send(&rotate("hook"), Some(&new_api), r#"{"grace": "0s"}"#).await;
+        assert_eq!(status, 200, "{answer}");
+        assert!(answer["previous_valid_until"].is_null(), "{answer}");
+        let generic = answer["hooks"]["generic"].as_str().unwrap();
+        let body = r#"{"image": "alice/site:v2"}"#;
+        let (status, _) = send(&format!("{base}{generic}"), None, body).await;
+        assert_eq!(status, 200);
+        let old = format!("{base}/hooks/generic/{}", old_generic.expose());
+        assert_eq!(send(&old, None, body).await.0, 401, "no grace was given");
+
+        for (kind, body, expected) in [
+            ("bogus", "", 404),
+            ("api", r#"{"grace": "soon"}"#, 400),
+            ("api", r#"{"grace": "1000h"}"#, 400),
+            ("api", r#"{"when": "now"}"#, 400),
+        ] {
+            let (status, answer) = send(&rotate(kind), Some(&new_api), body).await;
+            assert_eq!(status, expected, "{kind} {body}: {answer}");
+        }
+        assert_eq!(
+            get(&format!("{base}/api/targets"), &new_api).await,
+            200,
+            "unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_configured_token_is_not_rotated_over_the_api() {
+        let base = testing::serve(sources::Settings::for_tests()).await;
+        let url = format!("{base}/api/tokens/api/rotate");
+        let (status, answer) = send(&url, Some(API_TOKEN), "").await;
+        assert_eq!(status, 409, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("api_token_previous"),
+            "{answer}"
+        );
+        assert_eq!(get(&format!("{base}/api/targets"), API_TOKEN).await, 200);
     }
 
     #[tokio::test]

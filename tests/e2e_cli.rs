@@ -55,13 +55,13 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     run
 }
 
-/// Runs a client command against `dockhook`: `--url` and the token in
-/// `DOCKHOOK_TOKEN`, options after the subcommand.
+/// Runs a client command against `dockhook`: `--url` and the API token in
+/// `DOCKHOOK_API_TOKEN`, options after the subcommand.
 fn cli(dockhook: &Dockhook, args: &[&str]) -> Run {
     let url = dockhook.base_url();
     let mut all = args.to_vec();
     all.extend(["--url", &url]);
-    run(&all, &[("DOCKHOOK_TOKEN", TOKEN)])
+    run(&all, &[("DOCKHOOK_API_TOKEN", API_TOKEN)])
 }
 
 /// The ID in the first line, `... queued as deployment ID...`.
@@ -194,7 +194,7 @@ fn wrong_token_unreachable_server_and_bad_usage_exit_2_with_a_clear_error() {
     let url = dockhook.base_url();
     let wrong = run(
         &["status", "--url", &url],
-        &[("DOCKHOOK_TOKEN", "not-the-token-0123456789")],
+        &[("DOCKHOOK_API_TOKEN", "not-the-token-0123456789")],
     );
     assert_eq!(wrong.code, 2, "{wrong:?}");
     assert!(
@@ -206,7 +206,10 @@ fn wrong_token_unreachable_server_and_bad_usage_exit_2_with_a_clear_error() {
     assert!(wrong.stdout.is_empty(), "{wrong:?}");
 
     let closed = format!("http://127.0.0.1:{}", free_port());
-    let unreachable = run(&["history", "--url", &closed], &[("DOCKHOOK_TOKEN", TOKEN)]);
+    let unreachable = run(
+        &["history", "--url", &closed],
+        &[("DOCKHOOK_API_TOKEN", API_TOKEN)],
+    );
     assert_eq!(unreachable.code, 2, "{unreachable:?}");
     assert!(
         unreachable
@@ -223,8 +226,11 @@ fn wrong_token_unreachable_server_and_bad_usage_exit_2_with_a_clear_error() {
 #[test]
 fn without_options_the_cli_uses_the_configured_address_and_the_generated_token() {
     require_docker();
-    // No DOCKHOOK_TOKEN: dockhook generates one in its data directory.
-    let dockhook = Dockhook::start("127.0.0.1:9", &[("DOCKHOOK_TOKEN", "")]);
+    // No tokens set: dockhook generates them in its data directory.
+    let dockhook = Dockhook::start(
+        "127.0.0.1:9",
+        &[("DOCKHOOK_TOKEN", ""), ("DOCKHOOK_API_TOKEN", "")],
+    );
     let data_dir = dockhook.data_dir().to_str().unwrap().to_string();
     let env = [
         ("DOCKHOOK_LISTEN", dockhook.addr()),
@@ -234,7 +240,7 @@ fn without_options_the_cli_uses_the_configured_address_and_the_generated_token()
     assert_eq!(status.code, 0, "{status:?}");
     assert!(status.json()["targets"].is_array(), "{status:?}");
 
-    let token_file = dockhook.data_dir().join("token");
+    let token_file = dockhook.data_dir().join("api_token");
     let history = run(
         &[
             "history",
@@ -257,8 +263,90 @@ fn without_options_the_cli_uses_the_configured_address_and_the_generated_token()
     assert!(
         no_token
             .stderr
-            .contains("set DOCKHOOK_TOKEN or pass --token-file"),
+            .contains("set DOCKHOOK_API_TOKEN or pass --token-file"),
         "{no_token:?}"
+    );
+}
+
+#[test]
+fn tokens_rotate_from_the_cli_and_each_opens_only_its_own_door() {
+    require_docker();
+    let dockhook = Dockhook::start(
+        "127.0.0.1:9",
+        &[("DOCKHOOK_TOKEN", ""), ("DOCKHOOK_API_TOKEN", "")],
+    );
+    let data_dir = dockhook.data_dir().to_str().unwrap().to_string();
+    let local = [
+        ("DOCKHOOK_LISTEN", dockhook.addr()),
+        ("DOCKHOOK_DATA_DIR", data_dir.as_str()),
+    ];
+    let file = |name: &str| std::fs::read_to_string(dockhook.data_dir().join(name)).unwrap();
+    let old_api = file("api_token");
+    let old_hook = file("token");
+
+    // The API token: the new one is printed once and kept where the CLI
+    // on this host reads it; the old one works for the grace.
+    let rotated = run(&["rotate-token", "api", "--grace", "1h"], &local);
+    assert_eq!(rotated.code, 0, "{rotated:?}");
+    let new_api = file("api_token");
+    assert_ne!(new_api, old_api);
+    assert!(
+        rotated
+            .stdout
+            .contains(&format!("new API token: {new_api}")),
+        "{rotated:?}"
+    );
+    assert!(rotated.stdout.contains("stays valid until"), "{rotated:?}");
+    assert_eq!(
+        run(&["status"], &local).code,
+        0,
+        "the CLI reads the new token"
+    );
+    let old_env = [("DOCKHOOK_API_TOKEN", old_api.trim())];
+    let url = dockhook.base_url();
+    assert_eq!(
+        run(&["status", "--url", &url], &old_env).code,
+        0,
+        "the old token in its grace"
+    );
+
+    // A read-only token: made by its first rotation; it reads, it cannot act.
+    let read = run(&["rotate-token", "read", "--json"], &local);
+    assert_eq!(read.code, 0, "{read:?}");
+    let read_token = read.json()["value"].as_str().unwrap().to_string();
+    let as_reader = [("DOCKHOOK_API_TOKEN", read_token.as_str())];
+    assert_eq!(run(&["status", "--url", &url], &as_reader).code, 0);
+    let update = run(&["update", "anything", "--url", &url], &as_reader);
+    assert_eq!(update.code, 1, "{update:?}");
+    assert!(
+        update.stderr.contains("read-only token cannot do this"),
+        "{update:?}"
+    );
+
+    // The hook secret, with no grace: the old hook URLs stop at once.
+    let hooks = run(&["rotate-token", "hook", "--grace", "0s"], &local);
+    assert_eq!(hooks.code, 0, "{hooks:?}");
+    let dockerhub_path = |secret: &str| {
+        let secret = ::dockhook::settings::Secret::new(secret.trim());
+        let token = ::dockhook::tokens::hook_token(&secret, "dockerhub");
+        format!("/hooks/dockerhub/{}", token.expose())
+    };
+    let new_path = dockerhub_path(&file("token"));
+    assert!(hooks.stdout.contains(&new_path), "{hooks:?}");
+    let payload = dockerhub_payload(OWNER, "nothing-runs-this", "latest").to_string();
+    let (status, body) = post_json(&dockhook.url(&dockerhub_path(&old_hook)), &payload, &[]);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post_json(&dockhook.url(&new_path), &payload, &[]);
+    assert_eq!(status, 200, "{body}");
+    // A hook token opens no API.
+    let hook_token = new_path.rsplit('/').next().unwrap();
+    assert_eq!(
+        run(
+            &["status", "--url", &url],
+            &[("DOCKHOOK_API_TOKEN", hook_token)]
+        )
+        .code,
+        2
     );
 }
 

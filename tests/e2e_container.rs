@@ -120,6 +120,7 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
         "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
         "-e", &format!("OWNER={OWNER}"),
         "-e", &format!("DOCKHOOK_TOKEN={TOKEN}"),
+        "-e", &format!("DOCKHOOK_API_TOKEN={API_TOKEN}"),
         "-e", &format!("DOCKHOOK_DOCKERHUB_REGISTRY={}", site.registry.host()),
         "-e", "DOCKHOOK_GRACE=1s",
         // As for every test instance (see support/dockhook.rs).
@@ -148,7 +149,7 @@ fn dockhook_in_its_own_container_updates_a_site_but_never_itself() {
         "--show-token",
     ]);
     assert!(
-        shown.contains(&format!("/hooks/dockerhub/{TOKEN}")),
+        shown.contains(&format!("/hooks/dockerhub/{}", hook_token("dockerhub"))),
         "{shown}"
     );
     assert!(

@@ -274,7 +274,7 @@ fn digest_of(id: &str) -> String {
 /// deployment it queues.
 fn deploy_digest(dockhook: &Dockhook, image: &str, digest: &str) -> serde_json::Value {
     let body = serde_json::json!({ "image": image, "digest": digest }).to_string();
-    let url = dockhook.url(&format!("/hooks/generic/{TOKEN}"));
+    let url = dockhook.url(&format!("/hooks/generic/{}", hook_token("generic")));
     let (status, answer) = post_json(&url, &body, &[]);
     assert_eq!(status, 202, "{answer}");
     let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();

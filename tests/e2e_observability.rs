@@ -110,7 +110,7 @@ fn promtool_accepts_a_scrape_and_webhook_outcomes_are_counted() {
         let response = scrape(&dockhook, &refused);
         assert_eq!(response.status, 401, "{refused:?}: {}", response.body);
     }
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {API_TOKEN}");
     let response = scrape(&dockhook, &[("Authorization", &bearer)]);
     assert_eq!(response.status, 200, "{}", response.body);
     assert_eq!(
@@ -165,7 +165,7 @@ fn lines_logged_by_a_flood(
     let mut dockhook = Dockhook::start(&registry.host(), env);
     let nobody_runs = dockerhub_payload(OWNER, &unique("nobody-runs-it"), "latest").to_string();
     let hook = dockhook.url(&hook_path());
-    let acr = dockhook.url(&format!("/hooks/acr/{TOKEN}"));
+    let acr = dockhook.url(&format!("/hooks/acr/{}", hook_token("acr")));
     let delivery = serde_json::json!({
         "id": unique("delivery"),
         "action": "push",
@@ -173,7 +173,7 @@ fn lines_logged_by_a_flood(
         "request": { "host": "registry.example.com" },
     })
     .to_string();
-    let registry_hook = dockhook.url(&format!("/hooks/registry/{TOKEN}"));
+    let registry_hook = dockhook.url(&format!("/hooks/registry/{}", hook_token("registry")));
     let blob = serde_json::json!({ "events": [{
         "id": unique("event"),
         "action": "push",
@@ -235,7 +235,14 @@ fn a_flood_of_webhooks_that_change_nothing_logs_nothing_at_the_default_level() {
             json["level"].is_string() && json["message"].is_string(),
             "{line}"
         );
-        assert!(!line.contains(TOKEN), "{line}");
+        for secret in [
+            TOKEN,
+            API_TOKEN,
+            &hook_token("acr"),
+            &hook_token("dockerhub"),
+        ] {
+            assert!(!line.contains(secret), "{line}");
+        }
     }
     assert!(
         logged

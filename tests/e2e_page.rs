@@ -101,7 +101,7 @@ fn the_status_page_logs_in_shows_a_push_live_and_rolls_back() {
     screenshot(&browser, "login-refused.png");
 
     // The token: a session cookie the page's scripts cannot read.
-    browser.fill("#token", TOKEN);
+    browser.fill("#token", API_TOKEN);
     browser.click("form[action=\"/login\"] button");
     let row = format!("#target-{name}");
     assert!(browser.wait_for(&row, SHORT).is_some(), "no row for {name}");
@@ -202,7 +202,7 @@ struct PageSession<'a> {
 
 impl<'a> PageSession<'a> {
     fn login(dockhook: &'a Dockhook) -> Self {
-        let body = format!("token={TOKEN}");
+        let body = format!("token={API_TOKEN}");
         let response = request(
             "POST",
             &dockhook.url("/login"),

@@ -256,8 +256,12 @@ fn check_config_masks_secrets_and_prints_the_hook_url() {
         text.contains("alice,bob") && text.contains("2s"),
         "env wins over the file: {text}"
     );
+    let dockerhub = hook_token_of(token, "dockerhub");
     assert!(
-        text.contains("https://hooks.example.com/hooks/dockerhub/abcd…"),
+        text.contains(&format!(
+            "https://hooks.example.com/hooks/dockerhub/{}…",
+            &dockerhub[..4]
+        )),
         "{text}"
     );
     let (ok, text) = dockhook_cli(
@@ -267,9 +271,13 @@ fn check_config_masks_secrets_and_prints_the_hook_url() {
     assert!(ok);
     assert!(
         text.contains(&format!(
-            "https://hooks.example.com/hooks/dockerhub/{token}"
+            "https://hooks.example.com/hooks/dockerhub/{dockerhub}"
         )),
         "{text}"
+    );
+    assert!(
+        !text.contains(token),
+        "the secret itself is never shown: {text}"
     );
 
     std::fs::write(&config, "owner = \"alice\"\ngrase = \"3s\"\n").unwrap();
@@ -320,10 +328,16 @@ fn generated_token_is_never_logged_shown_on_request_and_survives_restarts() {
         .wait_for_log("/hooks/dockerhub/", std::time::Duration::from_secs(5))
         .expect("the hook URL is logged, masked");
     let stored = std::fs::read_to_string(data.path().join("token")).unwrap();
-    let token = stored.trim().to_string();
-    assert_eq!(token.len(), 64, "256 bits, in hex: {token}");
+    let secret = stored.trim().to_string();
+    assert_eq!(secret.len(), 64, "256 bits, in hex: {secret}");
     assert!(
-        line.contains("generated") && line.contains(&format!("/hooks/dockerhub/{}…", &token[..4])),
+        first.log_text().contains("generated the hook secret"),
+        "{}",
+        first.log_text()
+    );
+    let token = hook_token_of(&secret, "dockerhub");
+    assert!(
+        line.contains(&format!("/hooks/dockerhub/{}…", &token[..4])),
         "{line}"
     );
     assert!(
@@ -334,7 +348,9 @@ fn generated_token_is_never_logged_shown_on_request_and_survives_restarts() {
     // The command the log names prints it whole.
     assert_eq!(shown_token(&[("DOCKHOOK_DATA_DIR", &data_dir)]), token);
     first.terminate(std::time::Duration::from_secs(10));
-    assert!(!first.log_text().contains(&token), "{}", first.log_text());
+    for secret in [&secret, &token] {
+        assert!(!first.log_text().contains(secret), "{}", first.log_text());
+    }
 
     let second = Dockhook::start(&registry.host(), &env);
     let path = format!("/hooks/dockerhub/{token}");
@@ -362,10 +378,11 @@ fn the_token_is_never_logged_even_at_trace_level() {
             ("RUST_LOG", "trace"),
         ],
     );
-    let token = std::fs::read_to_string(data.path().join("token"))
+    let secret = std::fs::read_to_string(data.path().join("token"))
         .unwrap()
         .trim()
         .to_string();
+    let token = hook_token_of(&secret, "dockerhub");
     // One character off: a typo of the token shows most of it.
     let wrong = format!(
         "{}{}",
@@ -377,7 +394,7 @@ fn the_token_is_never_logged_even_at_trace_level() {
     run_container(
         &name,
         &site.image("latest"),
-        &["-e", &format!("APP_TOKEN={token}")],
+        &["-e", &format!("APP_TOKEN={secret}")],
     );
     site.push(&mut cleanup, "latest", SiteImage::new("v2"));
 
@@ -388,7 +405,8 @@ fn the_token_is_never_logged_even_at_trace_level() {
     let id = serde_json::from_str::<Value>(&answer).unwrap()["deployments"][0]
         .as_i64()
         .unwrap();
-    let right = format!("Bearer {token}");
+    let right = format!("Bearer {API_TOKEN}");
+    let registry_bearer = format!("Bearer {}", hook_token_of(&secret, "registry"));
     let wrong_bearer = format!("Bearer {wrong}");
     let deployment = wait_for(std::time::Duration::from_secs(90), || {
         let path = format!("/api/deployments/{id}");
@@ -420,14 +438,14 @@ fn the_token_is_never_logged_even_at_trace_level() {
         ("POST", format!("/hook/{token}"), vec![], b""),
         (
             "POST",
-            format!("/hooks/registry/{token}"),
+            format!("/hooks/registry/{}", hook_token_of(&secret, "registry")),
             vec![],
             registry_events,
         ),
         (
             "POST",
             "/hooks/registry".into(),
-            vec![("Authorization", &right)],
+            vec![("Authorization", &registry_bearer)],
             registry_events,
         ),
         (
@@ -436,9 +454,24 @@ fn the_token_is_never_logged_even_at_trace_level() {
             vec![("Authorization", &wrong_bearer)],
             b"",
         ),
-        ("POST", format!("/hooks/quay/{token}"), vec![], b"{}"),
-        ("POST", format!("/hooks/acr/{token}"), vec![], b"{}"),
-        ("POST", format!("/hooks/generic/{token}"), vec![], b"{}"),
+        (
+            "POST",
+            format!("/hooks/quay/{}", hook_token_of(&secret, "quay")),
+            vec![],
+            b"{}",
+        ),
+        (
+            "POST",
+            format!("/hooks/acr/{}", hook_token_of(&secret, "acr")),
+            vec![],
+            b"{}",
+        ),
+        (
+            "POST",
+            format!("/hooks/generic/{}", hook_token_of(&secret, "generic")),
+            vec![],
+            b"{}",
+        ),
         ("POST", format!("/hooks/generic/{wrong}"), vec![], b"{}"),
         (
             "GET",
@@ -476,7 +509,19 @@ fn the_token_is_never_logged_even_at_trace_level() {
         log.contains("APP_TOKEN=[redacted]"),
         "the Docker API bodies that held it are logged, redacted"
     );
-    for (what, secret) in [("token", &token), ("wrong token", &wrong)] {
+    let hook_tokens: Vec<String> = ["dockerhub", "registry", "quay", "acr", "generic"]
+        .iter()
+        .map(|source| hook_token_of(&secret, source))
+        .collect();
+    let api_token = API_TOKEN.to_string();
+    let named = [
+        ("hook secret", &secret),
+        ("wrong token", &wrong),
+        ("API token", &api_token),
+    ]
+    .into_iter()
+    .chain(hook_tokens.iter().map(|token| ("hook token", token)));
+    for (what, secret) in named {
         let lines: Vec<&str> = log
             .lines()
             .filter(|l| l.contains(secret.as_str()))

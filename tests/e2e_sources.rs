@@ -9,8 +9,8 @@ use std::time::Duration;
 use support::scenario::{api, PrivateSite, Site};
 use support::*;
 
-/// A registry that notifies `dockhook` of every event, with the token as a
-/// bearer header, as its endpoint configuration allows.
+/// A registry that notifies `dockhook` of every event, with the registry
+/// hook's token as a bearer header, as its endpoint configuration allows.
 fn notifying_registry(dockhook: &Dockhook) -> Registry {
     Registry::start_with(&format!(
         "\
@@ -19,12 +19,13 @@ notifications:
     - name: dockhook
       url: {}
       headers:
-        Authorization: [Bearer {TOKEN}]
+        Authorization: [Bearer {}]
       timeout: 2s
       threshold: 5
       backoff: 1s
 ",
-        dockhook.url("/hooks/registry")
+        dockhook.url("/hooks/registry"),
+        hook_token("registry")
     ))
 }
 
@@ -89,13 +90,16 @@ fn registry_hook_takes_the_token_in_the_path_or_as_bearer_only() {
             .unwrap()
             .status
     };
-    let bearer = format!("Bearer {TOKEN}");
+    let bearer = format!("Bearer {}", hook_token("registry"));
     let content_type = (
         "Content-Type",
         "application/vnd.docker.distribution.events.v1+json",
     );
     assert_eq!(
-        post(&format!("/hooks/registry/{TOKEN}"), &[content_type]),
+        post(
+            &format!("/hooks/registry/{}", hook_token("registry")),
+            &[content_type]
+        ),
         200
     );
     assert_eq!(
@@ -127,7 +131,7 @@ fn private_registry_logins_come_from_the_docker_config() {
     let (host, name, container) = (site.registry.host(), &site.name, &site.name);
 
     let payload = dockerhub_payload(OWNER, name, "latest").to_string();
-    let hook = format!("/hooks/dockerhub/{TOKEN}");
+    let hook = support::scenario::hook_path();
     let deploy = |dockhook: &Dockhook| {
         let (status, answer) = post_json(&dockhook.url(&hook), &payload, &[]);
         assert_eq!(status, 202, "{answer}");

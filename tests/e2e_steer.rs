@@ -300,7 +300,7 @@ fn follow_events(dockhook: &Dockhook, mut done: impl FnMut(&Value) -> bool) -> V
         .unwrap();
     write!(
         stream,
-        "GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        "GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\r\n"
     )
     .unwrap();
     let mut seen = Vec::new();

@@ -119,6 +119,7 @@ fn https_from_files_is_verified_reloaded_and_used_by_the_cli() {
         &[
             ("DOCKHOOK_LISTEN", dockhook.addr()),
             ("DOCKHOOK_TOKEN", TOKEN),
+            ("DOCKHOOK_API_TOKEN", API_TOKEN),
             ("OWNER", OWNER),
         ],
     ]

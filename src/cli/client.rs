@@ -30,13 +30,13 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error(
-        "no token to call dockhook with: set DOCKHOOK_TOKEN or pass --token-file FILE \
+        "no token to call dockhook with: set DOCKHOOK_API_TOKEN or pass --token-file FILE \
          (a dockhook without a configured token keeps the one it generated in {path}: {reason})"
     )]
     NoToken { path: String, reason: String },
     #[error("cannot reach dockhook at {url}: {reason} (is it running? pass --url if it listens elsewhere)")]
     Unreachable { url: String, reason: String },
-    #[error("dockhook at {url} refused the token (401): use the token dockhook runs with (DOCKHOOK_TOKEN, --token-file, or `dockhook check-config --show-token` where it runs)")]
+    #[error("dockhook at {url} refused the token (401): use the API token dockhook runs with (DOCKHOOK_API_TOKEN, --token-file, or `dockhook check-config --show-token` where it runs)")]
     Unauthorized { url: String },
     /// dockhook answered with an error: no such target, nothing to roll
     /// back to, Docker down...
@@ -104,6 +104,18 @@ pub enum Trust {
 }
 
 /// A client of one dockhook.
+/// The answer to a rotation.
+#[derive(Debug, Deserialize)]
+pub struct Rotated {
+    pub value: String,
+    /// Until when the replaced token is valid; `None` when nothing was
+    /// replaced or no grace given.
+    pub previous_valid_until: Option<String>,
+    /// The new hook paths, for the hook secret.
+    #[serde(default)]
+    pub hooks: std::collections::BTreeMap<String, String>,
+}
+
 pub struct Client {
     base: String,
     token: Secret,
@@ -188,6 +200,18 @@ impl Client {
     ) -> Result<Answer<Accepted>, CliError> {
         let path = format!("/api/targets/{}/rollback", segment(target));
         let body = serde_json::json!({ "to": to });
+        self.call(reqwest::Method::POST, &path, Some(body)).await
+    }
+
+    /// Replaces dockhook's `kind` token (`hook`, `api`, `read`); the old
+    /// one stays valid for `grace` (dockhook's `token_grace` when `None`).
+    pub async fn rotate(
+        &self,
+        kind: &str,
+        grace: Option<&str>,
+    ) -> Result<Answer<Rotated>, CliError> {
+        let path = format!("/api/tokens/{}/rotate", segment(kind));
+        let body = serde_json::json!({ "grace": grace });
         self.call(reqwest::Method::POST, &path, Some(body)).await
     }
 

@@ -5,9 +5,10 @@
 //! or the history database, so it works from any host that reaches the
 //! API, and inside dockhook's own container with nothing to set
 //! (`docker exec dockhook dockhook status`): the URL defaults to the
-//! configured listen address on this host, and the token to
-//! `DOCKHOOK_TOKEN`, else the one dockhook generated in its data
-//! directory (`--token-file` names another file).
+//! configured listen address on this host, and the token to the API
+//! token, `DOCKHOOK_API_TOKEN`, else the one dockhook generated in its data
+//! directory (`--token-file` names another file). `dockhook rotate-token`
+//! replaces a token dockhook keeps, printing the new one once.
 //!
 //! People get tables; `--json` prints the API's answer as received, for
 //! scripts. `--wait` follows a deployment live: it subscribes to the
@@ -67,7 +68,7 @@ pub struct Connection {
     /// dockhook's URL [default: http://127.0.0.1:PORT, PORT from the listen setting]
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
-    /// File holding the API token [default: DOCKHOOK_TOKEN, else DATA_DIR/token]
+    /// File holding the API token [default: DOCKHOOK_API_TOKEN, else DATA_DIR/api_token]
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Print the API's JSON answer instead of a table.
@@ -102,6 +103,10 @@ pub enum Request {
     },
     Reject {
         id: i64,
+    },
+    RotateToken {
+        kind: crate::tokens::Kind,
+        grace: Option<String>,
     },
 }
 
@@ -146,7 +151,7 @@ fn connect(config: Option<&Path>, connection: &Connection) -> Result<Client, Cli
     };
     let token = match &connection.token_file {
         Some(path) => read_token(path)?,
-        None => configured_token(&settings()?)?,
+        None => api_token(&settings()?)?,
     };
     Client::with_trust(&url, token, trust)
 }
@@ -185,12 +190,13 @@ fn local_connection(settings: &ClientSettings) -> (String, Trust) {
     }
 }
 
-/// `DOCKHOOK_TOKEN` (or the file's `token`), else the generated one.
-fn configured_token(settings: &ClientSettings) -> Result<Secret, CliError> {
-    if let Some(token) = &settings.token {
+/// `DOCKHOOK_API_TOKEN` (or the file's `api_token`), else the generated
+/// one.
+fn api_token(settings: &ClientSettings) -> Result<Secret, CliError> {
+    if let Some(token) = &settings.api_token {
         return Ok(token.clone());
     }
-    let path = &settings.token_path;
+    let path = &settings.api_token_path;
     match std::fs::read_to_string(path) {
         Ok(text) if !text.trim().is_empty() => Ok(Secret::new(text.trim())),
         Ok(_) => Err(no_token(path, "it is empty".into())),
@@ -273,6 +279,10 @@ pub async fn execute(
                     d.target, d.image
                 )
             })
+        }
+        Request::RotateToken { kind, grace } => {
+            let answer = client.rotate(kind.as_str(), grace.as_deref()).await?;
+            pick(json, &answer, || render::rotated(kind, &answer.value, now))
         }
         Request::Reject { id } => {
             let answer = client.decide(id, "reject").await?;

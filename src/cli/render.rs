@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::client::Detail;
+use super::client::{Detail, Rotated};
 use crate::control::Target;
 use crate::store::{Deployment, Step};
 use crate::timing;
@@ -275,6 +275,36 @@ pub fn step(deployment: &Deployment, step: &Step) -> Vec<String> {
         step.state.as_str().to_string(),
         step.detail.clone().unwrap_or_default(),
     ]
+}
+
+/// A rotation's answer: the new token, once, and how long the old one lasts.
+pub fn rotated(kind: crate::tokens::Kind, rotated: &Rotated, now: u64) -> String {
+    let what = match kind {
+        crate::tokens::Kind::Hook => "hook secret",
+        crate::tokens::Kind::Api => "API token",
+        crate::tokens::Kind::Read => "read-only token",
+    };
+    let mut text = format!("new {what}: {}\n", rotated.value);
+    match rotated.previous_valid_until.as_deref() {
+        Some(until) => {
+            let left = timing::parse(until).map_or(0, |then| then.saturating_sub(now));
+            text += &format!(
+                "the old one stays valid until {until} (for {})\n",
+                duration(Duration::from_millis(left))
+            );
+        }
+        None => text += "no older one stays valid\n",
+    }
+    if !rotated.hooks.is_empty() {
+        text += "the new hook paths (give each sender its own):\n";
+        let rows: Vec<Vec<String>> = rotated
+            .hooks
+            .iter()
+            .map(|(source, path)| vec![source.clone(), path.clone()])
+            .collect();
+        text += &table(&["SOURCE", "PATH"], &rows);
+    }
+    text
 }
 
 #[cfg(test)]

@@ -532,8 +532,8 @@ fn the_default_url_is_the_listen_port_on_this_host() {
 fn with_tls_the_default_url_is_https_and_trusts_the_served_certificate() {
     let settings = |tls| ClientSettings {
         listen: "0.0.0.0:8443".parse().unwrap(),
-        token: None,
-        token_path: "/data/token".into(),
+        api_token: None,
+        api_token_path: "/data/api-token".into(),
         tls,
     };
     let (url, trust) = local_connection(&settings(Mode::Files {
@@ -561,36 +561,38 @@ fn with_tls_the_default_url_is_https_and_trusts_the_served_certificate() {
 }
 
 #[test]
-fn the_token_is_the_configured_one_else_the_generated_one() {
+fn the_token_is_the_configured_api_token_else_the_generated_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let load = |token: Option<&str>| {
         Config::load_client_with(None, |key| match key {
             "DOCKHOOK_DATA_DIR" => Some(data.clone()),
-            "DOCKHOOK_TOKEN" => token.map(str::to_string),
+            "DOCKHOOK_API_TOKEN" => token.map(str::to_string),
+            // The hook secret is not the client's token.
+            "DOCKHOOK_TOKEN" => Some("the-hook-secret-0123456789".into()),
             _ => None,
         })
         .expect("a client needs no OWNER")
     };
-    let configured = configured_token(&load(Some("set-in-the-env-0123456789"))).unwrap();
+    let configured = api_token(&load(Some("set-in-the-env-0123456789"))).unwrap();
     assert_eq!(configured.expose(), "set-in-the-env-0123456789");
 
-    let error = configured_token(&load(None)).unwrap_err();
+    let error = api_token(&load(None)).unwrap_err();
     assert_eq!(error.exit_code(), EXIT_ERROR);
     assert!(
         error
             .to_string()
-            .contains("set DOCKHOOK_TOKEN or pass --token-file"),
+            .contains("set DOCKHOOK_API_TOKEN or pass --token-file"),
         "{error}"
     );
     assert!(
-        error.to_string().contains(&format!("{data}/token")),
+        error.to_string().contains(&format!("{data}/api_token")),
         "{error}"
     );
 
-    std::fs::write(dir.path().join("token"), "generated-0123456789abcdef\n").unwrap();
+    std::fs::write(dir.path().join("api_token"), "generated-0123456789abcdef\n").unwrap();
     assert_eq!(
-        configured_token(&load(None)).unwrap().expose(),
+        api_token(&load(None)).unwrap().expose(),
         "generated-0123456789abcdef"
     );
     assert_eq!(load(None).listen.port(), 8080, "the default listen port");

@@ -14,11 +14,11 @@
 //!
 //! | route                                   | auth                         |
 //! |-----------------------------------------|------------------------------|
-//! | `GET /login`, `POST /login` (`token`)   | none; the token opens a session |
+//! | `GET /login`, `POST /login` (`token`)   | none; the API token opens a session, the read-only token a session that only looks |
 //! | `POST /logout`                          | session + CSRF               |
 //! | `GET /`, `GET /deployments/{id}`        | session (else to `/login`)   |
-//! | `POST /targets/{name}/update` (`force`), `/rollback` (`to`) | session + CSRF |
-//! | `POST /deployments/{id}/approve`, `/reject` | session + CSRF           |
+//! | `POST /targets/{name}/update` (`force`), `/rollback` (`to`) | session of the API token + CSRF |
+//! | `POST /deployments/{id}/approve`, `/reject` | session of the API token + CSRF |
 //! | `GET /events` (Server-Sent Events)      | session                      |
 //! | `GET /assets/app.css`, `/assets/app.js` | none                         |
 //!
@@ -48,8 +48,9 @@ use serde::Deserialize;
 
 use crate::control::{Actor, ControlError};
 use crate::engine::Engine;
-use crate::server::{token_matches, AppState};
+use crate::server::AppState;
 use crate::store::StoreError;
+use crate::tokens::Role;
 use assets::{CSS, JS};
 use session::{Flash, Session, Sessions};
 use view::Ctx;
@@ -174,6 +175,19 @@ impl<E: Engine> Page<E> {
         Ok(session)
     }
 
+    /// [`Page::poster`], for a form that acts: refused to a session of the
+    /// read-only token.
+    fn actor(&self, headers: &HeaderMap, csrf: Option<&str>) -> Result<Session, Refusal> {
+        let session = self.poster(headers, csrf)?;
+        if session.role < Role::Admin {
+            return Err(Refusal::Forbidden(
+                "You logged in with the read-only token, which can change nothing: log in \
+                 with the API token to act.",
+            ));
+        }
+        Ok(session)
+    }
+
     /// Says which deployment an action on `target` queued, or why it
     /// did not.
     fn queued(
@@ -236,6 +250,7 @@ async fn status<E: Engine>(
             let ctx = Ctx {
                 csrf: &session.csrf,
                 flash,
+                read_only: session.role < Role::Admin,
             };
             html(StatusCode::OK, view::status(&ctx, &targets, &history))
         }
@@ -261,6 +276,7 @@ async fn deployment<E: Engine>(
             let ctx = Ctx {
                 csrf: &session.csrf,
                 flash,
+                read_only: session.role < Role::Admin,
             };
             html(StatusCode::OK, view::deployment(&ctx, &d, &steps))
         }
@@ -293,7 +309,8 @@ async fn login<E: Engine>(
     let given = form.map(|Form(form)| form.token).unwrap_or_default();
     let given = given.trim();
     let _turn = page.logins.lock().await;
-    if given.is_empty() || !token_matches(&page.app.token, given) {
+    let role = page.app.tokens.role(given).filter(|_| !given.is_empty());
+    let Some(role) = role else {
         let failed = page.failed_logins.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(
             failed_logins = failed,
@@ -303,11 +320,12 @@ async fn login<E: Engine>(
         return Ok(html(
             StatusCode::UNAUTHORIZED,
             view::login(Some(
-                "Wrong token: you are not logged in. Use the token the webhooks use.",
+                "Wrong token: you are not logged in. Use the API token (api_token), or the \
+                 read-only token to look only.",
             )),
         ));
-    }
-    let id = page.sessions.open();
+    };
+    let id = page.sessions.open(role);
     let cookie = session::set_cookie(&id, session::over_https(&headers));
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
@@ -354,7 +372,7 @@ async fn update<E: Engine>(
     form: Result<Form<UpdateForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let form = fields(form);
-    let session = page.poster(&headers, form.csrf.as_deref())?;
+    let session = page.actor(&headers, form.csrf.as_deref())?;
     let outcome = page
         .app
         .control
@@ -375,7 +393,7 @@ async fn rollback<E: Engine>(
     form: Result<Form<RollbackForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let form = fields(form);
-    let session = page.poster(&headers, form.csrf.as_deref())?;
+    let session = page.actor(&headers, form.csrf.as_deref())?;
     let outcome = page.app.control.rollback(&name, form.to, Actor::Page).await;
     Ok(page.queued(&session, "Rollback", &name, outcome))
 }
@@ -395,7 +413,7 @@ async fn decide<E: Engine>(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
     let form = fields(form);
-    let session = page.poster(&headers, form.csrf.as_deref())?;
+    let session = page.actor(&headers, form.csrf.as_deref())?;
     let Ok(Path(id)) = id else {
         let error = ControlError::Invalid("a deployment's number is a whole number".into());
         return Ok(page.done(&session, Err(error)));

@@ -24,6 +24,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::tokens::Role;
+
 /// The session cookie's name.
 pub const COOKIE: &str = "dockhook_session";
 /// How long a session lives without a request.
@@ -49,10 +51,13 @@ pub struct Session {
     pub csrf: String,
     /// Cancelled when the session ends, so its event streams end too.
     pub ended: CancellationToken,
+    /// What the token it logged in with may do.
+    pub role: Role,
 }
 
 struct Entry {
     csrf: String,
+    role: Role,
     last_seen: Instant,
     flash: Option<Flash>,
     ended: CancellationToken,
@@ -92,8 +97,9 @@ impl Sessions {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Opens a session; returns its id, for the cookie.
-    pub fn open(&self) -> String {
+    /// Opens a session for a login with a token of `role`; returns its
+    /// id, for the cookie.
+    pub fn open(&self, role: Role) -> String {
         let id = random_token();
         let now = Instant::now();
         let mut map = self.lock();
@@ -112,6 +118,7 @@ impl Sessions {
             key_of(&id),
             Entry {
                 csrf: random_token(),
+                role,
                 last_seen: now,
                 flash: None,
                 ended: CancellationToken::new(),
@@ -137,6 +144,7 @@ impl Sessions {
             key,
             csrf: entry.csrf.clone(),
             ended: entry.ended.clone(),
+            role: entry.role,
         })
     }
 
@@ -275,7 +283,7 @@ mod tests {
     #[test]
     fn a_session_is_found_by_its_cookie_only() {
         let sessions = Sessions::default();
-        let id = sessions.open();
+        let id = sessions.open(Role::Admin);
         assert_eq!(id.len(), 43, "32 bytes, base64url without padding");
         let session = sessions.find(&with_cookie(&id)).expect("open");
         assert!(sessions.find(&with_cookie("forged")).is_none());
@@ -290,7 +298,7 @@ mod tests {
     #[test]
     fn sessions_expire_when_idle() {
         let sessions = Sessions::new(Duration::from_millis(50), 8);
-        let id = sessions.open();
+        let id = sessions.open(Role::Admin);
         let session = sessions.find(&with_cookie(&id)).unwrap();
         std::thread::sleep(Duration::from_millis(80));
         assert!(sessions.find(&with_cookie(&id)).is_none(), "idle too long");
@@ -301,13 +309,13 @@ mod tests {
     #[test]
     fn sessions_are_bounded_and_the_least_used_goes_first() {
         let sessions = Sessions::new(IDLE, 3);
-        let first = sessions.open();
-        let second = sessions.open();
+        let first = sessions.open(Role::Admin);
+        let second = sessions.open(Role::Admin);
         let pushed_out = sessions.find(&with_cookie(&second)).unwrap();
-        let third = sessions.open();
+        let third = sessions.open(Role::Admin);
         // Used last, so it stays.
         assert!(sessions.find(&with_cookie(&first)).is_some());
-        let fourth = sessions.open();
+        let fourth = sessions.open(Role::Admin);
         assert_eq!(sessions.len(), 3);
         assert!(sessions.find(&with_cookie(&second)).is_none(), "pushed out");
         assert!(pushed_out.ended.is_cancelled());
@@ -319,8 +327,12 @@ mod tests {
     #[test]
     fn csrf_tokens_are_per_session_and_must_match() {
         let sessions = Sessions::default();
-        let a = sessions.find(&with_cookie(&sessions.open())).unwrap();
-        let b = sessions.find(&with_cookie(&sessions.open())).unwrap();
+        let a = sessions
+            .find(&with_cookie(&sessions.open(Role::Admin)))
+            .unwrap();
+        let b = sessions
+            .find(&with_cookie(&sessions.open(Role::Admin)))
+            .unwrap();
         assert_ne!(a.csrf, b.csrf);
         assert!(a.csrf_matches(Some(&a.csrf)));
         assert!(!a.csrf_matches(Some(&b.csrf)));
@@ -331,7 +343,9 @@ mod tests {
     #[test]
     fn a_flash_is_shown_once() {
         let sessions = Sessions::default();
-        let session = sessions.find(&with_cookie(&sessions.open())).unwrap();
+        let session = sessions
+            .find(&with_cookie(&sessions.open(Role::Admin)))
+            .unwrap();
         let flash = Flash {
             ok: false,
             message: "no".into(),

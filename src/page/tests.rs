@@ -8,7 +8,7 @@ use reqwest::Response;
 
 use super::*;
 use crate::deploy::fake::FakeEngine;
-use crate::sources::testing::{serve_on, PATH_TOKEN};
+use crate::sources::testing::{hook_token, serve_on, API_TOKEN, READ_TOKEN};
 use crate::store::NewDeployment;
 
 const EVIL: &str = "<script>alert(1)</script>";
@@ -71,9 +71,14 @@ impl Site {
         request.send().await.unwrap()
     }
 
-    /// Logs in; the `Cookie` header of the session.
+    /// Logs in with the API token; the `Cookie` header of the session.
     async fn login(&self) -> String {
-        let response = self.post("/login", None, &[("token", PATH_TOKEN)]).await;
+        self.login_with(API_TOKEN).await
+    }
+
+    /// Logs in with `token`; the `Cookie` header of the session.
+    async fn login_with(&self, token: &str) -> String {
+        let response = self.post("/login", None, &[("token", token)]).await;
         assert_eq!(response.status(), 303);
         assert_eq!(location(&response), "/");
         let set = set_cookie(&response).expect("a session cookie");
@@ -105,7 +110,8 @@ fn set_cookie(response: &Response) -> Option<&str> {
 async fn a_wrong_token_is_refused_and_sets_nothing() {
     let site = Site::start().await;
     let started = std::time::Instant::now();
-    for token in ["wrong", "", &format!("{PATH_TOKEN}x")] {
+    let hook = hook_token("dockerhub");
+    for token in ["wrong", "", &format!("{API_TOKEN}x"), &hook] {
         let response = site.post("/login", None, &[("token", token)]).await;
         assert_eq!(response.status(), 401, "{token:?}");
         assert!(set_cookie(&response).is_none());
@@ -113,7 +119,7 @@ async fn a_wrong_token_is_refused_and_sets_nothing() {
         assert!(body.contains("Wrong token"), "{body}");
     }
     assert!(
-        started.elapsed() >= FAILED_LOGIN_DELAY * 3,
+        started.elapsed() >= FAILED_LOGIN_DELAY * 4,
         "each wrong token waits"
     );
     let response = site.get("/", None).await;
@@ -126,7 +132,7 @@ async fn a_wrong_token_is_refused_and_sets_nothing() {
 #[tokio::test]
 async fn the_token_opens_a_session_with_a_strict_http_only_cookie() {
     let site = Site::start().await;
-    let response = site.post("/login", None, &[("token", PATH_TOKEN)]).await;
+    let response = site.post("/login", None, &[("token", API_TOKEN)]).await;
     let cookie = set_cookie(&response).unwrap();
     assert!(
         cookie.starts_with("dockhook_session=") && cookie.len() > 60,
@@ -143,7 +149,7 @@ async fn the_token_opens_a_session_with_a_strict_http_only_cookie() {
         .post_with(
             "/login",
             None,
-            &[("token", PATH_TOKEN)],
+            &[("token", API_TOKEN)],
             &[("origin", &https)],
         )
         .await;
@@ -171,7 +177,7 @@ async fn a_login_from_another_site_is_refused() {
         .post_with(
             "/login",
             None,
-            &[("token", PATH_TOKEN)],
+            &[("token", API_TOKEN)],
             &[("origin", "http://evil.example")],
         )
         .await;
@@ -291,6 +297,38 @@ async fn an_action_answers_with_a_redirect_and_a_one_time_message() {
     assert_eq!(queued.len(), 1, "only the container that exists");
     assert_eq!(queued[0].source, "page");
     assert!(queued[0].force);
+}
+
+#[tokio::test]
+async fn the_read_only_token_sees_the_page_and_cannot_act() {
+    let site = Site::start().await;
+    let cookie = site.login_with(READ_TOKEN).await;
+    let page = site.get("/", Some(&cookie)).await.text().await.unwrap();
+    assert!(page.contains("id=\"target-site\""), "{page}");
+    assert!(
+        !page.contains("/targets/site/update"),
+        "no action offered: {page}"
+    );
+    let csrf = site.csrf(&cookie).await;
+    for path in [
+        "/targets/site/update",
+        "/targets/site/rollback",
+        "/deployments/1/approve",
+    ] {
+        let response = site.post(path, Some(&cookie), &[("csrf", &csrf)]).await;
+        assert_eq!(response.status(), 403, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains("read-only token"), "{body}");
+    }
+    assert!(
+        site.state.store.list(10).unwrap().is_empty(),
+        "nothing queued"
+    );
+    // It may still log out.
+    let response = site
+        .post("/logout", Some(&cookie), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(location(&response), "/login");
 }
 
 #[tokio::test]

@@ -18,6 +18,8 @@ use crate::timing::{self, Timings};
 pub struct Ctx<'a> {
     pub csrf: &'a str,
     pub flash: Option<Flash>,
+    /// Logged in with the read-only token: no action is offered.
+    pub read_only: bool,
 }
 
 /// The history's newest deployments the front page shows, with their steps.
@@ -63,15 +65,18 @@ fn csrf(ctx: &Ctx) -> Markup {
     html! { input type="hidden" name="csrf" value=(ctx.csrf); }
 }
 
-/// A button that POSTs a form of its own to `action`.
+/// A button that POSTs a form of its own to `action`; nothing for a
+/// read-only session.
 fn action(ctx: &Ctx, action: &str, label: &str, class: &str, fields: &[(&str, &str)]) -> Markup {
     html! {
+        @if !ctx.read_only {
         form.inline method="post" action=(action) {
             (csrf(ctx))
             @for (name, value) in fields {
                 input type="hidden" name=(name) value=(value);
             }
             button class=(class) type="submit" { (label) }
+        }
         }
     }
 }
@@ -88,14 +93,14 @@ pub fn login(refused: Option<&str>) -> Markup {
                     p #login-error .flash .error role="alert" { (message) }
                 }
                 form method="post" action="/login" {
-                    label for="token" { "dockhook's token" }
+                    label for="token" { "API token" }
                     input #token type="password" name="token" autocomplete="current-password" required autofocus;
                     button type="submit" { "Log in" }
                 }
                 p.hint {
-                    "The token is the one the webhooks use; "
+                    "The API token, or the read-only token to look only; "
                     code { "dockhook check-config --show-token" }
-                    " prints it."
+                    " prints them."
                 }
             }
         },
@@ -493,6 +498,7 @@ mod tests {
     fn ctx() -> Ctx<'static> {
         Ctx {
             csrf: "token-123",
+            read_only: false,
             flash: Some(Flash {
                 ok: false,
                 message: EVIL.into(),

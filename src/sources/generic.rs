@@ -18,9 +18,15 @@
 //! Other fields are ignored, so a pipeline can send its own metadata along;
 //! a misspelt field is therefore ignored as well, not an error.
 //!
-//! The request is authenticated by the secret token in its URL (checked by
-//! the server). An empty `tag` or `digest` (an unset CI variable, usually)
-//! is an error rather than a default.
+//! The request is authenticated by the generic hook's token in its URL
+//! (checked by the server). An empty `tag` or `digest` (an unset CI
+//! variable, usually) is an error rather than a default.
+//!
+//! Since the body names the image, the hook's token alone must not open
+//! every image on the host: the image must match one of the
+//! `generic_images` patterns ([`ImagePattern`]), by default the owners'
+//! Docker Hub namespaces, as a Docker Hub webhook would be held to `OWNER`.
+//! Any other image is refused (403) and nothing is queued.
 
 use serde::Deserialize;
 
@@ -49,7 +55,7 @@ struct Payload {
 }
 
 /// Parses a generic webhook into its one event.
-pub fn parse(request: &Request<'_>, _settings: &Settings) -> Result<Verdict, SourceError> {
+pub fn parse(request: &Request<'_>, settings: &Settings) -> Result<Verdict, SourceError> {
     let payload: Payload = json(request.body, "generic webhook")?;
     let malformed = |message: String| SourceError::Malformed(message);
     let reference = payload
@@ -90,12 +96,124 @@ pub fn parse(request: &Request<'_>, _settings: &Settings) -> Result<Verdict, Sou
             Some(given)
         }
     };
+    if !allowed(settings, &image) {
+        return Err(SourceError::Forbidden(format!(
+            "the generic hook may not name {}: it matches no pattern of generic_images ({}); \
+             add one for it",
+            image.name(),
+            shown_patterns(settings)
+        )));
+    }
     Ok(Verdict::events(vec![ImageEvent {
         source: NAME,
         image,
         pusher: None,
         digest,
     }]))
+}
+
+/// Whether the generic hook may name `image`: it matches a configured
+/// pattern, or, with none configured, it is in an owner's Docker Hub
+/// namespace.
+fn allowed(settings: &Settings, image: &ImageRef) -> bool {
+    let name = format!("{}/{}", image.registry, image.repository);
+    match &settings.generic_images {
+        Some(patterns) => patterns.iter().any(|pattern| pattern.matches(&name)),
+        None => settings.owners.iter().any(|owner| {
+            image.registry == settings.dockerhub_registry
+                && image
+                    .repository
+                    .strip_prefix(owner.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        }),
+    }
+}
+
+fn shown_patterns(settings: &Settings) -> String {
+    match &settings.generic_images {
+        Some(patterns) => patterns
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => settings
+            .owners
+            .iter()
+            .map(|owner| format!("{}/{owner}/*", settings.dockerhub_registry))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// An image name the generic hook may deploy: `registry/repository`, with
+/// `*` for any run of characters (`/` included). Written as `docker pull`
+/// takes names, so `alice/*` is `docker.io/alice/*` and `site` is
+/// `docker.io/library/site`; a lone `*` allows every image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImagePattern(String);
+
+impl ImagePattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let valid = !text.is_empty()
+            && text.len() <= 255
+            && text.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-/:*".contains(&b)
+            });
+        if !valid {
+            return Err(format!(
+                "{text:?} is not an image pattern: use lowercase image names as `docker pull` \
+                 takes them, with * for any characters (registry.example.com/team/*, alice/*)"
+            ));
+        }
+        if text == "*" {
+            return Ok(Self(text.into()));
+        }
+        let normalised = match text.split_once('/') {
+            None => format!("{}/library/{text}", crate::image_ref::DOCKER_HUB),
+            Some((first, _))
+                if first.contains(['.', ':', '*']) || first == "localhost" =>
+            {
+                text.to_string()
+            }
+            Some(_) => format!("{}/{text}", crate::image_ref::DOCKER_HUB),
+        };
+        Ok(Self(normalised))
+    }
+
+    /// Whether `name` (`registry/repository`) matches.
+    pub fn matches(&self, name: &str) -> bool {
+        glob(self.0.as_bytes(), name.as_bytes())
+    }
+}
+
+impl std::fmt::Display for ImagePattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `*`-only wildcard matching, in linear time: on a mismatch, the last `*`
+/// takes one more character.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
 }
 
 /// Whether a reference names a tag: a ':' in its last path component, before
@@ -112,8 +230,90 @@ mod tests {
 
     const DIGEST: &str = "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf";
 
+    /// Parsed with every image allowed: these tests are about the format.
     fn parse_body(body: &[u8]) -> Result<Verdict, SourceError> {
-        run(parse, &[], body, &Settings::for_tests())
+        run(parse, &[], body, &allowing(&["*"]))
+    }
+
+    fn allowing(patterns: &[&str]) -> Settings {
+        Settings {
+            generic_images: Some(
+                patterns
+                    .iter()
+                    .map(|p| ImagePattern::parse(p).unwrap())
+                    .collect(),
+            ),
+            ..Settings::for_tests()
+        }
+    }
+
+    fn verdict(settings: &Settings, image: &str) -> Result<Verdict, SourceError> {
+        let body = format!(r#"{{"image": "{image}"}}"#);
+        run(parse, &[], body.as_bytes(), settings)
+    }
+
+    #[test]
+    fn by_default_only_the_owners_docker_hub_images_are_taken() {
+        let settings = Settings::for_tests();
+        for image in ["alice/site", "docker.io/alice/api:v2", "alice/team/app"] {
+            assert!(verdict(&settings, image).is_ok(), "{image}");
+        }
+        for image in [
+            "nginx",
+            "bob/site",
+            "alicex/site",
+            "ghcr.io/alice/site",
+            "registry.example.com/alice/site",
+        ] {
+            match verdict(&settings, image) {
+                Err(SourceError::Forbidden(message)) => {
+                    assert!(message.contains("generic_images"), "{message}");
+                    assert!(message.contains("docker.io/alice/*"), "{message}");
+                }
+                other => panic!("{image}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn configured_patterns_decide_which_images_are_taken() {
+        let settings = allowing(&["registry.example.com/team/*", "ghcr.io/*/site", "nginx"]);
+        for image in [
+            "registry.example.com/team/app",
+            "registry.example.com/team/sub/app:v1",
+            "ghcr.io/alice/site",
+            "ghcr.io/a/b/site",
+            "nginx:1.27",
+        ] {
+            assert!(verdict(&settings, image).is_ok(), "{image}");
+        }
+        for image in [
+            "registry.example.com/other/app",
+            "registry.example.com:5000/team/app",
+            "ghcr.io/alice/site-two",
+            "alice/site",
+            "docker.io/library/nginx-evil",
+        ] {
+            assert!(
+                matches!(verdict(&settings, image), Err(SourceError::Forbidden(_))),
+                "{image}"
+            );
+        }
+    }
+
+    #[test]
+    fn patterns_are_normalised_and_checked() {
+        let shown = |text: &str| ImagePattern::parse(text).map(|p| p.to_string());
+        assert_eq!(shown("alice/*").unwrap(), "docker.io/alice/*");
+        assert_eq!(shown("site").unwrap(), "docker.io/library/site");
+        assert_eq!(shown("localhost/x").unwrap(), "localhost/x");
+        assert_eq!(shown("127.0.0.1:5000/*").unwrap(), "127.0.0.1:5000/*");
+        assert_eq!(shown("*").unwrap(), "*");
+        for bad in ["", "Alice/site", "a b", "a;rm", "x?"] {
+            assert!(shown(bad).is_err(), "{bad:?}");
+        }
+        assert!(glob(b"a*b*c", b"axxbyyc") && !glob(b"a*b*c", b"axxbyy"));
+        assert!(glob(b"*", b"") && glob(b"**", b"x") && !glob(b"", b"x"));
     }
 
     fn event(body: &str) -> ImageEvent {

@@ -158,6 +158,9 @@ pub struct Settings {
     pub gitlab_registry: String,
     pub harbor_auth: Option<Secret>,
     pub quay_registry: String,
+    /// The images the generic hook may name; `None`: the owners' Docker
+    /// Hub namespaces.
+    pub generic_images: Option<Vec<generic::ImagePattern>>,
 }
 
 impl Settings {
@@ -176,6 +179,7 @@ impl Settings {
             gitlab_registry: "registry.gitlab.com".into(),
             harbor_auth: None,
             quay_registry: "quay.io".into(),
+            generic_images: None,
         }
     }
 }

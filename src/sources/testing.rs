@@ -74,8 +74,45 @@ pub async fn serve(sources: Settings) -> String {
     serve_on(Arc::new(FakeEngine::default()), sources).await.0
 }
 
-/// The path token of the router [`serve`] and [`serve_on`] run.
-pub const PATH_TOKEN: &str = "path-token-not-used-here";
+/// The hook secret of the router [`serve`] and [`serve_on`] run.
+pub const HOOK_SECRET: &str = "hook-secret-of-the-tests";
+/// Its API token.
+pub const API_TOKEN: &str = "api-token-of-the-tests";
+/// Its read-only token.
+pub const READ_TOKEN: &str = "read-token-of-the-tests";
+
+/// The token in `source`'s hook URL on that router.
+pub fn hook_token(source: &str) -> String {
+    crate::tokens::hook_token(&crate::settings::Secret::for_tests(HOOK_SECRET), source)
+        .expose()
+        .to_string()
+}
+
+/// The tokens of that router, all configured (so none is rotated).
+pub fn tokens() -> Arc<crate::tokens::Tokens> {
+    tokens_in(&std::env::temp_dir())
+}
+
+/// The same tokens, with `dir` as the data directory (for rotation).
+pub fn tokens_in(dir: &std::path::Path) -> Arc<crate::tokens::Tokens> {
+    use crate::tokens::{Configured, Settings as TokenSettings, Tokens};
+    let configured = |text: &str| Configured {
+        current: Some(crate::settings::Secret::for_tests(text)),
+        previous: None,
+    };
+    let settings = TokenSettings {
+        hook: configured(HOOK_SECRET),
+        api: configured(API_TOKEN),
+        read: configured(READ_TOKEN),
+        ..TokenSettings::default()
+    };
+    let names: Vec<&'static str> = crate::sources::ALL.iter().map(|s| s.name).collect();
+    Arc::new(
+        Tokens::load(&settings, dir, &names)
+            .expect("configured tokens load")
+            .0,
+    )
+}
 
 /// The whole router on a local port over `engine`; its base URL and state.
 pub async fn serve_on(
@@ -91,6 +128,24 @@ pub async fn serve_with(
     sources: Settings,
     metrics: crate::metrics::Settings,
 ) -> (String, Arc<AppState<FakeEngine>>) {
+    serve_all(engine, sources, metrics, tokens()).await
+}
+
+/// [`serve`] with `tokens` instead of the configured test tokens.
+pub async fn serve_tokens(tokens: Arc<crate::tokens::Tokens>) -> String {
+    let engine = Arc::new(FakeEngine::default());
+    let metrics = crate::metrics::Settings::default();
+    serve_all(engine, Settings::for_tests(), metrics, tokens)
+        .await
+        .0
+}
+
+async fn serve_all(
+    engine: Arc<FakeEngine>,
+    sources: Settings,
+    metrics: crate::metrics::Settings,
+    tokens: Arc<crate::tokens::Tokens>,
+) -> (String, Arc<AppState<FakeEngine>>) {
     let store = Arc::new(Store::in_memory().unwrap());
     let updater = Arc::new(Updater::new(
         engine.clone(),
@@ -101,7 +156,7 @@ pub async fn serve_with(
     let queue = Queue::new(updater, store.clone());
     let rules = crate::targets::TargetRules::default();
     let state = Arc::new(AppState {
-        token: crate::settings::Secret::for_tests(PATH_TOKEN),
+        tokens,
         sources,
         rules: rules.clone(),
         max_body: 1024 * 1024,

@@ -1,7 +1,7 @@
 //! The product under test: `dockhook serve` as a child process.
 //!
 //! [`Dockhook::start`] gives it a test environment (loopback listener on a
-//! random port, the test [`TOKEN`] and [`OWNER`], the test registry standing
+//! random port, the test [`TOKEN`], [`API_TOKEN`] and [`OWNER`], the test registry standing
 //! in for Docker Hub, a fresh data directory, a 1 s grace period, reconcile
 //! off, the daemon
 //! chosen with [`super::docker::use_daemon`] if any), captures
@@ -21,8 +21,23 @@ use tempfile::TempDir;
 
 use super::util::wait_for;
 
-/// The webhook token every test instance is configured with.
+/// The hook secret every test instance is configured with; each hook's
+/// token is derived from it ([`hook_token`]).
 pub const TOKEN: &str = "dockhook-test-token";
+/// The API token every test instance is configured with.
+pub const API_TOKEN: &str = "dockhook-test-api-token";
+
+/// The token in `source`'s hook URL of a test instance.
+pub fn hook_token(source: &str) -> String {
+    hook_token_of(TOKEN, source)
+}
+
+/// The token in `source`'s hook URL under the hook secret `secret`.
+pub fn hook_token_of(secret: &str, source: &str) -> String {
+    ::dockhook::tokens::hook_token(&::dockhook::settings::Secret::new(secret.trim()), source)
+        .expose()
+        .to_string()
+}
 /// The Docker Hub namespace every test instance accepts images from.
 pub const OWNER: &str = "dockhooktest";
 
@@ -90,6 +105,7 @@ impl Dockhook {
             .envs([
                 ("DOCKHOOK_LISTEN", "127.0.0.1:0"),
                 ("DOCKHOOK_TOKEN", TOKEN),
+                ("DOCKHOOK_API_TOKEN", API_TOKEN),
                 ("OWNER", OWNER),
                 ("DOCKHOOK_DOCKERHUB_REGISTRY", registry_host),
                 ("DOCKHOOK_GRACE", "1s"),

@@ -67,7 +67,7 @@ pub use docker::{
     published_port, pull, push, remove_image, require_docker, run_container, use_daemon,
     TEST_LABEL,
 };
-pub use dockhook::{Dockhook, OWNER, TOKEN};
+pub use dockhook::{hook_token, hook_token_of, Dockhook, API_TOKEN, OWNER, TOKEN};
 pub use http::{http_get, post_json, request, Response};
 pub use image::{build_site_image, SiteImage, SITE_PORT};
 pub use receiver::Receiver;

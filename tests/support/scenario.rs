@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::cleanup::Cleanup;
-use super::dockhook::{Dockhook, OWNER, TOKEN};
+use super::dockhook::{hook_token, Dockhook, API_TOKEN, OWNER};
 use super::http::{post_json, request};
 use super::image::SiteImage;
 use super::registry::Registry;
@@ -156,14 +156,14 @@ impl PrivateSite {
     }
 }
 
-/// The Docker Hub hook path with the test token.
+/// The Docker Hub hook path with the test instance's token.
 pub fn hook_path() -> String {
-    format!("/hooks/dockerhub/{TOKEN}")
+    format!("/hooks/dockerhub/{}", hook_token("dockerhub"))
 }
 
 /// GETs an API path with the bearer token; returns `(status, json)`.
 pub fn api(dockhook: &impl Endpoint, path: &str) -> (u16, Value) {
-    let auth = format!("Bearer {TOKEN}");
+    let auth = format!("Bearer {API_TOKEN}");
     let response = request("GET", &dockhook.url(path), &[("Authorization", &auth)], b"")
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let json = serde_json::from_str(&response.body).unwrap_or(Value::Null);
@@ -173,7 +173,7 @@ pub fn api(dockhook: &impl Endpoint, path: &str) -> (u16, Value) {
 /// POSTs `body` to an API path with the bearer token; returns `(status,
 /// json)`.
 pub fn api_post(dockhook: &impl Endpoint, path: &str, body: &str) -> (u16, Value) {
-    let auth = format!("Bearer {TOKEN}");
+    let auth = format!("Bearer {API_TOKEN}");
     let headers = [
         ("Authorization", auth.as_str()),
         ("Content-Type", "application/json"),
