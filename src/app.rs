@@ -3,8 +3,9 @@
 //! Start-up resolves the secret, opens the history, connects to Docker,
 //! closes the books on deployments a previous run left open, starts the
 //! background tasks (the container inventory, retention, the notification
-//! outbox, the Docker watch and reconcile), then serves HTTP, on one
-//! single-threaded runtime per core, until the shutdown signal. Shutdown stops accepting requests first and
+//! outbox, the Docker watch and reconcile), then serves HTTP (or HTTPS, see
+//! [`crate::tls`]), on one single-threaded runtime per core, until the
+//! shutdown signal. Shutdown stops accepting requests first and
 //! lets queued deployments finish, so a restart of dockhook never leaves a
 //! container half-replaced.
 
@@ -37,6 +38,8 @@ pub enum Error {
     Store(#[from] StoreError),
     #[error(transparent)]
     EngineTls(#[from] crate::engine::TlsError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Tokens(#[from] crate::tokens::TokenError),
     #[error("cannot listen on {addr}: {source}")]
@@ -110,6 +113,14 @@ pub async fn serve(
         path: config.data_dir.clone(),
         source,
     })?;
+    // Before anything else starts: a certificate that does not load stops
+    // dockhook here, with the reason.
+    let stop_tls = CancellationToken::new();
+    let (tls, tls_task) = crate::tls::Acceptor::start(
+        &config.tls.mode().map_err(ConfigError::from)?,
+        &config.acme_cache_dir(),
+        stop_tls.clone(),
+    )?;
     let store = Arc::new(Store::open(&config.database_path())?);
     if !config.notify.endpoints.is_empty() {
         store.enable_notifications();
@@ -220,8 +231,13 @@ pub async fn serve(
 
     let listeners = bind(config.listen, http_threads())?;
     let addr = listeners[0].local_addr().map_err(Error::Serve)?;
-    tracing::info!("listening on {addr}");
-    serve_http(listeners, router(state), shutdown).await?;
+    let scheme = if tls.is_tls() { "https" } else { "http" };
+    tracing::info!("listening on {addr} ({scheme})");
+    serve_http(listeners, router(state), tls, shutdown).await?;
+    stop_tls.cancel();
+    if let Some(task) = tls_task {
+        let _ = task.await;
+    }
     stop_background.cancel();
     let _ = tokio::join!(watcher, sweeper, docker_watch, counter, reconciler);
     tracing::info!("stopped accepting requests; waiting for deployments in progress");
@@ -315,6 +331,7 @@ fn bind(addr: SocketAddr, count: usize) -> Result<Vec<std::net::TcpListener>, Er
 async fn serve_http(
     listeners: Vec<std::net::TcpListener>,
     router: axum::Router,
+    tls: crate::tls::Acceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let stop = CancellationToken::new();
@@ -333,15 +350,15 @@ async fn serve_http(
             router: router.clone(),
             main: main.clone(),
         };
-        let (stop, slots) = (stop.clone(), slots.clone());
+        let (stop, slots, tls) = (stop.clone(), slots.clone(), tls.clone());
         std::thread::Builder::new()
             .name(format!("dockhook-http-{i}"))
             .spawn(move || {
                 runtime.block_on(async move {
                     match tokio::net::TcpListener::from_std(listener) {
                         Ok(listener) => {
-                            serve_connections(listener, service, slots, stop.cancelled_owned())
-                                .await
+                            let stop = stop.cancelled_owned();
+                            serve_connections(listener, service, slots, tls, stop).await
                         }
                         Err(e) => tracing::error!(error = %e, "cannot serve HTTP on this thread"),
                     }
@@ -402,11 +419,13 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Fron
 /// Serves HTTP/1.1 connections from `listener` until `shutdown` resolves,
 /// then lets the requests in flight finish. Unlike `axum::serve`, it bounds
 /// the time to read request headers and the number of connections (shared
-/// by every listener through `slots`).
+/// by every listener through `slots`). With TLS on, `tls` does the
+/// handshake first, in the connection's own task.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     service: Front,
     slots: Arc<tokio::sync::Semaphore>,
+    tls: crate::tls::Acceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     use hyper_util::rt::{TokioIo, TokioTimer};
@@ -433,14 +452,16 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .serve_connection(TokioIo::new(stream), service.clone());
-        let connection = graceful.watch(connection);
+        let (service, tls, watcher) = (service.clone(), tls.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            if let Some(stream) = tls.accept(stream).await {
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(connection).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
             }
             drop(slot);
         });
@@ -475,22 +496,29 @@ pub async fn shutdown_signal() {
 }
 
 /// Asks a running dockhook's `/healthz` (for Docker's `HEALTHCHECK` in an
-/// image with no shell or curl). Returns whether it answered 200.
-pub async fn probe_health(addr: SocketAddr) -> std::io::Result<bool> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// image with no shell or curl), over TLS when `tls` (its own listener: any
+/// certificate will do). Returns whether it answered 200.
+pub async fn probe_health(addr: SocketAddr, tls: bool) -> std::io::Result<bool> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn ask(mut stream: impl AsyncRead + AsyncWrite + Unpin) -> std::io::Result<bool> {
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+    }
     let addr = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
         addr
     };
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream
-            .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .await?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).await?;
-        Ok::<_, std::io::Error>(head.starts_with(b"HTTP/1.") && &head[9..12] == b"200")
+        if tls {
+            ask(crate::tls::connect_for_probe(addr).await?).await
+        } else {
+            ask(tokio::net::TcpStream::connect(addr).await?).await
+        }
     };
     tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
         .await

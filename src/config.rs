@@ -70,6 +70,9 @@ pub struct Config {
     pub docker_tls_verify: bool,
     pub docker_cert_path: Option<PathBuf>,
     pub public_url: Option<String>,
+    /// HTTPS on the listener: certificate files or ACME; plain HTTP when
+    /// none is set.
+    pub tls: crate::tls::Settings,
     pub log: String,
     pub log_format: crate::logging::Format,
     /// Who may read `/metrics`.
@@ -91,6 +94,8 @@ pub struct ClientSettings {
     pub api_token: Option<Secret>,
     /// Where the server keeps the API token it generated when none is set.
     pub api_token_path: PathBuf,
+    /// Whether, and with which certificate, the server speaks TLS.
+    pub tls: crate::tls::Mode,
 }
 
 /// One setting, everything about it in one place.
@@ -288,6 +293,88 @@ pub static SETTINGS: &[Setting] = &[
         secret: false,
         apply: |c, text| set(&mut c.public_url, url(text).map(Some)),
         show: |c| shown(&c.public_url),
+    },
+    Setting {
+        key: "tls_cert",
+        env: &["DOCKHOOK_TLS_CERT"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("plain HTTP"),
+        help: "PEM certificate chain (leaf first) to serve HTTPS with, instead of plain HTTP; \
+               with `tls_key`. Reloaded within seconds when the file changes (a renewal); a \
+               pair that does not load leaves the old one serving",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.cert, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.cert),
+    },
+    Setting {
+        key: "tls_key",
+        env: &["DOCKHOOK_TLS_KEY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "PEM private key of `tls_cert`",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.key, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.key),
+    },
+    Setting {
+        key: "acme_domain",
+        env: &["DOCKHOOK_ACME_DOMAIN"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("no ACME"),
+        help: "comma-separated domain names to obtain a certificate for over ACME (TLS-ALPN-01 \
+               on the listener, which must be reachable on port 443 at those names), cached in \
+               `DATA_DIR/acme` and renewed before it expires; with `acme_email`; not with \
+               `tls_cert`",
+        secret: false,
+        apply: |c, text| {
+            let domains = crate::tls::parse_domains(text).and_then(|domains| match domains {
+                domains if domains.is_empty() => Err("expected a domain name".to_string()),
+                domains => Ok(domains),
+            });
+            set(&mut c.tls.acme_domains, domains)
+        },
+        show: |c| match &c.tls.acme_domains[..] {
+            [] => "(unset)".into(),
+            domains => domains.join(","),
+        },
+    },
+    Setting {
+        key: "acme_email",
+        env: &["DOCKHOOK_ACME_EMAIL"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("—"),
+        help: "contact address for the ACME account (expiry warnings)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_email, email(text).map(Some)),
+        show: |c| shown(&c.tls.acme_email),
+    },
+    Setting {
+        key: "acme_directory",
+        env: &["DOCKHOOK_ACME_DIRECTORY"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Text(crate::tls::LETS_ENCRYPT),
+        help: "the ACME server's directory URL (Let's Encrypt staging: \
+               `https://acme-staging-v02.api.letsencrypt.org/directory`)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_directory, https_url(text)),
+        show: |c| c.tls.acme_directory.clone(),
+    },
+    Setting {
+        key: "acme_ca",
+        env: &["DOCKHOOK_ACME_CA"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("the Web PKI's roots only"),
+        help: "PEM CA certificate to trust for `acme_directory` besides the Web PKI's (a \
+               private ACME server)",
+        secret: false,
+        apply: |c, text| set(&mut c.tls.acme_ca, text.parse().map(Some)),
+        show: |c| shown_path(&c.tls.acme_ca),
     },
     Setting {
         key: "dockerhub_registry",
@@ -846,6 +933,8 @@ pub enum ConfigError {
         value: String,
         reason: String,
     },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::SettingsError),
     #[error("cannot use data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -900,6 +989,7 @@ impl Config {
                     .into(),
             });
         }
+        config.tls.mode()?;
         if config.docker_tls_verify {
             if !config.docker_host.starts_with("tcp://") {
                 return Err(ConfigError::Invalid {
@@ -938,11 +1028,12 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<ClientSettings, ConfigError> {
         let config = Self::assemble(path, env, |setting| {
-            ["listen", "api_token", "data_dir"].contains(&setting.key)
+            ["listen", "api_token", "data_dir"].contains(&setting.key) || is_tls_setting(setting)
         })?;
         Ok(ClientSettings {
             listen: config.listen,
             api_token_path: config.token_path(Kind::Api),
+            tls: config.tls.mode()?,
             api_token: config.tokens.api.current,
         })
     }
@@ -1021,6 +1112,7 @@ impl Config {
             docker_tls_verify: false,
             docker_cert_path: None,
             public_url: None,
+            tls: crate::tls::Settings::default(),
             log: String::new(),
             log_format: crate::logging::Format::Text,
             metrics: crate::metrics::Settings::default(),
@@ -1082,15 +1174,31 @@ impl Config {
     }
 
     /// Base URL for printed hook URLs: `public_url`, or one made from `listen`.
+    ///
+    /// Over ACME the certificate's first name, on port 443 where the ACME
+    /// server checked it; otherwise `https` when TLS is on.
     pub fn base_url(&self) -> String {
         self.public_url.clone().unwrap_or_else(|| {
+            if let Some(domain) = self.tls.acme_domains.first() {
+                return format!("https://{domain}");
+            }
+            let scheme = if self.tls.cert.is_some() {
+                "https"
+            } else {
+                "http"
+            };
             let host = if self.listen.ip().is_unspecified() {
                 "YOUR-HOST".to_string()
             } else {
                 self.listen.ip().to_string()
             };
-            format!("http://{host}:{}", self.listen.port())
+            format!("{scheme}://{host}:{}", self.listen.port())
         })
+    }
+
+    /// Where the ACME account and certificates are kept.
+    pub fn acme_cache_dir(&self) -> PathBuf {
+        self.data_dir.join("acme")
     }
 
     /// Every setting this build honours as `(key, value in force)`, secrets
@@ -1149,6 +1257,36 @@ fn set<T, E: Into<Problem>>(field: &mut T, value: Result<T, E>) -> Result<(), Pr
 /// An optional setting for display.
 fn shown(value: &Option<String>) -> String {
     value.clone().unwrap_or_else(|| "(unset)".into())
+}
+
+/// An optional path for display.
+fn shown_path(value: &Option<PathBuf>) -> String {
+    value
+        .as_ref()
+        .map_or_else(|| "(unset)".into(), |path| path.display().to_string())
+}
+
+/// The settings the client needs to know how the server speaks TLS.
+fn is_tls_setting(setting: &Setting) -> bool {
+    setting.key.starts_with("tls_") || setting.key.starts_with("acme_")
+}
+
+/// An address to write to; the ACME server checks it further.
+fn email(text: &str) -> Result<String, &'static str> {
+    match text.split_once('@') {
+        Some((user, domain)) if !user.is_empty() && domain.contains('.') && !text.contains(' ') => {
+            Ok(text.to_string())
+        }
+        _ => Err("expected an email address such as admin@example.com"),
+    }
+}
+
+/// An `https://` URL.
+fn https_url(text: &str) -> Result<String, &'static str> {
+    match url::Url::parse(text) {
+        Ok(url) if url.scheme() == "https" && url.host().is_some() => Ok(text.to_string()),
+        _ => Err("expected an https:// URL"),
+    }
 }
 
 /// An optional secret for display: masked, or why it matters that it is unset.
@@ -1549,6 +1687,98 @@ mod tests {
             let err = load(None, &[("OWNER", "alice"), (key, value)]).unwrap_err();
             assert!(err.to_string().contains(needle), "{key}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn tls_is_files_or_acme_never_both_and_never_half() {
+        let plain = load(None, &[("OWNER", "a")]).unwrap();
+        assert_eq!(plain.tls.mode().unwrap(), crate::tls::Mode::Plain);
+        assert!(plain.base_url().starts_with("http://"));
+        let files = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                ("DOCKHOOK_LISTEN", "10.0.0.1:8443"),
+                ("DOCKHOOK_TLS_CERT", "/etc/tls/chain.pem"),
+                ("DOCKHOOK_TLS_KEY", "/etc/tls/key.pem"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            files.tls.mode().unwrap(),
+            crate::tls::Mode::Files {
+                cert: "/etc/tls/chain.pem".into(),
+                key: "/etc/tls/key.pem".into()
+            }
+        );
+        assert_eq!(files.base_url(), "https://10.0.0.1:8443");
+        let acme = load(
+            None,
+            &[
+                ("OWNER", "a"),
+                (
+                    "DOCKHOOK_ACME_DOMAIN",
+                    "Hooks.Example.com, hooks2.example.com",
+                ),
+                ("DOCKHOOK_ACME_EMAIL", "ops@example.com"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            acme.tls.mode().unwrap(),
+            crate::tls::Mode::Acme {
+                domains: vec!["hooks.example.com".into(), "hooks2.example.com".into()],
+                email: "ops@example.com".into(),
+                directory: crate::tls::LETS_ENCRYPT.into(),
+                ca: None,
+            }
+        );
+        assert_eq!(acme.base_url(), "https://hooks.example.com");
+
+        let cert = ("DOCKHOOK_TLS_CERT", "/c.pem");
+        let key = ("DOCKHOOK_TLS_KEY", "/k.pem");
+        let domain = ("DOCKHOOK_ACME_DOMAIN", "hooks.example.com");
+        let email = ("DOCKHOOK_ACME_EMAIL", "ops@example.com");
+        let ca = ("DOCKHOOK_ACME_CA", "/ca.pem");
+        for (env, needle) in [
+            (&[cert][..], "DOCKHOOK_TLS_KEY is not"),
+            (&[key], "DOCKHOOK_TLS_CERT is not"),
+            (&[cert, key, domain, email], "not both"),
+            (&[domain], "DOCKHOOK_ACME_EMAIL is not"),
+            (&[email], "DOCKHOOK_ACME_DOMAIN is not"),
+            (&[ca], "ACME is not on"),
+            (&[domain, ("DOCKHOOK_ACME_EMAIL", "ops")], "email address"),
+            (
+                &[("DOCKHOOK_ACME_DOMAIN", "*.example.com"), email],
+                "wildcard",
+            ),
+            (
+                &[("DOCKHOOK_ACME_DOMAIN", "https://x.example.com"), email],
+                "DNS name",
+            ),
+            (&[("DOCKHOOK_ACME_DOMAIN", "10.0.0.1"), email], "DNS name"),
+            (
+                &[
+                    domain,
+                    email,
+                    ("DOCKHOOK_ACME_DIRECTORY", "http://acme.local/dir"),
+                ],
+                "https://",
+            ),
+        ] {
+            let env = [&[("OWNER", "a")][..], env].concat();
+            let err = load(None, &env).unwrap_err();
+            assert!(err.to_string().contains(needle), "{env:?}: {err}");
+        }
+        // The client needs no OWNER, but does need to know about TLS.
+        let client = Config::load_client_with(None, |name| {
+            [cert, key]
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        assert!(matches!(client.tls, crate::tls::Mode::Files { .. }));
     }
 
     #[test]

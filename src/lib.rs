@@ -64,6 +64,8 @@
 //! - [`registry`]: a small client of the registry HTTP API (manifest
 //!   digests by `HEAD`, tag lists, the token flow, rate limits).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`tls`]: HTTPS on the listener: certificate files reloaded when
+//!   they change, or certificates over ACME; plain HTTP by default.
 //! - [`notify`]: notifications: service URLs in shoutrrr's formats, one
 //!   module per service; a persisted outbox (written with the step that
 //!   makes the news) delivered with retries, never blocking a deployment.
@@ -108,4 +110,5 @@ pub mod store;
 pub mod tags;
 pub mod targets;
 pub mod timing;
+pub mod tls;
 pub mod tokens;

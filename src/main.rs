@@ -164,9 +164,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Healthcheck => {
-            let listen = load()?.listen;
+            let config = load()?;
+            let tls = config.tls.mode()? != dockhook::tls::Mode::Plain;
             let healthy = runtime()?
-                .block_on(app::probe_health(listen))
+                .block_on(app::probe_health(config.listen, tls))
                 .unwrap_or(false);
             Ok(if healthy {
                 ExitCode::SUCCESS
@@ -275,6 +276,10 @@ fn client_request(command: ClientCommand) -> (Connection, Request) {
 }
 
 fn check_config(config: &Config, show_token: bool) -> anyhow::Result<()> {
+    // The files dockhook would refuse to start with.
+    if let dockhook::tls::Mode::Files { cert, key } = config.tls.mode()? {
+        dockhook::tls::load_pair(&cert, &key)?;
+    }
     println!("dockhook configuration: OK");
     for (key, value) in config.entries() {
         println!("  {key:<24} {value}");

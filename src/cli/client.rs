@@ -89,6 +89,20 @@ pub struct Decided {
     pub deployment: Deployment,
 }
 
+/// How the client trusts the certificate of a dockhook on `https`.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The Web PKI's roots, for the name in the URL.
+    WebPki,
+    /// Exactly the leaf certificate this PEM file starts with.
+    Pinned(std::path::PathBuf),
+    /// The Web PKI, for `domain`, connecting to `addr`.
+    Resolve {
+        domain: String,
+        addr: std::net::SocketAddr,
+    },
+}
+
 /// A client of one dockhook.
 /// The answer to a rotation.
 #[derive(Debug, Deserialize)]
@@ -109,8 +123,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client of the dockhook at `base` (`http://host:port`).
+    /// A client of the dockhook at `base` (`http://host:port`), trusting
+    /// the Web PKI for `https`.
     pub fn new(base: &str, token: Secret) -> Result<Self, CliError> {
+        Self::with_trust(base, token, Trust::WebPki)
+    }
+
+    /// A client of the dockhook at `base` that trusts its certificate as
+    /// `trust` says.
+    pub fn with_trust(base: &str, token: Secret, trust: Trust) -> Result<Self, CliError> {
         let base = base.trim_end_matches('/').to_string();
         let url = reqwest::Url::parse(&base)
             .map_err(|e| CliError::Usage(format!("--url {base} is not a URL: {e}")))?;
@@ -121,7 +142,16 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("dockhook-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("dockhook-cli/", env!("CARGO_PKG_VERSION")));
+        let http = match trust {
+            Trust::WebPki => http,
+            Trust::Pinned(cert) => http.use_preconfigured_tls(
+                crate::tls::pinned_client_config(&cert)
+                    .map_err(|e| CliError::Usage(e.to_string()))?,
+            ),
+            Trust::Resolve { domain, addr } => http.resolve(&domain, addr),
+        };
+        let http = http
             .build()
             .map_err(|e| CliError::Usage(format!("cannot make an HTTP client: {e}")))?;
         Ok(Self { base, token, http })

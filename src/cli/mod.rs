@@ -36,11 +36,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use client::{Answer, CliError, Client, Detail, Events};
+use client::{Answer, CliError, Client, Detail, Events, Trust};
 
 use crate::config::{ClientSettings, Config};
 use crate::settings::Secret;
 use crate::store::{Change, State};
+use crate::tls::Mode;
 
 /// Done; with `--wait`, the deployment succeeded.
 pub const EXIT_OK: u8 = 0;
@@ -144,25 +145,49 @@ pub async fn run(config: Option<&Path>, connection: &Connection, request: Reques
 fn connect(config: Option<&Path>, connection: &Connection) -> Result<Client, CliError> {
     let settings =
         || Config::load_client(config).map_err(|e| CliError::Usage(format!("configuration: {e}")));
-    let url = match &connection.url {
-        Some(url) => url.clone(),
-        None => local_url(settings()?.listen),
+    let (url, trust) = match &connection.url {
+        Some(url) => (url.clone(), Trust::WebPki),
+        None => local_connection(&settings()?),
     };
     let token = match &connection.token_file {
         Some(path) => read_token(path)?,
         None => api_token(&settings()?)?,
     };
-    Client::new(&url, token)
+    Client::with_trust(&url, token, trust)
 }
 
-/// The URL of a dockhook listening on `listen` on this host.
-fn local_url(listen: SocketAddr) -> String {
+/// Where a dockhook listening on `listen` on this host is reached.
+fn local_addr(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, listen.port()))
+    SocketAddr::new(ip, listen.port())
+}
+
+/// The URL of a dockhook listening on `listen` on this host, over plain HTTP.
+fn local_url(listen: SocketAddr) -> String {
+    format!("http://{}", local_addr(listen))
+}
+
+/// The URL of the dockhook on this host, and how to trust its certificate
+/// when it serves HTTPS: the one in its `tls_cert` file, which this client
+/// reads as it reads the token; over ACME, the certificate's name, checked
+/// against the Web PKI, at the local address.
+fn local_connection(settings: &ClientSettings) -> (String, Trust) {
+    let addr = local_addr(settings.listen);
+    match &settings.tls {
+        Mode::Plain => (local_url(settings.listen), Trust::WebPki),
+        Mode::Files { cert, .. } => (format!("https://{addr}"), Trust::Pinned(cert.clone())),
+        Mode::Acme { domains, .. } => (
+            format!("https://{}:{}", domains[0], addr.port()),
+            Trust::Resolve {
+                domain: domains[0].clone(),
+                addr,
+            },
+        ),
+    }
 }
 
 /// `DOCKHOOK_API_TOKEN` (or the file's `api_token`), else the generated

@@ -529,6 +529,38 @@ fn the_default_url_is_the_listen_port_on_this_host() {
 }
 
 #[test]
+fn with_tls_the_default_url_is_https_and_trusts_the_served_certificate() {
+    let settings = |tls| ClientSettings {
+        listen: "0.0.0.0:8443".parse().unwrap(),
+        api_token: None,
+        api_token_path: "/data/api-token".into(),
+        tls,
+    };
+    let (url, trust) = local_connection(&settings(Mode::Files {
+        cert: "/etc/tls/chain.pem".into(),
+        key: "/etc/tls/key.pem".into(),
+    }));
+    assert_eq!(url, "https://127.0.0.1:8443");
+    assert!(
+        matches!(trust, Trust::Pinned(path) if path == std::path::Path::new("/etc/tls/chain.pem"))
+    );
+    let (url, trust) = local_connection(&settings(Mode::Acme {
+        domains: vec!["hooks.example.com".into(), "b.example.com".into()],
+        email: "ops@example.com".into(),
+        directory: crate::tls::LETS_ENCRYPT.into(),
+        ca: None,
+    }));
+    assert_eq!(url, "https://hooks.example.com:8443");
+    assert!(matches!(
+        trust,
+        Trust::Resolve { domain, addr }
+            if domain == "hooks.example.com" && addr == "127.0.0.1:8443".parse().unwrap()
+    ));
+    let (url, _) = local_connection(&settings(Mode::Plain));
+    assert_eq!(url, "http://127.0.0.1:8443");
+}
+
+#[test]
 fn the_token_is_the_configured_api_token_else_the_generated_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();

@@ -23,6 +23,7 @@
 //! - [`scenario`]: a registry with a site repository, webhooks, deployments.
 //! - [`sshd`]: a private sshd in front of a Docker daemon, for `ssh://`.
 //! - [`tls`]: throwaway certificate authorities (`openssl`), for TLS tests.
+//! - [`pebble`]: a real ACME server on loopback, for ACME tests.
 //! - [`util`]: unique names, free ports, polling.
 //! - [`swarm`]: the machine's engine as a single-node Swarm manager, for
 //!   the tests `DOCKHOOK_TEST_SWARM=1` lets run.
@@ -47,6 +48,7 @@ pub mod docker;
 pub mod dockhook;
 pub mod http;
 pub mod image;
+pub mod pebble;
 pub mod podman;
 pub mod prometheus;
 pub mod receiver;
