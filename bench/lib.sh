@@ -55,16 +55,18 @@ EOF
 	python3 "$BENCH_DIR/probe.py" wait "http://$addr/v2/" 20 || { cat "$dir/registry.log" >&2; exit 1; }
 }
 
-# Sets BIN: $DOCKHOOK_BIN when given, else a fresh `cargo build --release`
-# (its log in $1) in the repository's own target directory.
+# Sets BIN: $DOCKHOOK_BIN when given, else a fresh cargo build of profile
+# $1 (release or debug; its log in $2) in the repository's own target
+# directory, whatever the caller's CARGO_TARGET_DIR says.
 build_dockhook() {
-	local log=$1
+	local profile=$1 log=$2 flag=()
 	if [ -n "${DOCKHOOK_BIN:-}" ]; then
 		BIN=$(realpath "$DOCKHOOK_BIN")
 	else
-		say "cargo build --release"
-		CARGO_TARGET_DIR="$BENCH_REPO/target" cargo build --release >"$log" 2>&1 || { tail -30 "$log" >&2; exit 1; }
-		BIN="$BENCH_REPO/target/release/dockhook"
+		say "cargo build ($profile)"
+		[ "$profile" = release ] && flag=(--release)
+		CARGO_TARGET_DIR="$BENCH_REPO/target" cargo build "${flag[@]}" >"$log" 2>&1 || { tail -30 "$log" >&2; exit 1; }
+		BIN="$BENCH_REPO/target/$profile/dockhook"
 	fi
 	[ -x "$BIN" ] || die "$BIN is not an executable"
 }

@@ -113,7 +113,7 @@ TOKEN=$(random_hex 16)
 SECRET=$(random_hex 16)
 
 start_registry "$REGISTRY" "$WORK/registry"
-build_dockhook "$WORK/cargo.log"
+build_dockhook release "$WORK/cargo.log"
 say "registry on $REGISTRY; dockhook $BIN"
 
 # --- images and targets -----------------------------------------------------------
