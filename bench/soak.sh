@@ -162,7 +162,8 @@ TARGETS=([a]="$ID-a1 $ID-a2" [b]="$ID-b1")
 for which in a b; do
 	build_push "$which"
 	for name in ${TARGETS[$which]}; do
-		docker run -d --name "$name" --label "$LABEL" --network "$NET" "$REGISTRY/${REPO[$which]}:latest" >/dev/null
+		docker run -d --name "$name" --label "$LABEL" --label dockhook.enable=true --network "$NET" \
+			"$REGISTRY/${REPO[$which]}:latest" >/dev/null
 	done
 done
 
@@ -170,6 +171,10 @@ done
 LIVES=0
 # Starts dockhook on the data dir and waits until /healthz answers. The log
 # level and strategy are its defaults: the caller's shell must not leak in.
+# On a shared engine it must see only this run's containers: other people's
+# are neither its targets nor in /api/targets (DOCKHOOK_LABEL_ENABLE), and
+# reconcile, which at every start would ask the registries about every
+# container it may update, is off, as in the end-to-end tests.
 start_dockhook() {
 	LIVES=$((LIVES + 1))
 	printf '\n==== life %d, %s\n' "$LIVES" "$(date -u +%FT%TZ)" >>"$OUT/dockhook.log"
@@ -177,6 +182,7 @@ start_dockhook() {
 		DOCKHOOK_LISTEN="127.0.0.1:$HOOK_PORT" DOCKHOOK_TOKEN="$TOKEN" OWNER=bench \
 		DOCKHOOK_DOCKERHUB_REGISTRY="$REGISTRY" DOCKHOOK_GITHUB_REGISTRY="$REGISTRY" \
 		DOCKHOOK_GITHUB_SECRET="$SECRET" DOCKHOOK_DATA_DIR="$DATA" DOCKHOOK_GRACE=2s \
+		DOCKHOOK_LABEL_ENABLE=true DOCKHOOK_RECONCILE_INTERVAL=0 \
 		"$BIN" serve >>"$OUT/dockhook.log" 2>&1 &
 	HOOK_PID=$!
 	echo "$HOOK_PID" >"$WORK/dockhook.pid"
@@ -207,7 +213,7 @@ start_dockhook
 say "dockhook on $HOOK (pid $HOOK_PID); load for $DURATION s, kill -9 every $KILL_EVERY s"
 python3 "$LOAD" run --port "$HOOK_PORT" --token "$TOKEN" --github-secret "$SECRET" \
 	--pidfile "$WORK/dockhook.pid" --data "$DATA" --csv "$OUT/soak.csv" --counts "$OUT/counts.json" \
-	--stop "$WORK/stop" --sample "$SAMPLE" --probe-rate "$PROBE_RATE" --flood-rate "$FLOOD_RATE" \
+	--probes "$OUT/probe.tsv" --stop "$WORK/stop" --sample "$SAMPLE" --probe-rate "$PROBE_RATE" --flood-rate "$FLOOD_RATE" \
 	--hostile-rate "$HOSTILE_RATE" --api-rate "$API_RATE" 2>"$WORK/load.log" &
 LOAD_PID=$!
 
@@ -278,7 +284,7 @@ HOOK_PID=""
 	fi
 } >"$OUT/summary.txt"
 checked=0
-python3 "$LOAD" check --csv "$OUT/soak.csv" --counts "$OUT/counts.json" --pushes "$OUT/pushes.jsonl" \
+python3 "$LOAD" check --csv "$OUT/soak.csv" --counts "$OUT/counts.json" --probes "$OUT/probe.tsv" --pushes "$OUT/pushes.jsonl" \
 	--kills "$OUT/kills.jsonl" --db "$DATA/dockhook.db" --sample "$SAMPLE" --warmup "$WARMUP" \
 	--window "$WINDOW" --rss-tolerance "$RSS_TOLERANCE" --fd-slack "$FD_SLACK" \
 	--sqlite-max-mib "$SQLITE_MAX_MIB" >>"$OUT/summary.txt" || checked=$?

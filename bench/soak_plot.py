@@ -58,12 +58,12 @@ def main(csv_path, kills_path, pushes_path, png_path):
         ax.set_ylim(bottom=0 if ax is not lat else None)
         for i, k in enumerate(kills):
             ax.axvline(k["t_s"], color="red", alpha=0.5, lw=1, label="kill -9" if ax is rss and i == 0 else None)
-        for p in pushes:
-            ax.axvline(p["unix"] - start, color="gray", alpha=0.15, lw=0.8)
-    if kills:
-        rss.legend(loc="upper left", fontsize=8)
+        for i, p in enumerate(pushes):
+            ax.axvline(p["unix"] - start, color="tab:green", alpha=0.35, lw=0.8, ls="--",
+                       label="push + webhook" if ax is rss and i == 0 else None)
+    rss.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"dockhook soak: {float(rows[-1]['t_s']):.0f} s, {len(kills)} kill -9 (red), "
-                 f"{len(pushes)} pushes (gray), one sample every {float(rows[1]['t_s']) - float(rows[0]['t_s']):.0f} s"
+                 f"{len(pushes)} pushes (green), one sample every {float(rows[1]['t_s']) - float(rows[0]['t_s']):.0f} s"
                  if len(rows) > 1 else "dockhook soak")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
