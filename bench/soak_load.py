@@ -565,7 +565,7 @@ def check(a):
           f"by source: {', '.join(f'{s} {n}' for s, n in sorted(sources.items()))}")
     print(f"deployments a kill -9 cut off, ended by the next life: {len(interrupted)}")
     for d in interrupted:
-        step = d["detail"].rpartition("dockhook stopped during step ")[2].rstrip(")")
+        step = d["detail"].rpartition("dockhook stopped during step ")[2].split(";")[0].rstrip(")")
         print(f"  {d['id']} ({d['target']}): cut off in step {step}, ended {d['state']}")
     for d in deps:
         if d["state"] not in FINAL:

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Plots a bench/soak.sh run: RSS, open fds, SQLite size and the probe's
-latency over time, with the kill -9s and the pushes marked.
+latency over time, with the kill -9s, the pushes and the machine's load
+average marked.
 
     /usr/bin/python3 bench/soak_plot.py soak.csv kills.jsonl pushes.jsonl soak.png
 
@@ -30,6 +31,8 @@ def main(csv_path, kills_path, pushes_path, png_path):
     kills = [json.loads(line) for line in open(kills_path) if line.strip()]
     pushes = [json.loads(line) for line in open(pushes_path) if line.strip()]
     start = float(rows[0]["unix"]) - float(rows[0]["t_s"])
+    # The pushes of the final check come after the last sample: not drawn.
+    pushes = [p for p in pushes if p["unix"] - start <= float(rows[-1]["t_s"])]
 
     fig, axes = plt.subplots(4, 1, sharex=True, figsize=(12, 11))
     rss, fds, sqlite, lat = axes
@@ -52,6 +55,12 @@ def main(csv_path, kills_path, pushes_path, png_path):
     lat.set_ylabel("probe latency (ms)")
     lat.set_xlabel("seconds since the load started")
     lat.legend(loc="upper left", fontsize=8)
+    # The machine's load: on a shared host, what else ran shows in the tail.
+    if "load1" in rows[0]:
+        load = lat.twinx()
+        load.plot(*column(rows, "load1"), "-", lw=0.8, color="gray", alpha=0.6)
+        load.set_ylabel("load average (1 min, gray)", color="gray")
+        load.set_ylim(bottom=0)
 
     for ax in axes:
         ax.grid(True, alpha=0.3)
@@ -63,7 +72,7 @@ def main(csv_path, kills_path, pushes_path, png_path):
                        label="push + webhook" if ax is rss and i == 0 else None)
     rss.legend(loc="upper left", fontsize=8)
     fig.suptitle(f"dockhook soak: {float(rows[-1]['t_s']):.0f} s, {len(kills)} kill -9 (red), "
-                 f"{len(pushes)} pushes (green), one sample every {float(rows[1]['t_s']) - float(rows[0]['t_s']):.0f} s"
+                 f"{len(pushes)} pushes with their webhook (green), one sample every {float(rows[1]['t_s']) - float(rows[0]['t_s']):.0f} s"
                  if len(rows) > 1 else "dockhook soak")
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
