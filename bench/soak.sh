@@ -149,8 +149,10 @@ build_push() {
 # Pushes the next version of $1 and sends its webhook (retried while
 # dockhook is down); the answer goes to pushes.jsonl.
 push_and_hook() {
+	local built_from
+	built_from=$(date +%s.%N)
 	build_push "$1"
-	python3 "$LOAD" push --port "$HOOK_PORT" --token "$TOKEN" --github-secret "$SECRET" \
+	python3 "$LOAD" push --built-from "$built_from" --port "$HOOK_PORT" --token "$TOKEN" --github-secret "$SECRET" \
 		--source "${SOURCE[$1]}" --repo "${REPO[$1]}" --version "$VERSION" --digest "$DIGEST" \
 		--out "$OUT/pushes.jsonl" >>"$WORK/hooks.log" 2>&1
 	say "pushed $VERSION: $(tail -1 "$WORK/hooks.log")"

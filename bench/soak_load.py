@@ -57,7 +57,7 @@ class Counts:
         # forgives those cut off by a kill -9, and only those.
         self.errors = []
 
-    def add(self, kind, status, seconds=None):
+    def add(self, kind, status, seconds=None, sent=None):
         with self.lock:
             self.by[(kind, str(status))] += 1
             if status in ("reset", "timeout") or str(status).startswith("5"):
@@ -65,7 +65,7 @@ class Counts:
             if seconds is not None and status != "down":
                 self.slowest[kind] = max(self.slowest[kind], seconds)
             if kind == "probe" and status == 200:
-                self.probe.append(seconds)
+                self.probe.append((sent, seconds))
 
     def take_probe(self):
         with self.lock:
@@ -194,9 +194,9 @@ def run(a):
     hook = f"/hooks/dockerhub/{token}"
 
     def timed(kind, fn):
-        t = time.monotonic()
+        sent, t = time.time(), time.monotonic()
         status = fn()
-        counts.add(kind, status, time.monotonic() - t)
+        counts.add(kind, status, time.monotonic() - t, sent)
 
     def probe():
         timed("probe", lambda: raw_request(port, post_head(hook, ignored), ignored))
@@ -298,7 +298,8 @@ def run(a):
             pid, rss, fds = sample_process(a.pidfile)
             db = size(os.path.join(a.data, "dockhook.db"))
             wal = size(os.path.join(a.data, "dockhook.db-wal"))
-            lat = counts.take_probe()
+            sent_lat = counts.take_probe()
+            lat = [v for _, v in sent_lat]
             with counts.lock:
                 total = sum(counts.by.values())
                 down = sum(n for (k, s), n in counts.by.items() if s == "down")
@@ -306,8 +307,9 @@ def run(a):
             w.writerow([f"{t_s:.1f}", f"{time.time():.1f}", pid, rss, fds, db, wal, db + wal,
                         len(lat), ms(percentile(lat, 50)), ms(percentile(lat, 99)), total - last_total,
                         down - last_down, open("/proc/loadavg").read().split()[0]])
-            # Every probe latency too, for exact percentiles over longer periods.
-            probes.writelines(f"{t_s:.1f}\t{v * 1000:.3f}\n" for v in lat)
+            # Every probe latency too, for exact percentiles over longer
+            # periods: when it was sent (s since the start) and ms.
+            probes.writelines(f"{sent - start:.3f}\t{v * 1000:.3f}\n" for sent, v in sent_lat)
             last_total, last_down = total, down
             f.flush()
         probes.close()
@@ -369,7 +371,7 @@ def push(a):
         path = "/hooks/github"
         headers = ["X-GitHub-Event: package", f"X-Hub-Signature-256: sha256={sig}",
                    f"X-GitHub-Delivery: {delivery}"]
-    record = {"unix": round(time.time(), 2), "image": a.repo, "version": a.version, "source": a.source,
+    record = {"unix": round(time.time(), 2), "built_from": a.built_from, "image": a.repo, "version": a.version, "source": a.source,
               "delivery": delivery, "retries": 0}
     deadline = time.monotonic() + a.timeout
     while True:
@@ -518,7 +520,7 @@ def check(a):
     probes = [tuple(map(float, line.split("\t"))) for line in open(a.probes) if line.strip()]
     t = 0.0
     while t < duration:
-        vs = [v for at, v in probes if t < at <= t + a.period]
+        vs = [v for at, v in probes if t <= at < t + a.period]
         if vs:
             print(f"  {t:5.0f} {min(t + a.period, duration):6.0f} {len(vs):7} {percentile(vs, 50):8.2f} "
                   f"{percentile(vs, 99):8.2f} {max(vs):8.1f}")
@@ -633,6 +635,7 @@ def main():
     u.add_argument("--digest", default="")
     u.add_argument("--out", required=True)
     u.add_argument("--timeout", type=float, default=120)
+    u.add_argument("--built-from", type=float, help="when the image's build began (unix time)")
     d = sub.add_parser("drain")
     d.add_argument("--port", type=int, required=True)
     d.add_argument("--token", required=True)
