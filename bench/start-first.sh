@@ -28,8 +28,9 @@
 set -Eeuo pipefail
 trap 'printf "bench: failed (status %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
-cd "$(dirname "$0")/.."
-REPO=$(pwd)
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$BENCH_REPO"
 UPDATES=${UPDATES:-20}
 PROFILE=${PROFILE:-release}
 # The health gate of a site without healthcheck; only the time before the
@@ -41,19 +42,11 @@ WAIT=${WAIT:-1}
 # sent just before the end may fail only when its timeout runs out.
 TAIL=$((WAIT + 1))
 
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-
-missing=()
-for tool in docker /usr/bin/docker-registry /bin/busybox curl python3 cargo; do
-	command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
-done
-((${#missing[@]} == 0)) || die "missing: ${missing[*]} (.ci/run installs them)"
-docker version >/dev/null 2>&1 || die "the Docker engine does not answer"
-if ldd /bin/busybox >/dev/null 2>&1; then die "/bin/busybox is dynamically linked; install busybox-static"; fi
+need_tools docker /usr/bin/docker-registry /bin/busybox curl python3 cargo
+need_docker_and_static_busybox
 case $PROFILE in release | debug) ;; *) die "PROFILE must be release or debug" ;; esac
 
-ID="dhsf$$$(head -c3 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+ID="dhsf$$$(random_hex 3)"
 LABEL="dockhook.bench.run=$ID"
 WORK=$(mktemp -d /tmp/dockhook-start-first.XXXXXX)
 NET="$ID-net"
@@ -70,22 +63,9 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM ERR
 	say "cleaning up"
-	if [ -n "$HOOK_PID" ]; then
-		kill -TERM "$HOOK_PID" 2>/dev/null
-		wait "$HOOK_PID" 2>/dev/null
-	fi
-	# Every container made from this run's images carries its label,
-	# including any that dockhook parked or created mid-update.
-	docker ps -aq --filter "label=$LABEL" | xargs -r docker rm -f >/dev/null 2>&1
-	docker network ls -q --filter "label=$LABEL" | xargs -r docker network rm >/dev/null 2>&1
-	tac "$WORK/images" | xargs -r docker rmi -f >/dev/null 2>&1
-	for _ in 1 2 3; do
-		docker images -aq --filter "label=$LABEL" | xargs -r docker rmi -f >/dev/null 2>&1
-	done
-	if [ -n "$REG_PID" ]; then
-		kill -TERM "$REG_PID" 2>/dev/null
-		wait "$REG_PID" 2>/dev/null
-	fi
+	stop_pid "$HOOK_PID"
+	remove_labelled "$LABEL" "$WORK/images"
+	stop_pid "$REG_PID"
 	if [ -n "${BENCH_LOGS:-}" ]; then
 		mkdir -p "$BENCH_LOGS"
 		cp "$WORK"/*.log "$MARKS" "$BENCH_LOGS"/ 2>/dev/null
@@ -98,42 +78,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mapfile -t PORTS < <(python3 bench/probe.py freeport 2)
+mapfile -t PORTS < <(free_ports 2)
 REGISTRY="127.0.0.1:${PORTS[0]}"
 HOOK="http://127.0.0.1:${PORTS[1]}"
 IMAGE="$REGISTRY/bench/site:latest"
 
 # --- registry and dockhook ------------------------------------------------------
-mkdir -p "$WORK/registry"
-cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $REGISTRY
-EOF
-/usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REG_PID=$!
-python3 bench/probe.py wait "http://$REGISTRY/v2/" 20 || { cat "$WORK/registry.log" >&2; exit 1; }
-
-if [ -n "${DOCKHOOK_BIN:-}" ]; then
-	BIN=$DOCKHOOK_BIN
-else
-	export CARGO_TARGET_DIR="$REPO/target"
-	say "cargo build ($PROFILE)"
-	flag=()
-	[ "$PROFILE" = release ] && flag=(--release)
-	cargo build "${flag[@]}" >"$WORK/cargo.log" 2>&1 || { tail -30 "$WORK/cargo.log" >&2; exit 1; }
-	BIN="$CARGO_TARGET_DIR/$PROFILE/dockhook"
-fi
-TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-API_TOKEN="api$TOKEN"
-. bench/common.sh
+start_registry "$REGISTRY" "$WORK/registry"
+build_dockhook "$PROFILE" "$WORK/cargo.log"
+TOKEN=$(random_hex 16)
+API_TOKEN=$(random_hex 16)
 HOOK_TOKEN=$(hook_token "$BIN" "$TOKEN" dockerhub)
 mkdir -p "$WORK/data"
 # The strategy is dockhook's default, auto: a site without published ports
@@ -149,16 +103,8 @@ python3 bench/probe.py wait "$HOOK/healthz" 30 || { cat "$WORK/dockhook.log" >&2
 # One base with busybox; each version adds only its page, so a build is
 # one quick step. --network none: the RUN step needs no network, and the
 # default bridge may be missing on a shared engine.
-mkdir -p "$WORK/base" "$WORK/site"
-cp /bin/busybox "$WORK/base/busybox"
-cat >"$WORK/base/Dockerfile" <<EOF
-FROM scratch
-LABEL $LABEL
-COPY busybox /bin/busybox
-RUN ["/bin/busybox", "--install", "-s", "/bin"]
-EOF
-DOCKER_BUILDKIT=0 docker build --network none -q -t "$BASE" "$WORK/base" >>"$WORK/images" 2>"$WORK/build.log" ||
-	{ cat "$WORK/build.log" >&2; exit 1; }
+build_busybox_base "$BASE" "$WORK/base" "$LABEL" "$WORK/images"
+mkdir -p "$WORK/site"
 # sh as PID 1, so that docker stop's TERM ends the site at once (busybox
 # httpd as PID 1 ignores it, and each stop would wait 10 s).
 cat >"$WORK/site/Dockerfile" <<EOF

@@ -22,6 +22,8 @@ set -Eeuo pipefail
 trap 'printf "bench: failed (status %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 REPO=$(pwd)
 PROBE="$REPO/bench/probe.py"
 RUNS=${RUNS:-3}
@@ -30,7 +32,6 @@ GRACE=5s       # dockhook's default; A and B are measured with it
 LOAD_GRACE=10s # long enough that the update spans the whole 10 s load
 WRK_ARGS="-t2 -c32 -d10s --latency"
 
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 
 # Fail before touching anything when a tool is missing; saying which beats
 # a half-run that dies in the middle.
@@ -61,8 +62,6 @@ HEADER="$WORK/header.txt"
 REG_PID=""
 HOOK_PID=""
 
-say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-warn() { say "WARNING: $*"; }
 extra() { printf '%s\t%s\n' "$1" "$2" >>"$EXTRAS"; }
 head_line() { printf '%s\n' "$*" >>"$HEADER"; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.2f MiB (%d bytes)", b / 1048576, b }'; }
@@ -274,7 +273,6 @@ payload site-startfirst bench-unused >"$WORK/hook-unused.json"
 # --- dockhook -----------------------------------------------------------------
 TOKEN=$(head -c16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 API_TOKEN="api$TOKEN"
-. bench/common.sh
 HOOK_TOKEN=$(hook_token "$BIN" "$TOKEN" dockerhub)
 mkdir -p "$WORK/dockhook-data"
 # Starts dockhook with DOCKHOOK_GRACE=$1, logging to $2. The log level and

@@ -20,6 +20,8 @@ set -Eeuo pipefail
 trap 'printf "bench: failed (status %s) at line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
 
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
@@ -28,8 +30,6 @@ WARMUP=${WARMUP:-2s}
 WRK_ARGS=(-t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s bench/wrk-post.lua)
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
-say() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 missing=()
 for tool in cargo wrk curl python3 docker "$NGINX"; do
@@ -78,9 +78,7 @@ if [[ -z "${DOCKHOOK_BIN:-}" ]]; then
 fi
 [[ -x "$DOCKHOOK_BIN" ]] || die "$DOCKHOOK_BIN is not an executable"
 TOKEN="bench$(head -c24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-. bench/common.sh
 HOOK_TOKEN=$(hook_token "$DOCKHOOK_BIN" "$TOKEN" dockerhub)
-[[ -n $HOOK_TOKEN ]] || die "$DOCKHOOK_BIN check-config printed no Docker Hub hook URL"
 HOOK_PORT=$(free_port)
 # The default log level: no DOCKHOOK_LOG, no RUST_LOG.
 env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_LOG_FORMAT \
