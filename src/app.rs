@@ -17,6 +17,7 @@ use std::time::Duration;
 use axum::response::IntoResponse;
 use tokio_util::sync::CancellationToken;
 
+use crate::abuse::slots::Slots;
 use crate::config::{Config, ConfigError};
 use crate::deploy::{Queue, Updater};
 use crate::engine::{self, DockerEngine, Engine};
@@ -220,6 +221,7 @@ pub async fn serve(
         deliveries: Default::default(),
         main: tokio::runtime::Handle::current(),
         metrics: config.metrics.clone(),
+        abuse: crate::abuse::Guard::new(config.abuse.clone()),
     });
 
     let reconciler = tokio::spawn(crate::reconcile::run(
@@ -291,7 +293,9 @@ fn redact_secrets(config: &Config, tokens: &Tokens) {
 /// idle keep-alive connection is kept: a client that trickles bytes cannot
 /// hold a connection for ever.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more wait to be accepted.
+/// Connections served at once. When all are taken, the one that has waited
+/// longest without a request in progress is closed to make room; when all
+/// have a request in progress, new ones wait to be accepted.
 const MAX_CONNECTIONS: usize = 1024;
 /// How long requests in flight may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -337,7 +341,7 @@ async fn serve_http(
     let stop = CancellationToken::new();
     // Also stops the threads already started if starting another fails.
     let stopping = stop.clone().drop_guard();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
     let main = tokio::runtime::Handle::current();
     let mut finished = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -349,6 +353,7 @@ async fn serve_http(
         let service = Front {
             router: router.clone(),
             main: main.clone(),
+            connection: None,
         };
         let (stop, slots, tls) = (stop.clone(), slots.clone(), tls.clone());
         std::thread::Builder::new()
@@ -382,6 +387,18 @@ async fn serve_http(
 struct Front {
     router: axum::Router,
     main: tokio::runtime::Handle,
+    /// The connection's peer and slot, once it has one.
+    connection: Option<(SocketAddr, crate::abuse::slots::Requests)>,
+}
+
+impl Front {
+    /// The service of one connection.
+    fn connection(&self, peer: SocketAddr, slot: &crate::abuse::slots::Slot) -> Self {
+        Self {
+            connection: Some((peer, slot.requests())),
+            ..self.clone()
+        }
+    }
 }
 
 impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Front {
@@ -396,35 +413,60 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Fron
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
         use futures_util::FutureExt;
+        // In progress from its head until its answer's body is sent or
+        // dropped: the connection is not closed to make room meanwhile.
+        let in_progress = self.connection.as_ref().map(|(peer, requests)| {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(*peer));
+            requests.start()
+        });
         let is_hook = request.uri().path().starts_with("/hooks/");
         // A Router is always ready.
         let handling =
             tower_service::Service::call(&mut self.router, request.map(axum::body::Body::new));
-        if is_hook {
-            return handling.boxed();
-        }
-        let handled = self.main.spawn(handling);
-        async move {
-            handled.await.unwrap_or_else(|e| {
-                tracing::error!(error = %e, "a request's handler failed");
-                Ok(axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        let handled = if is_hook {
+            handling.boxed()
+        } else {
+            let handled = self.main.spawn(handling);
+            async move {
+                handled.await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "a request's handler failed");
+                    Ok(axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response())
+                })
+            }
+            .boxed()
+        };
+        let Some(in_progress) = in_progress else {
+            return handled;
+        };
+        handled
+            .map(|response| {
+                Ok(response?.map(|body| {
+                    use http_body_util::BodyExt;
+                    // The closure owns the mark, so it drops with the body.
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _ = &in_progress;
+                        frame
+                    }))
+                }))
             })
-        }
-        .boxed()
+            .boxed()
     }
 }
 
 /// Serves HTTP/1.1 connections from `listener` until `shutdown` resolves,
 /// then lets the requests in flight finish. Unlike `axum::serve`, it bounds
 /// the time to read request headers and the number of connections (shared
-/// by every listener through `slots`). With TLS on, `tls` does the
+/// by every listener through `slots`, which slow clients cannot exhaust),
+/// and hands each request its peer's address. With TLS on, `tls` does the
 /// handshake first, in the connection's own task.
 async fn serve_connections(
     listener: tokio::net::TcpListener,
     service: Front,
-    slots: Arc<tokio::sync::Semaphore>,
+    slots: Arc<Slots>,
     tls: crate::tls::Acceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -433,16 +475,11 @@ async fn serve_connections(
     use hyper_util::service::TowerToHyperService;
 
     let graceful = GracefulShutdown::new();
-    let service = TowerToHyperService::new(service);
     tokio::pin!(shutdown);
     loop {
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait instead of spinning.
                     tracing::warn!(error = %e, "cannot accept a connection");
@@ -452,15 +489,31 @@ async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
-        let (service, tls, watcher) = (service.clone(), tls.clone(), graceful.watcher());
+        // Taken once there is a connection to serve, since it may close
+        // the longest-waiting one (see `Slots`).
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(service.connection(peer, &slot));
+        let (tls, watcher) = (tls.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Some(stream) = tls.accept(stream).await {
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .serve_connection(TokioIo::new(stream), service);
-                if let Err(e) = watcher.watch(connection).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
+            let serve = async {
+                if let Some(stream) = tls.accept(stream).await {
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(HEADER_TIMEOUT)
+                        .serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }
+            };
+            // A handshake still under way is waiting on the client too.
+            tokio::select! {
+                () = serve => {}
+                () = slot.closed() => {
+                    tracing::debug!("closed a connection that sent no request, to make room");
                 }
             }
             drop(slot);

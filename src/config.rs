@@ -83,6 +83,8 @@ pub struct Config {
     pub notify: notify::Settings,
     /// How often the registries are asked what changed.
     pub reconcile: crate::reconcile::Settings,
+    /// Who a client is (trusted proxies).
+    pub abuse: crate::abuse::Settings,
 }
 
 /// What `dockhook status` and the other client commands read from the
@@ -282,6 +284,24 @@ pub static SETTINGS: &[Setting] = &[
             )
         },
         show: |c| c.listen.to_string(),
+    },
+    Setting {
+        key: "trusted_proxies",
+        env: &["DOCKHOOK_TRUSTED_PROXIES"],
+        env_fallback: &[],
+        label: None,
+        default: DefaultValue::Unset("none: `X-Forwarded-For` is ignored"),
+        help: "reverse proxies in front of dockhook (comma-separated IPs or CIDR networks): \
+               only from these is `X-Forwarded-For` believed, read from the right, to find \
+               the client address that the failed-authentication limit counts",
+        secret: false,
+        apply: |c, text| {
+            set(
+                &mut c.abuse.trusted_proxies,
+                crate::abuse::TrustedProxies::parse(text),
+            )
+        },
+        show: |c| c.abuse.trusted_proxies.to_string(),
     },
     Setting {
         key: "public_url",
@@ -1120,6 +1140,7 @@ impl Config {
             retention: RetentionSettings::default(),
             notify: notify::Settings::default(),
             reconcile: crate::reconcile::Settings::default(),
+            abuse: crate::abuse::Settings::default(),
         }
     }
 

@@ -39,6 +39,9 @@
 //! - [`server`]: the axum router, limits and JSON errors.
 //! - [`tokens`]: who may do what: per-source hook tokens derived from one
 //!   secret, the API and read-only tokens, rotation with a grace period.
+//! - [`abuse`]: client addresses (trusted proxies), the limit on failed
+//!   authentication, and the connection slots that slow clients cannot
+//!   exhaust.
 //! - [`inventory`]: the running containers (and Swarm services), kept
 //!   current from Docker's events so a webhook costs no Docker call.
 //! - [`targets`]: which running containers and services an event selects.
@@ -83,6 +86,7 @@
 //! - `fuzzing` (hidden): the checks the fuzz targets under `fuzz/` run,
 //!   which `tests/fuzz_corpus.rs` replays on the committed corpus.
 
+pub mod abuse;
 pub mod app;
 pub mod cli;
 pub mod config;

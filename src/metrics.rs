@@ -17,6 +17,8 @@
 //! | `dockhook_queue_depth` | gauge | updates running or waiting in the queue |
 //! | `dockhook_docker_up` | gauge | 1 when the Docker engine answered the scrape's ping |
 //! | `dockhook_notifications_total{service,outcome}` | counter | notification attempts |
+//! | `dockhook_auth_blocked_total` | counter | failed authentications answered 429: the client failed too often ([`crate::abuse`]) |
+//! | `dockhook_connections_evicted_total` | counter | connections closed before sending a request, to make room for a new one |
 //! | `dockhook_build_info{version}` | gauge (info) | always 1 |
 //!
 //! The deployment families are fed by [`watch`], which listens to the
@@ -145,6 +147,8 @@ struct Metrics {
     queue_depth: Gauge,
     docker_up: Gauge,
     notifications: Family<NotificationLabels, Counter>,
+    auth_blocked: Counter,
+    evicted: Counter,
 }
 
 /// Seconds: from a quick pull to a slow health gate.
@@ -218,6 +222,18 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Attempts to deliver a notification, by service and outcome",
         notifications.clone(),
     );
+    let auth_blocked = Counter::default();
+    registry.register(
+        "dockhook_auth_blocked",
+        "Failed authentications answered 429, because their client failed too often",
+        auth_blocked.clone(),
+    );
+    let evicted = Counter::default();
+    registry.register(
+        "dockhook_connections_evicted",
+        "Connections closed before they sent a whole request, to make room for a new one",
+        evicted.clone(),
+    );
     registry.register(
         "dockhook_build",
         "The running dockhook's version",
@@ -234,6 +250,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         queue_depth,
         docker_up,
         notifications,
+        auth_blocked,
+        evicted,
     }
 });
 
@@ -247,6 +265,16 @@ pub fn webhook(source: &'static str, outcome: WebhookOutcome) {
             outcome: outcome.as_str(),
         })
         .inc();
+}
+
+/// Counts a failed authentication answered 429 ([`crate::abuse`]).
+pub fn auth_blocked() {
+    METRICS.auth_blocked.inc();
+}
+
+/// Counts a waiting connection closed to make room for a new one.
+pub fn connection_evicted() {
+    METRICS.evicted.inc();
 }
 
 /// Counts one attempt to deliver a notification to `service` (`slack`,

@@ -90,6 +90,8 @@ pub struct AppState<E> {
     pub control: crate::control::Control<E>,
     /// Who may read `/metrics`.
     pub metrics: crate::metrics::Settings,
+    /// Client addresses and the limit on failed authentication.
+    pub abuse: Arc<crate::abuse::Guard>,
     /// The runtime where everything but the reading of requests runs:
     /// Docker, the history, the queue (see [`crate::app`]).
     pub main: tokio::runtime::Handle,
@@ -185,10 +187,15 @@ pub fn router<E: Engine>(state: Arc<AppState<E>>) -> Router {
             Duration::from_secs(30),
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(request_span))
+        // Outermost: the span shows the client, and every 401 is counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.abuse.clone(),
+            crate::abuse::layer,
+        ))
         .with_state(state)
 }
 
-/// The trace span of a request: its method and route, never its URI. Tokens
+/// The trace span of a request: its client, method and route, never its URI. Tokens
 /// travel in paths (`/hooks/dockerhub/<token>`), so the route's pattern
 /// (`/hooks/dockerhub/{token}`) stands in for the path, and a path that
 /// matches no route is not shown at all: it may be a token with a typo.
@@ -197,7 +204,11 @@ fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or("(no route)", axum::extract::MatchedPath::as_str);
-    tracing::debug_span!("request", method = %request.method(), route)
+    let client = request
+        .extensions()
+        .get::<crate::abuse::ClientAddr>()
+        .map(|client| tracing::field::display(client.0));
+    tracing::debug_span!("request", client, method = %request.method(), route)
 }
 
 /// An error response: a status and a JSON body a person can act on.

@@ -300,6 +300,7 @@ struct LoginForm {
 
 async fn login<E: Engine>(
     State(page): Shared<E>,
+    client: Option<axum::Extension<crate::abuse::ClientAddr>>,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Result<Response, Refusal> {
@@ -313,6 +314,7 @@ async fn login<E: Engine>(
     let Some(role) = role else {
         let failed = page.failed_logins.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::warn!(
+            client = client.map(|c| tracing::field::display(c.0 .0)),
             failed_logins = failed,
             "refused a login to the status page: wrong token"
         );

@@ -176,6 +176,7 @@ async fn serve_all(
         deliveries: Default::default(),
         main: tokio::runtime::Handle::current(),
         metrics,
+        abuse: crate::abuse::Guard::new(Default::default()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
