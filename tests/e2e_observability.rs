@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::prometheus::{promtool_check_metrics, Prometheus};
+use support::prometheus::{promtool_check_metrics, sample, Prometheus};
 use support::scenario::{hook_path, run_site, Site};
 use support::*;
 
@@ -16,14 +16,6 @@ const METRICS_TOKEN: &str = "dockhook-test-metrics-token";
 /// GETs `/metrics` with `headers`; the whole response.
 fn scrape(dockhook: &Dockhook, headers: &[(&str, &str)]) -> Response {
     request("GET", &dockhook.url("/metrics"), headers, b"").expect("GET /metrics answers")
-}
-
-/// The value of the sample `name` (labels as dockhook writes them).
-fn sample(exposition: &str, name: &str) -> Option<f64> {
-    exposition
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|value| value.parse().ok())
 }
 
 #[test]

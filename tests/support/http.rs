@@ -5,7 +5,7 @@
 //! Bodies are read as UTF-8 (lossily).
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -45,12 +45,24 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> io::Result<Response> {
+    request_from(None, method, url, headers, body)
+}
+
+/// Like [`request`], from the local address `source` when given (any
+/// `127.x.y.z` works on loopback), so a test can be several clients.
+pub fn request_from(
+    source: Option<IpAddr>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> io::Result<Response> {
     let (authority, path) = split_url(url)?;
     let addr = authority
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| invalid(format!("{authority} resolves to no address")))?;
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    let mut stream = connect_from(source, addr, CONNECT_TIMEOUT)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
 
@@ -87,6 +99,25 @@ pub fn post_json(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Strin
     let response = request("POST", url, &all_headers, body.as_bytes())
         .unwrap_or_else(|err| panic!("POST {url} got no HTTP answer: {err}"));
     (response.status, response.body)
+}
+
+/// A connection to `addr`, from the local address `source` when given.
+pub fn connect_from(
+    source: Option<IpAddr>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect_timeout(&addr, timeout);
+    };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&SocketAddr::new(source, 0).into())?;
+    socket.connect_timeout(&addr.into(), timeout)?;
+    Ok(socket.into())
 }
 
 /// `http://host:port/path?query` into (`host:port`, `/path?query`).

@@ -68,7 +68,7 @@ pub use docker::{
     TEST_LABEL,
 };
 pub use dockhook::{hook_token, hook_token_of, Dockhook, API_TOKEN, OWNER, TOKEN};
-pub use http::{http_get, post_json, request, Response};
+pub use http::{connect_from, http_get, post_json, request, request_from, Response};
 pub use image::{build_site_image, SiteImage, SITE_PORT};
 pub use receiver::Receiver;
 pub use registry::Registry;

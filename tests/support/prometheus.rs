@@ -181,3 +181,12 @@ fn percent_encode(text: &str) -> String {
         })
         .collect()
 }
+
+/// The value of the sample `name` (labels as dockhook writes them) in a
+/// scrape of `/metrics`.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
