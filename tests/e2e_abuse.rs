@@ -2,7 +2,8 @@
 //! failing authentication gets 429 on its failures while its authenticated
 //! webhooks are still served; `X-Forwarded-For` names the client only from a
 //! trusted proxy; and a slowloris flood of half-open connections, more than
-//! dockhook serves at once, does not keep a real webhook out.
+//! dockhook serves at once, does not keep a real webhook out, nor close an
+//! event stream that was open before it.
 
 mod support;
 
@@ -174,6 +175,18 @@ fn half_open_connections_do_not_keep_a_webhook_out() {
         "served before the flood"
     );
 
+    // A request in progress for as long as it lasts: an event stream.
+    let mut events = connect_from(None, addr, Duration::from_secs(2)).unwrap();
+    let head =
+        format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+    events.write_all(head.as_bytes()).unwrap();
+    events
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = [0u8; 12];
+    events.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200", "the event stream is open");
+
     let attempts = 2 * SLOTS;
     // Only 1024 served at once; without eviction the rest wait in the
     // listen queue until it is full, and then the webhook gets in no more.
@@ -217,6 +230,17 @@ fn half_open_connections_do_not_keep_a_webhook_out() {
         "{evicted} connections evicted for {} opened",
         connections.len()
     );
+    // The stream had a request in progress: it was not closed for room.
+    events.set_nonblocking(true).unwrap();
+    let mut rest = [0u8; 4096];
+    let stream_open = loop {
+        match events.read(&mut rest) {
+            Ok(0) => break false,
+            Ok(_) => continue,
+            Err(e) => break e.kind() == ErrorKind::WouldBlock,
+        }
+    };
+    assert!(stream_open, "the event stream was closed");
     drop(connections);
     // dockhook is none the worse.
     assert_eq!(post_json(&hook, &body, &[]).0, 200);
