@@ -294,8 +294,8 @@ fn redact_secrets(config: &Config, tokens: &Tokens) {
 /// hold a connection for ever.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once. When all are taken, the one that has waited
-/// longest without a request in progress is closed to make room; when all
-/// have a request in progress, new ones wait to be accepted.
+/// longest on its client is closed to make room; when all have a request
+/// being answered, new ones wait to be accepted (see `Slots`).
 const MAX_CONNECTIONS: usize = 1024;
 /// How long requests in flight may take to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -415,18 +415,22 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Fron
 
     fn call(&mut self, mut request: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
         use futures_util::FutureExt;
-        // In progress from its head until its answer's body is sent or
-        // dropped: the connection is not closed to make room meanwhile.
-        let in_progress = self.connection.as_ref().map(|(peer, requests)| {
+        // In progress from the end of its body until its answer's body is
+        // sent or dropped: the connection is not closed to make room
+        // meanwhile (see `Slots`).
+        let mark = self.connection.as_ref().map(|(peer, requests)| {
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(*peer));
-            requests.start()
+            requests.request()
         });
         let is_hook = request.uri().path().starts_with("/hooks/");
+        let request = request.map(|body| match &mark {
+            Some(mark) => axum::body::Body::new(mark.body(body)),
+            None => axum::body::Body::new(body),
+        });
         // A Router is always ready.
-        let handling =
-            tower_service::Service::call(&mut self.router, request.map(axum::body::Body::new));
+        let handling = tower_service::Service::call(&mut self.router, request);
         let handled = if is_hook {
             handling.boxed()
         } else {
@@ -439,7 +443,7 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Fron
             }
             .boxed()
         };
-        let Some(in_progress) = in_progress else {
+        let Some(mark) = mark else {
             return handled;
         };
         handled
@@ -448,7 +452,7 @@ impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Fron
                     use http_body_util::BodyExt;
                     // The closure owns the mark, so it drops with the body.
                     axum::body::Body::new(body.map_frame(move |frame| {
-                        let _ = &in_progress;
+                        let _ = &mark;
                         frame
                     }))
                 }))

@@ -135,20 +135,27 @@ fn failing_clients_get_429_but_authenticated_requests_still_pass() {
     );
 }
 
-/// A slowloris client's connection: the start of a request head, more of
-/// which comes a byte at a time.
+/// The start of a request whose head comes a byte at a time.
+const SLOW_HEAD: &[u8] = b"POST /hooks/dockerhub/x HTTP/1.1\r\nHost: slow\r\nX-Slow: ";
+/// A whole request head, to a route that reads the body before it
+/// authenticates (the login form), whose body comes a byte at a time.
+const SLOW_BODY: &[u8] = b"POST /login HTTP/1.1\r\nHost: slow\r\n\
+    Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\ntoken=";
+
+/// A slowloris client's connection: the start of a request, more of which
+/// comes a byte at a time.
 struct HalfOpen(TcpStream);
 
 impl HalfOpen {
-    fn open(addr: SocketAddr) -> std::io::Result<HalfOpen> {
+    fn open(addr: SocketAddr, start: &[u8]) -> std::io::Result<HalfOpen> {
         // Short: when dockhook takes no more connections, the flood stops
         // soon after.
         let mut stream = connect_from(None, addr, Duration::from_millis(250))?;
-        stream.write_all(b"POST /hooks/dockerhub/x HTTP/1.1\r\nHost: slow\r\nX-Slow: ")?;
+        stream.write_all(start)?;
         Ok(HalfOpen(stream))
     }
 
-    /// One more byte of the header, if dockhook still listens.
+    /// One more byte, if dockhook still listens.
     fn drip(&mut self) {
         let _ = self.0.write_all(b"a");
     }
@@ -163,7 +170,19 @@ impl HalfOpen {
 }
 
 #[test]
-fn half_open_connections_do_not_keep_a_webhook_out() {
+fn connections_dripping_their_heads_do_not_keep_a_webhook_out() {
+    slowloris(SLOW_HEAD);
+}
+
+#[test]
+fn connections_dripping_their_bodies_do_not_keep_a_webhook_out() {
+    slowloris(SLOW_BODY);
+}
+
+/// Floods dockhook with twice as many connections as it serves, each
+/// sending `start` and then a byte, and checks that a webhook still gets
+/// in, at once, and that an event stream opened before is left alone.
+fn slowloris(start: &[u8]) {
     require_docker();
     let dockhook = Dockhook::start("127.0.0.1:9", &[]);
     let addr: SocketAddr = dockhook.addr().parse().unwrap();
@@ -194,7 +213,7 @@ fn half_open_connections_do_not_keep_a_webhook_out() {
     // Well within the header timeout (10 s), which would clear the flood.
     let mut connections: Vec<HalfOpen> = (0..attempts)
         .take_while(|_| flood.elapsed() < Duration::from_secs(3))
-        .filter_map(|_| HalfOpen::open(addr).ok())
+        .filter_map(|_| HalfOpen::open(addr, start).ok())
         .collect();
     for connection in &mut connections {
         connection.drip();
@@ -205,8 +224,9 @@ fn half_open_connections_do_not_keep_a_webhook_out() {
     let (status, answer) = post_json(&hook, &body, &[]);
     let took = started.elapsed();
     let held = connections.iter().filter(|c| c.is_open()).count();
+    let what = String::from_utf8_lossy(&start[..start.len().min(20)]);
     println!(
-        "slowloris: {held} half-open connections held open (of {} opened, {attempts} \
+        "slowloris ({what}…): {held} half-open connections held open (of {} opened, {attempts} \
          attempted in {flood:?}; {SLOTS} slots) while a webhook was answered {status} in \
          {took:?}",
         connections.len()

@@ -9,8 +9,8 @@
 //!   every route applies it to every answer 401 (hooks, API, metrics, page
 //!   login), so no handler has to remember to.
 //! - [`slots`]: the connection slots of the HTTP threads; when all are
-//!   taken, the connection that has waited longest without a request in
-//!   progress makes room (slowloris).
+//!   taken, the connection that has waited longest on its client (for a
+//!   request head or body, or idle) makes room (slowloris).
 //!
 //! It must not decide who is authenticated: the handlers do, and this
 //! module only reads their answers.

@@ -6,23 +6,31 @@
 //! real webhook waits outside. The header timeout ends each such connection
 //! eventually, but the client simply opens another. So a slot is not held
 //! on a first-come basis: when all are taken, a new connection takes the
-//! slot of the connection that has been *waiting* longest, one that has not
-//! yet sent a whole request head, or sits idle between keep-alive requests.
-//! A connection with a request in progress (its head read, its answer not
-//! yet sent, a Server-Sent Events stream included) is never closed to make
-//! room; when every slot holds one, a new connection waits, as before.
+//! slot of the connection that has been *waiting* longest on its client:
+//! one that has not yet sent its whole request, or sits idle between
+//! keep-alive requests.
+//! A connection with a request in progress (the whole request in, its
+//! answer not yet sent, a Server-Sent Events stream included) is never
+//! closed to make room; when every slot holds one, a new connection waits.
+//! A request whose body is still coming counts as waiting, like one whose
+//! head is: a client that drips a body holds a slot no better than one
+//! that drips headers.
 //!
 //! Why this and not a cap per address: a cap per address does nothing
 //! against a client with many addresses (an IPv6 /64 holds 2^64 of them,
 //! a botnet thousands), and behind a reverse proxy every connection comes
 //! from the proxy's address. Closing the longest-waiting connection works
-//! whatever the addresses: a real sender writes its request head within
-//! milliseconds of connecting, so it is never the longest waiting, and an
-//! attacker with N connections open against S slots holds each for about
-//! S/N of the time it would otherwise.
+//! whatever the addresses: a real sender writes its request within
+//! milliseconds of connecting, so it is the longest waiting only if more
+//! than all the slots' worth of new connections arrive in those
+//! milliseconds.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use http_body::{Body, Frame, SizeHint};
 
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
@@ -191,9 +199,8 @@ pub struct Requests {
 }
 
 impl Requests {
-    /// Marks a request in progress until the returned guard drops: from the
-    /// moment its head is read until its answer is sent.
-    pub fn start(&self) -> InProgress {
+    /// Marks a request in progress until the returned guard drops.
+    fn start(&self) -> InProgress {
         let mut table = self.slots.table();
         if let Some(connection) = table.open.get_mut(&self.id) {
             connection.requests += 1;
@@ -202,6 +209,90 @@ impl Requests {
             }
         }
         InProgress(self.clone())
+    }
+}
+
+/// One request of a connection, from its head on: in progress once all of
+/// it is in (its body read to the end, or dropped unread: the server
+/// answers without it), until every clone is dropped (the answer sent).
+#[derive(Clone)]
+pub struct Request(Arc<RequestMark>);
+
+struct RequestMark {
+    requests: Requests,
+    in_progress: OnceLock<InProgress>,
+}
+
+impl Requests {
+    /// A request whose head was just read.
+    pub fn request(&self) -> Request {
+        Request(Arc::new(RequestMark {
+            requests: self.clone(),
+            in_progress: OnceLock::new(),
+        }))
+    }
+}
+
+impl Request {
+    /// All of the request is in.
+    pub fn received(&self) {
+        self.0.in_progress.get_or_init(|| self.0.requests.start());
+    }
+
+    /// The request's body, which marks the request received at its end or
+    /// when it is dropped.
+    pub fn body<B: Body + Unpin>(&self, body: B) -> RequestBody<B> {
+        if body.is_end_stream() {
+            self.received();
+        }
+        RequestBody {
+            body,
+            request: Some(self.clone()),
+        }
+    }
+}
+
+/// A request's body, see [`Request::body`].
+pub struct RequestBody<B> {
+    body: B,
+    request: Option<Request>,
+}
+
+impl<B> RequestBody<B> {
+    fn received(&mut self) {
+        if let Some(request) = self.request.take() {
+            request.received();
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for RequestBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.received();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B> Drop for RequestBody<B> {
+    fn drop(&mut self) {
+        self.received();
     }
 }
 
@@ -278,6 +369,61 @@ mod tests {
         let got = soon(waiting).await.expect("a slot once a request ended");
         drop(got.unwrap());
         assert!(soon(busy.closed()).await.is_some());
+    }
+
+    /// A new connection's `acquire`, running.
+    fn acquiring(slots: &Arc<Slots>) -> tokio::task::JoinHandle<Slot> {
+        let slots = slots.clone();
+        tokio::spawn(async move { slots.acquire().await })
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_body_is_still_coming_is_waiting() {
+        use http_body_util::{BodyExt, StreamBody};
+        let slots = Slots::new(1);
+        let uploading = slots.acquire().await;
+        let request = uploading.requests().request();
+        let (sender, chunks) = tokio::sync::mpsc::channel::<Result<Frame<&[u8]>, String>>(1);
+        let chunks = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            chunks.recv().await.map(|chunk| (chunk, chunks))
+        });
+        let mut body = request.body(StreamBody::new(Box::pin(chunks)));
+        sender.send(Ok(Frame::data(&b"part"[..]))).await.unwrap();
+        body.frame().await.unwrap().unwrap();
+        let _newer = slots.acquire().await;
+        assert!(soon(uploading.closed()).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_request_is_in_progress_from_its_whole_body_until_its_answer_is_sent() {
+        use http_body_util::{BodyExt, Full};
+        let slots = Slots::new(1);
+        let answering = slots.acquire().await;
+        let request = answering.requests().request();
+        let mut body = request.body(Full::new(&b"all of it"[..]));
+        body.frame().await.unwrap().unwrap();
+        // The answer holds a clone; the handler dropped the rest.
+        let answer = request.clone();
+        drop((body, request));
+        let newer = acquiring(&slots);
+        assert!(soon(answering.closed()).await.is_none(), "in progress");
+        drop(answer);
+        assert!(soon(answering.closed()).await.is_some(), "answered");
+        drop(newer);
+    }
+
+    #[tokio::test]
+    async fn a_request_body_dropped_unread_is_answered_without_it() {
+        let slots = Slots::new(1);
+        let connection = slots.acquire().await;
+        let request = connection.requests().request();
+        let never = futures_util::stream::pending::<Result<Frame<&[u8]>, String>>();
+        drop(request.body(http_body_util::StreamBody::new(never)));
+        let newer = acquiring(&slots);
+        assert!(soon(connection.closed()).await.is_none(), "answering");
+        drop(request);
+        assert!(soon(connection.closed()).await.is_some());
+        drop(newer);
     }
 
     #[tokio::test]
