@@ -1695,6 +1695,8 @@ mod tests {
             ("DOCKHOOK_PUBLIC_URL", "example.com", "http"),
             ("DOCKHOOK_STRATEGY", "rolling", "start-first"),
             ("DOCKHOOK_HEALTH_TIMEOUT", "1y", "duration"),
+            ("DOCKHOOK_TRUSTED_PROXIES", "10.0.0.1, proxy", "IP address"),
+            ("DOCKHOOK_TRUSTED_PROXIES", "10.0.0.0/33", "network"),
             (
                 "DOCKHOOK_FAULT_ABORT_AT",
                 "succeeded",
