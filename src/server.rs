@@ -41,6 +41,10 @@
 //!
 //! The status page's routes (`/`, `/login`, ...) come from [`crate::page`].
 //!
+//! Every route sits behind [`crate::abuse::layer`], which finds the client's
+//! address and answers 429 instead of 401 to a client that failed
+//! authentication too often.
+//!
 //! A delivery ID (a sender's ID for one delivery, retried under the same ID)
 //! counts as seen only once the delivery was handled: its deployments
 //! queued, or found to need none. A retry of a delivery that failed, timed
