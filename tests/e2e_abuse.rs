@@ -41,7 +41,7 @@ fn webhook(dockhook: &Dockhook, source: &str, token: &str, forwarded: Option<&st
 }
 
 fn scrape(dockhook: &Dockhook) -> String {
-    let auth = format!("Bearer {TOKEN}");
+    let auth = format!("Bearer {API_TOKEN}");
     let response = request(
         "GET",
         &dockhook.url("/metrics"),
@@ -87,7 +87,7 @@ fn failing_clients_get_429_but_authenticated_requests_still_pass() {
     assert_eq!(api.status, 429, "{}", api.body);
     blocked += 1;
     // An authenticated webhook from the same address gets its usual answer.
-    let response = webhook(&dockhook, CLIENT, TOKEN, None);
+    let response = webhook(&dockhook, CLIENT, &hook_token("dockerhub"), None);
     assert_eq!(response.status, 200, "{}", response.body);
 
     // The spoofed 198.51.100.7 was never counted: through the proxy, that
@@ -113,7 +113,7 @@ fn failing_clients_get_429_but_authenticated_requests_still_pass() {
         Some(&format!("{CLIENT}, 203.0.113.9")),
     );
     assert_eq!(response.status, 401, "{}", response.body);
-    let response = webhook(&dockhook, PROXY, TOKEN, Some(CLIENT));
+    let response = webhook(&dockhook, PROXY, &hook_token("dockerhub"), Some(CLIENT));
     assert_eq!(response.status, 200, "{}", response.body);
 
     let log = dockhook.log_text();
@@ -197,7 +197,7 @@ fn slowloris(start: &[u8]) {
     // A request in progress for as long as it lasts: an event stream.
     let mut events = connect_from(None, addr, Duration::from_secs(2)).unwrap();
     let head =
-        format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {API_TOKEN}\r\n\r\n");
     events.write_all(head.as_bytes()).unwrap();
     events
         .set_read_timeout(Some(Duration::from_secs(5)))
