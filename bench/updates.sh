@@ -144,22 +144,7 @@ DOCKERD_PID=$(dockerd_pid)
 NOISE_START="load avg $(loadavg) at start, $(docker ps -q | wc -l) other containers running"
 
 # --- local registry -----------------------------------------------------------
-mkdir -p "$WORK/registry"
-cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/registry
-http:
-  addr: $REGISTRY
-EOF
-/usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REG_PID=$!
-python3 "$PROBE" wait "http://$REGISTRY/v2/" 20 || { cat "$WORK/registry.log" >&2; exit 1; }
+start_registry "$REGISTRY" "$WORK/registry"
 say "registry on $REGISTRY"
 
 # --- builds -------------------------------------------------------------------

@@ -700,19 +700,23 @@ async fn replicas_of_one_image_are_updated_one_after_the_other() {
     }
 }
 
+/// Records a queued update of `site` to [`IMAGE`], as a webhook would; its
+/// id.
+fn record_update_of_site(rig: &Rig) -> i64 {
+    let new = NewDeployment {
+        target: "site".into(),
+        container_id: "site-id".into(),
+        image: IMAGE.into(),
+        source: "test".into(),
+        ..NewDeployment::default()
+    };
+    rig.store.create(&new).unwrap()
+}
+
 #[tokio::test]
 async fn an_update_a_crash_cut_short_before_its_commit_point_is_carried_out_after_all() {
     let rig = rig("sha256:old", "sha256:new");
-    let id = rig
-        .store
-        .create(&NewDeployment {
-            target: "site".into(),
-            container_id: "site-id".into(),
-            image: IMAGE.into(),
-            source: "test".into(),
-            ..NewDeployment::default()
-        })
-        .unwrap();
+    let id = record_update_of_site(&rig);
     // Killed while pulling: nothing on the host had changed.
     rig.store
         .step(id, State::Pulling, None, &crate::store::Facts::default())
@@ -745,19 +749,7 @@ async fn an_update_a_crash_cut_short_before_its_commit_point_is_carried_out_afte
 #[tokio::test]
 async fn a_rollback_run_again_after_a_crash_renames_nothing_twice() {
     let rig = rig("sha256:old", "sha256:new");
-    let id = rig
-        .store
-        .create(&NewDeployment {
-            target: "site".into(),
-            container_id: "site-id".into(),
-            image: IMAGE.into(),
-            source: "test".into(),
-            pusher: None,
-            digest: None,
-            reason: None,
-            ..NewDeployment::default()
-        })
-        .unwrap();
+    let id = record_update_of_site(&rig);
     // Its second attempt, which is not run again once undone.
     assert!(rig.store.requeue(id, "an earlier crash").unwrap());
     let facts = crate::store::Facts {
