@@ -1198,7 +1198,16 @@ asyncio.get_event_loop().run_forever()
 "#;
 
 impl SmtpServer {
+    /// Starts the sink on a port that was free a moment ago; another
+    /// process can take that port first, so a sink that could not listen is
+    /// started again on another.
     fn start() -> Self {
+        (0..5)
+            .find_map(|_| Self::try_start())
+            .expect("aiosmtpd did not start (is python3-aiosmtpd installed?)")
+    }
+
+    fn try_start() -> Option<Self> {
         use std::io::BufRead;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -1208,6 +1217,7 @@ impl SmtpServer {
         let mut child = std::process::Command::new("/usr/bin/python3")
             .args(["-c", SMTP_SINK, &port.to_string()])
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("/usr/bin/python3 with python3-aiosmtpd (apt-get install python3-aiosmtpd)");
         let out: Arc<Mutex<String>> = Arc::default();
@@ -1225,14 +1235,26 @@ impl SmtpServer {
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        ready_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("aiosmtpd did not start (is python3-aiosmtpd installed?)");
-        Self { port, child, out }
+        let server = Self { port, child, out };
+        // A sink that could not listen exits, which ends the reader thread
+        // and so the channel, before READY.
+        ready_rx.recv_timeout(Duration::from_secs(20)).ok()?;
+        Some(server)
     }
 
-    fn mail(&self) -> String {
-        self.out.lock().unwrap().clone()
+    /// What the sink printed once `count` messages are in it (it prints a
+    /// message before it answers 250, and a thread reads that), or after 10 s.
+    fn mail(&self, count: usize) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let mail = self.out.lock().unwrap().clone();
+            if mail.matches("END-OF-MESSAGE").count() >= count
+                || std::time::Instant::now() >= deadline
+            {
+                return mail;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -1258,7 +1280,7 @@ async fn smtp_sends_through_a_real_server_with_and_without_auth() {
     let error = send_to_real(&tls, &message).await.unwrap_err();
     assert!(error.to_lowercase().contains("tls"), "{error}");
 
-    let mail = server.mail();
+    let mail = server.mail(3);
     let messages: Vec<&str> = mail
         .split("END-OF-MESSAGE")
         .filter(|m| m.contains("FROM"))

@@ -59,11 +59,7 @@ impl Receiver {
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => {
-                            if let Some(request) = serve(stream) {
-                                got.lock().unwrap().push(request);
-                            }
-                        }
+                        Ok((stream, _)) => serve(stream, &got),
                         Err(_) => thread::sleep(Duration::from_millis(20)),
                     }
                 }
@@ -96,8 +92,17 @@ impl Drop for Receiver {
     }
 }
 
-/// Reads one request from `stream` and answers 200.
-fn serve(stream: TcpStream) -> Option<Received> {
+/// Reads one request from `stream`, records it in `got`, then answers 200:
+/// in that order, so a sender that saw the answer finds its request recorded.
+fn serve(stream: TcpStream, got: &Mutex<Vec<Received>>) {
+    if let Some(mut stream) = read_request(stream, got) {
+        let _ =
+            stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+}
+
+/// Reads one request from `stream` into `got`; the stream to answer on.
+fn read_request(stream: TcpStream, got: &Mutex<Vec<Received>>) -> Option<TcpStream> {
     stream.set_nonblocking(false).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -125,14 +130,11 @@ fn serve(stream: TcpStream) -> Option<Received> {
         .unwrap_or(0);
     let mut body = vec![0; length];
     reader.read_exact(&mut body).ok()?;
-    let mut stream = stream;
-    stream
-        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    Some(Received {
+    got.lock().unwrap().push(Received {
         method,
         target,
         headers,
         body,
-    })
+    });
+    Some(stream)
 }

@@ -1,7 +1,9 @@
 //! Small helpers with no Docker in them: unique names, free ports, polling.
 
-use std::net::TcpListener;
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -27,11 +29,81 @@ pub fn unique(prefix: &str) -> String {
 /// Publish a container on a fixed port from here (`-p 127.0.0.1:PORT:8080`)
 /// when the test must reach it again after dockhook recreated it: a port
 /// published as `127.0.0.1:0:8080` gets a new random number on every create.
+///
+/// The port is taken from outside the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), so no outgoing connection of this
+/// machine (Docker's, dockhook's, another test's) can be handed the same
+/// port between this call and the bind that uses it, and no two calls in a
+/// process return the same port, so a test that holds a port it binds later
+/// does not lose it to another test.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("cannot bind an ephemeral port on 127.0.0.1")
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = ephemeral_range();
+    // The larger gap beside the ephemeral range: below it on Linux's default
+    // (32768-60999) and on most tuned machines.
+    let below = low.saturating_sub(10_000);
+    let above = 65_535u32.saturating_sub(high);
+    let (first, last) = if below >= above && below > 0 {
+        (10_000, low - 1)
+    } else if above > 0 {
+        (high + 1, 65_535)
+    } else {
+        // The whole range is ephemeral: let the kernel choose.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("cannot bind an ephemeral port on 127.0.0.1")
+            .port();
+    };
+    let span = last - first + 1;
+    // Fixed for the process, so no two calls in it return the same port
+    // (a test may hold a port it has not bound yet); different per process.
+    static SEED: OnceLock<u32> = OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        std::process::id().wrapping_mul(7919).wrapping_add(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |t| t.subsec_nanos()),
+        )
+    });
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        // 4099 is prime: unless it divides `span`, the steps visit every
+        // port of the gap before one comes back.
+        let step = (u64::from(seed) + u64::from(n) * 4099) % u64::from(span);
+        let Ok(port) = u16::try_from(u64::from(first) + step) else {
+            continue;
+        };
+        if nothing_listens_on(port) {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1 between {first} and {last}")
+}
+
+/// Whether a connection to 127.0.0.1:`port` is refused.
+///
+/// Asked by connecting rather than by binding a listener for a moment: a
+/// listener's socket is copied into every process another test thread forks
+/// in that moment, and stays bound there until that process has exec'd, so
+/// the caller's own bind right after can fail with "address in use".
+fn nothing_listens_on(port: u16) -> bool {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    matches!(
+        TcpStream::connect_timeout(&address, Duration::from_secs(1)),
+        Err(error) if error.kind() == ErrorKind::ConnectionRefused
+    )
+}
+
+/// `net.ipv4.ip_local_port_range`, Linux's default when it cannot be read.
+fn ephemeral_range() -> (u32, u32) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| {
+            let mut parts = text.split_whitespace().map(str::parse::<u32>);
+            Some((parts.next()?.ok()?, parts.next()?.ok()?))
+        })
+        .filter(|(low, high)| low <= high && *high <= 65_535)
+        .unwrap_or((32_768, 60_999))
 }
 
 /// Polls `probe` until it returns `Some`, or `None` once `timeout` has passed.
