@@ -42,6 +42,7 @@ times are on one clock, to 10 ms.
 
 import http.client
 import json
+import random
 import re
 import signal
 import socket
@@ -77,15 +78,33 @@ def boottime():
 
 
 def freeport(n):
-    # Hold all sockets open until every port is chosen, so the N differ.
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    for s in socks:
-        print(s.getsockname()[1])
-        s.close()
+    # Outside the kernel's ephemeral range, so no outgoing connection (wrk's,
+    # Docker's) is handed one of these ports before its server binds it; free
+    # means a connection is refused. The same rule as the tests' free_port().
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = map(int, f.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    if low - 10000 >= 65535 - high and low > 10000:
+        candidates = list(range(10000, low))
+    else:
+        candidates = list(range(high + 1, 65536))
+    random.shuffle(candidates)
+    chosen = []
+    for port in candidates:
+        if len(chosen) == n:
+            break
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            chosen.append(port)
+        except OSError:
+            pass
+    if len(chosen) < n:
+        sys.exit(f"freeport: fewer than {n} free ports outside {low}-{high}")
+    for port in chosen:
+        print(port)
 
 
 def no_proxy_get(url, timeout, headers=None):

@@ -58,10 +58,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() {
-	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
 wait_http() { # URL: until anything answers, 10 s at most
 	for _ in $(seq 100); do
 		curl -s -o /dev/null --noproxy '*' "$1" && return 0
@@ -79,7 +75,7 @@ fi
 [[ -x "$DOCKHOOK_BIN" ]] || die "$DOCKHOOK_BIN is not an executable"
 TOKEN="bench$(head -c24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 HOOK_TOKEN=$(hook_token "$DOCKHOOK_BIN" "$TOKEN" dockerhub)
-HOOK_PORT=$(free_port)
+HOOK_PORT=$(free_ports 1)
 # The default log level: no DOCKHOOK_LOG, no RUST_LOG.
 env -u RUST_LOG -u DOCKHOOK_LOG -u DOCKHOOK_LOG_FORMAT \
 	DOCKHOOK_LISTEN="127.0.0.1:$HOOK_PORT" DOCKHOOK_TOKEN="$TOKEN" OWNER=bench \
@@ -102,7 +98,7 @@ answer=$(curl -sS --noproxy '*' -H 'Content-Type: application/json' --data-binar
 say "dockhook $("$DOCKHOOK_BIN" --version | awk '{print $2}') on :$HOOK_PORT answers: $answer"
 
 # --- nginx: a fixed 200 -----------------------------------------------------
-NGINX_PORT=$(free_port)
+NGINX_PORT=$(free_ports 1)
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx.conf" <<EOF
 daemon off;
